@@ -1,0 +1,8 @@
+//! The read side of Headroom: a DataFusion session over the stored tables and the hot buffer.
+
+pub mod catalog;
+pub mod engine;
+pub mod error;
+
+pub use engine::{JsonRows, QueryEngine};
+pub use error::QueryError;

@@ -1,0 +1,60 @@
+//! Conversion throughput: an OTLP/protobuf trace request (512 spans from the simulated shop)
+//! decoded and converted to an Arrow batch, on one core. Target: ≥ 1,000,000 spans/s.
+//!
+//! `cargo bench --bench convert`
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use headroom::loadgen::{Topology, span_count};
+use headroom_collector::convert;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+fn bench(c: &mut Criterion) {
+    let mut topo = Topology::new(42);
+    let requests: Vec<ExportTraceServiceRequest> = (0..16)
+        .map(|i| topo.traces_request(512, 1_767_225_600_000_000_000 + i * 1_000_000_000))
+        .collect();
+    let spans: u64 = requests.iter().map(span_count).sum();
+    let encoded: Vec<Vec<u8>> = requests.iter().map(|r| r.encode_to_vec()).collect();
+
+    let mut g = c.benchmark_group("traces");
+    g.throughput(Throughput::Elements(spans));
+    g.bench_function("convert_to_arrow", |b| {
+        b.iter(|| {
+            for r in &requests {
+                std::hint::black_box(convert::traces::convert(r).expect("converts"));
+            }
+        })
+    });
+    g.bench_function("decode_protobuf_and_convert", |b| {
+        b.iter(|| {
+            for bytes in &encoded {
+                let r = ExportTraceServiceRequest::decode(&bytes[..]).expect("decodes");
+                std::hint::black_box(convert::traces::convert(&r).expect("converts"));
+            }
+        })
+    });
+    g.finish();
+
+    let mut topo = Topology::new(43);
+    let metrics: Vec<_> = (0..16)
+        .map(|i| topo.metrics_request(1_767_225_600_000_000_000 + i * 10_000_000_000))
+        .collect();
+    let points: u64 = metrics
+        .iter()
+        .map(headroom::loadgen::metric_point_count)
+        .sum();
+    let mut g = c.benchmark_group("metrics");
+    g.throughput(Throughput::Elements(points));
+    g.bench_function("convert_to_arrow", |b| {
+        b.iter(|| {
+            for r in &metrics {
+                std::hint::black_box(convert::metrics::convert(r).expect("converts"));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,131 @@
+//! The one ingest function every receiver calls: convert a decoded OTLP request and hand its rows
+//! to the store. Protocol details (status codes, encodings) stay in the receivers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+    trace::v1::ExportTraceServiceRequest,
+};
+
+use crate::convert::{self, Converted};
+use crate::error::IngestError;
+use crate::otlp_json::Signal;
+use crate::store::Store;
+
+/// The result of an accepted request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Why items were rejected (first reason), for `partial_success.error_message`.
+    pub message: Option<String>,
+}
+
+/// Counters per signal, exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct SignalCounters {
+    pub requests: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed_requests: AtomicU64,
+}
+
+pub struct Ingester {
+    store: Arc<Store>,
+    accepting: AtomicBool,
+    counters: [SignalCounters; 3],
+}
+
+fn idx(signal: Signal) -> usize {
+    match signal {
+        Signal::Traces => 0,
+        Signal::Metrics => 1,
+        Signal::Logs => 2,
+    }
+}
+
+impl Ingester {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            accepting: AtomicBool::new(true),
+            counters: Default::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// After this, every request is refused as retryable (used during shutdown).
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    pub fn counters(&self, signal: Signal) -> &SignalCounters {
+        &self.counters[idx(signal)]
+    }
+
+    pub fn traces(&self, req: &ExportTraceServiceRequest) -> Result<Outcome, IngestError> {
+        self.run(Signal::Traces, || convert::traces::convert(req))
+    }
+
+    pub fn metrics(&self, req: &ExportMetricsServiceRequest) -> Result<Outcome, IngestError> {
+        self.run(Signal::Metrics, || convert::metrics::convert(req))
+    }
+
+    pub fn logs(&self, req: &ExportLogsServiceRequest) -> Result<Outcome, IngestError> {
+        self.run(Signal::Logs, || convert::logs::convert(req))
+    }
+
+    /// Counts a request refused before it reached [`Ingester::traces`] and friends
+    /// (undecodable, too large…).
+    pub fn count_failure(&self, signal: Signal) {
+        let c = &self.counters[idx(signal)];
+        c.requests.fetch_add(1, Ordering::Relaxed);
+        c.failed_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn run(
+        &self,
+        signal: Signal,
+        convert: impl FnOnce() -> Result<Converted, convert::ConvertError>,
+    ) -> Result<Outcome, IngestError> {
+        let result = self.admit().and_then(|()| {
+            let converted = convert()?;
+            for (table, batch) in &converted.batches {
+                self.store.append(table, batch.clone())?;
+            }
+            Ok(Outcome {
+                accepted: converted.accepted,
+                rejected: converted.rejected,
+                message: converted.reject_message,
+            })
+        });
+        let c = &self.counters[idx(signal)];
+        c.requests.fetch_add(1, Ordering::Relaxed);
+        match &result {
+            Ok(o) => {
+                c.accepted.fetch_add(o.accepted, Ordering::Relaxed);
+                c.rejected.fetch_add(o.rejected, Ordering::Relaxed);
+            }
+            Err(_) => {
+                c.failed_requests.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    fn admit(&self) -> Result<(), IngestError> {
+        if !self.accepting.load(Ordering::SeqCst) {
+            return Err(IngestError::ShuttingDown);
+        }
+        let buffered_bytes = self.store.buffered_bytes();
+        if buffered_bytes >= self.store.config().max_buffer_bytes {
+            return Err(IngestError::Overloaded { buffered_bytes });
+        }
+        Ok(())
+    }
+}

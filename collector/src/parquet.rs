@@ -1,0 +1,211 @@
+//! Parquet writer: one flush of a table's hot rows becomes one file per hour partition,
+//! sorted by the table's sort key, written to a temporary name, fsynced and renamed into place.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array};
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use chrono::{DateTime, Datelike, Timelike};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::error::StoreError;
+use crate::schema::TableDef;
+
+/// A Parquet file that is part of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFile {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub rows: u64,
+}
+
+const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+
+fn writer_properties(def: &TableDef) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(1 << 20));
+    for c in &def.columns {
+        let path = ColumnPath::from(c.name);
+        match &c.data_type {
+            // Random ids do not repeat within a file; a dictionary only costs.
+            arrow::datatypes::DataType::FixedSizeBinary(_) => {
+                b = b.set_column_dictionary_enabled(path, false);
+            }
+            // Times and durations are close together after sorting: delta encoding shrinks them.
+            arrow::datatypes::DataType::Timestamp(_, _) | arrow::datatypes::DataType::Int64
+                if c.name.ends_with("time") || c.name == "duration_ns" =>
+            {
+                b = b
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+            }
+            _ => {}
+        }
+    }
+    for name in def.bloom_filter_columns {
+        b = b
+            .set_column_bloom_filter_enabled(ColumnPath::from(*name), true)
+            .set_column_bloom_filter_fpp(ColumnPath::from(*name), 0.01);
+    }
+    b.build()
+}
+
+/// Sorts rows by the table's sort key.
+fn sort(def: &TableDef, batch: &RecordBatch) -> Result<RecordBatch, StoreError> {
+    let columns: Vec<SortColumn> = def
+        .sort_columns
+        .iter()
+        .map(|name| {
+            batch
+                .column_by_name(name)
+                .map(|values| SortColumn {
+                    values: values.clone(),
+                    options: None,
+                })
+                .ok_or_else(|| StoreError::internal(format!("sort column {name} missing")))
+        })
+        .collect::<Result<_, _>>()?;
+    let indices = lexsort_to_indices(&columns, None)?;
+    Ok(take_record_batch(batch, &indices)?)
+}
+
+/// Splits rows by the hour of the table's time column: (hour start in ns, rows).
+fn split_by_hour(
+    def: &TableDef,
+    batch: &RecordBatch,
+) -> Result<Vec<(i64, RecordBatch)>, StoreError> {
+    let times = batch
+        .column_by_name(def.time_column)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| StoreError::internal(format!("time column {} missing", def.time_column)))?;
+    let mut groups: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    for (i, t) in times.values().iter().enumerate() {
+        groups
+            .entry(t.div_euclid(NANOS_PER_HOUR) * NANOS_PER_HOUR)
+            .or_default()
+            .push(i as u32);
+    }
+    if groups.len() == 1 {
+        let hour = *groups.keys().next().unwrap_or(&0);
+        return Ok(vec![(hour, batch.clone())]);
+    }
+    groups
+        .into_iter()
+        .map(|(hour, idx)| Ok((hour, take_record_batch(batch, &UInt32Array::from(idx))?)))
+        .collect()
+}
+
+/// `<table>/date=YYYY-MM-DD/hour=HH` for the hour starting at `hour_ns`.
+fn partition_dir(table: &str, hour_ns: i64) -> PathBuf {
+    let t = DateTime::from_timestamp_nanos(hour_ns);
+    PathBuf::from(table)
+        .join(format!(
+            "date={:04}-{:02}-{:02}",
+            t.year(),
+            t.month(),
+            t.day()
+        ))
+        .join(format!("hour={:02}", t.hour()))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `batches` of table `def` under `root`, one sorted file per hour, each atomically.
+/// Returns the files written.
+pub fn write_table(
+    root: &Path,
+    def: &TableDef,
+    batches: &[RecordBatch],
+) -> Result<Vec<DataFile>, StoreError> {
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(Vec::new());
+    }
+    let all = concat_batches(&def.schema(), batches)?;
+    let props = writer_properties(def);
+    let mut written = Vec::new();
+    for (hour, rows) in split_by_hour(def, &all)? {
+        let rows = sort(def, &rows)?;
+        let dir = root.join(partition_dir(def.name, hour));
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let name = format!("{}.parquet", ulid::Ulid::new());
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let path = dir.join(&name);
+        let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let mut writer = ArrowWriter::try_new(file, def.schema(), Some(props.clone()))?;
+        writer.write(&rows)?;
+        let file = writer.into_inner()?;
+        file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        let size_bytes = file.metadata().map_err(|e| StoreError::io(&tmp, e))?.len();
+        drop(file);
+        fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+        sync_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        written.push(DataFile {
+            path,
+            size_bytes,
+            rows: rows.num_rows() as u64,
+        });
+    }
+    Ok(written)
+}
+
+/// Lists the Parquet files of `table` under `root`. With `remove_temporary`, leftover temporary
+/// files of an interrupted flush are deleted (a flush only counts once its file is renamed).
+pub fn list_table(
+    root: &Path,
+    table: &str,
+    remove_temporary: bool,
+) -> Result<Vec<DataFile>, StoreError> {
+    let mut out = Vec::new();
+    let dir = root.join(table);
+    if !dir.exists() {
+        return Ok(out);
+    }
+    let mut stack = vec![dir];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            let path = entry.path();
+            let meta = entry.metadata().map_err(|e| StoreError::io(&path, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if name.ends_with(".tmp") && remove_temporary {
+                tracing::warn!(path = %path.display(), "removing temporary file of an interrupted flush");
+                fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+            } else if name.ends_with(".parquet") {
+                let rows = parquet_rows(&path)?;
+                out.push(DataFile {
+                    path,
+                    size_bytes: meta.len(),
+                    rows,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+fn parquet_rows(path: &Path) -> Result<u64, StoreError> {
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let reader = parquet::file::reader::SerializedFileReader::new(file)?;
+    use parquet::file::reader::FileReader;
+    Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
+/// Shared handle to a written batch, for tests and tools.
+pub fn read_file(path: &Path) -> Result<Vec<RecordBatch>, StoreError> {
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 8192)?;
+    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}

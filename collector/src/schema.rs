@@ -1,0 +1,673 @@
+//! The storage contract: every table Headroom writes, column by column.
+//!
+//! This module is the single source of truth for column names, Arrow types and where each value
+//! comes from in OTLP. The converters build batches against these schemas (a mismatch is a
+//! `RecordBatch::try_new` error caught by tests), the query side registers tables with them, and
+//! `docs/schema.md` is generated from [`markdown`] (a test fails when the two drift apart).
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+/// One column of a stored table.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: &'static str,
+    pub data_type: DataType,
+    pub nullable: bool,
+    /// Where the value comes from, for the documentation.
+    pub source: &'static str,
+}
+
+/// One stored table: its columns and how its files are laid out.
+#[derive(Debug)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// The timestamp that places a row in its `date=/hour=` partition.
+    pub time_column: &'static str,
+    /// Sort order of rows inside a Parquet file.
+    pub sort_columns: &'static [&'static str],
+    /// Columns with a Parquet bloom filter.
+    pub bloom_filter_columns: &'static [&'static str],
+    pub columns: Vec<Column>,
+    schema: SchemaRef,
+}
+
+impl TableDef {
+    fn new(
+        name: &'static str,
+        about: &'static str,
+        time_column: &'static str,
+        sort_columns: &'static [&'static str],
+        bloom_filter_columns: &'static [&'static str],
+        columns: Vec<Column>,
+    ) -> Self {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|c| Field::new(c.name, c.data_type.clone(), c.nullable))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        Self {
+            name,
+            about,
+            time_column,
+            sort_columns,
+            bloom_filter_columns,
+            columns,
+            schema,
+        }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+pub const SPANS: &str = "spans";
+pub const METRIC_POINTS: &str = "metric_points";
+pub const HISTOGRAM_POINTS: &str = "histogram_points";
+pub const EXP_HISTOGRAM_POINTS: &str = "exp_histogram_points";
+pub const SUMMARY_POINTS: &str = "summary_points";
+pub const LOGS: &str = "logs";
+
+/// Every table, in a stable order.
+pub fn tables() -> &'static [TableDef] {
+    &TABLES
+}
+
+/// The table called `name`. Panics on an unknown name: table names are compile-time constants.
+pub fn table(name: &str) -> &'static TableDef {
+    match TABLES.iter().find(|t| t.name == name) {
+        Some(t) => t,
+        None => unreachable!("unknown table {name}"),
+    }
+}
+
+/// Nanosecond UTC timestamp, the type of every time column.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+pub fn trace_id_type() -> DataType {
+    DataType::FixedSizeBinary(16)
+}
+
+pub fn span_id_type() -> DataType {
+    DataType::FixedSizeBinary(8)
+}
+
+/// Field of the struct inside `spans.events`.
+pub fn event_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("time", timestamp_type(), false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("attributes", DataType::Utf8, true),
+        Field::new("dropped_attributes_count", DataType::Int64, false),
+    ])
+}
+
+/// Fields of the struct inside `spans.links`.
+pub fn link_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("trace_id", trace_id_type(), false),
+        Field::new("span_id", span_id_type(), false),
+        Field::new("trace_state", DataType::Utf8, true),
+        Field::new("attributes", DataType::Utf8, true),
+        Field::new("dropped_attributes_count", DataType::Int64, false),
+        Field::new("flags", DataType::Int64, false),
+    ])
+}
+
+/// Fields of the struct inside every `exemplars` column.
+pub fn exemplar_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("time", timestamp_type(), false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("value_int", DataType::Int64, true),
+        Field::new("trace_id", trace_id_type(), true),
+        Field::new("span_id", span_id_type(), true),
+        Field::new("filtered_attributes", DataType::Utf8, true),
+    ])
+}
+
+/// Fields of the struct inside `summary_points.quantiles`.
+pub fn quantile_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("quantile", DataType::Float64, false),
+        Field::new("value", DataType::Float64, false),
+    ])
+}
+
+fn list_of(fields: Fields) -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(fields),
+        false,
+    )))
+}
+
+fn list_of_prim(t: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", t, false)))
+}
+
+fn col(name: &'static str, data_type: DataType, nullable: bool, source: &'static str) -> Column {
+    Column {
+        name,
+        data_type,
+        nullable,
+        source,
+    }
+}
+
+const ATTRS_DOC: &str =
+    "all other attributes of the item as a typed JSON object (see below); NULL when none";
+const RESOURCE_ATTRS_DOC: &str =
+    "all resource attributes not stored in a column above, typed JSON; NULL when none";
+
+fn metric_common(kind_doc: &'static str) -> Vec<Column> {
+    use DataType::*;
+    vec![
+        col(
+            "time",
+            timestamp_type(),
+            false,
+            "`time_unix_nano` of the data point",
+        ),
+        col(
+            "start_time",
+            timestamp_type(),
+            true,
+            "`start_time_unix_nano`; NULL when 0",
+        ),
+        col(
+            "service_name",
+            Utf8,
+            false,
+            "resource `service.name` (`unknown_service` when absent)",
+        ),
+        col(
+            "service_instance_id",
+            Utf8,
+            true,
+            "resource `service.instance.id`",
+        ),
+        col("metric_name", Utf8, false, "`Metric.name`"),
+        col("metric_description", Utf8, true, "`Metric.description`"),
+        col("metric_unit", Utf8, true, "`Metric.unit`"),
+        col("metric_type", Utf8, false, kind_doc),
+        col(
+            "attributes",
+            Utf8,
+            true,
+            "data point attributes, typed JSON; NULL when none",
+        ),
+        col("resource_attributes", Utf8, true, RESOURCE_ATTRS_DOC),
+        col("scope_name", Utf8, true, "`InstrumentationScope.name`"),
+        col(
+            "scope_version",
+            Utf8,
+            true,
+            "`InstrumentationScope.version`",
+        ),
+        col(
+            "flags",
+            Int64,
+            false,
+            "data point `flags` (1 = no recorded value)",
+        ),
+    ]
+}
+
+fn exemplars_col() -> Column {
+    col(
+        "exemplars",
+        list_of(exemplar_fields()),
+        false,
+        "exemplars: time, value (as double), value_int (when integral), trace_id, span_id, filtered_attributes",
+    )
+}
+
+fn temporality_cols() -> Vec<Column> {
+    vec![col(
+        "temporality",
+        DataType::Utf8,
+        true,
+        "'delta' or 'cumulative'; NULL for gauges",
+    )]
+}
+
+static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
+    use DataType::*;
+    let spans = TableDef::new(
+        SPANS,
+        "One row per span.",
+        "start_time",
+        &["service_name", "span_name", "start_time"],
+        &["trace_id"],
+        vec![
+            col(
+                "trace_id",
+                trace_id_type(),
+                false,
+                "`Span.trace_id` (16 bytes; spans with any other length are rejected)",
+            ),
+            col("span_id", span_id_type(), false, "`Span.span_id` (8 bytes)"),
+            col(
+                "parent_span_id",
+                span_id_type(),
+                true,
+                "`Span.parent_span_id`; NULL for a root span",
+            ),
+            col(
+                "trace_state",
+                Utf8,
+                true,
+                "`Span.trace_state`; NULL when empty",
+            ),
+            col(
+                "start_time",
+                timestamp_type(),
+                false,
+                "`start_time_unix_nano`",
+            ),
+            col("end_time", timestamp_type(), false, "`end_time_unix_nano`"),
+            col(
+                "duration_ns",
+                Int64,
+                false,
+                "end_time − start_time in nanoseconds",
+            ),
+            col(
+                "service_name",
+                Utf8,
+                false,
+                "resource `service.name` (`unknown_service` when absent)",
+            ),
+            col("span_name", Utf8, false, "`Span.name`"),
+            col(
+                "span_kind",
+                Utf8,
+                false,
+                "'UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER' or 'CONSUMER'",
+            ),
+            col("status_code", Utf8, false, "'UNSET', 'OK' or 'ERROR'"),
+            col(
+                "status_message",
+                Utf8,
+                true,
+                "`Status.message`; NULL when empty",
+            ),
+            col("is_root", Boolean, false, "derived: the span has no parent"),
+            col(
+                "is_error",
+                Boolean,
+                false,
+                "derived: status ERROR; or, with status UNSET, HTTP ≥ 500 on SERVER/CONSUMER spans, HTTP ≥ 400 on CLIENT spans, gRPC status 2, 4, 12, 13, 14, 15 on servers and any non-zero gRPC status on clients",
+            ),
+            col(
+                "http_request_method",
+                Utf8,
+                true,
+                "attribute `http.request.method` (or legacy `http.method`)",
+            ),
+            col("http_route", Utf8, true, "attribute `http.route`"),
+            col(
+                "http_response_status_code",
+                Int32,
+                true,
+                "attribute `http.response.status_code` (or legacy `http.status_code`)",
+            ),
+            col("url_path", Utf8, true, "attribute `url.path`"),
+            col("rpc_system", Utf8, true, "attribute `rpc.system`"),
+            col("rpc_service", Utf8, true, "attribute `rpc.service`"),
+            col("rpc_method", Utf8, true, "attribute `rpc.method`"),
+            col(
+                "rpc_grpc_status_code",
+                Int32,
+                true,
+                "attribute `rpc.grpc.status_code`",
+            ),
+            col(
+                "db_system",
+                Utf8,
+                true,
+                "attribute `db.system` (or `db.system.name`)",
+            ),
+            col("peer_service", Utf8, true, "attribute `peer.service`"),
+            col("server_address", Utf8, true, "attribute `server.address`"),
+            col("error_type", Utf8, true, "attribute `error.type`"),
+            col("service_version", Utf8, true, "resource `service.version`"),
+            col(
+                "service_namespace",
+                Utf8,
+                true,
+                "resource `service.namespace`",
+            ),
+            col(
+                "service_instance_id",
+                Utf8,
+                true,
+                "resource `service.instance.id`",
+            ),
+            col(
+                "deployment_environment",
+                Utf8,
+                true,
+                "resource `deployment.environment.name` (or legacy `deployment.environment`)",
+            ),
+            col(
+                "k8s_namespace_name",
+                Utf8,
+                true,
+                "resource `k8s.namespace.name`",
+            ),
+            col("k8s_pod_name", Utf8, true, "resource `k8s.pod.name`"),
+            col("attributes", Utf8, true, ATTRS_DOC),
+            col("resource_attributes", Utf8, true, RESOURCE_ATTRS_DOC),
+            col("scope_name", Utf8, true, "`InstrumentationScope.name`"),
+            col(
+                "scope_version",
+                Utf8,
+                true,
+                "`InstrumentationScope.version`",
+            ),
+            col("flags", Int64, false, "`Span.flags`"),
+            col(
+                "dropped_attributes_count",
+                Int64,
+                false,
+                "`Span.dropped_attributes_count`",
+            ),
+            col(
+                "dropped_events_count",
+                Int64,
+                false,
+                "`Span.dropped_events_count`",
+            ),
+            col(
+                "dropped_links_count",
+                Int64,
+                false,
+                "`Span.dropped_links_count`",
+            ),
+            col(
+                "events",
+                list_of(event_fields()),
+                false,
+                "span events: time, name, attributes (typed JSON), dropped_attributes_count",
+            ),
+            col(
+                "links",
+                list_of(link_fields()),
+                false,
+                "span links: trace_id, span_id, trace_state, attributes (typed JSON), dropped_attributes_count, flags",
+            ),
+        ],
+    );
+
+    let mut points = metric_common("'gauge' or 'sum'");
+    points.extend(temporality_cols());
+    points.extend([
+        col(
+            "is_monotonic",
+            Boolean,
+            true,
+            "`Sum.is_monotonic`; NULL for gauges",
+        ),
+        col(
+            "value",
+            Float64,
+            false,
+            "the point's value as a double (`as_double`, or `as_int` converted)",
+        ),
+        col(
+            "value_int",
+            Int64,
+            true,
+            "`as_int` exactly, when the point is an integer",
+        ),
+        exemplars_col(),
+    ]);
+    let metric_points = TableDef::new(
+        METRIC_POINTS,
+        "One row per gauge or sum data point.",
+        "time",
+        &["service_name", "metric_name", "time"],
+        &[],
+        points,
+    );
+
+    let mut hist = metric_common("'histogram'");
+    hist.extend(temporality_cols());
+    hist.extend([
+        col("count", Int64, false, "`count`"),
+        col("sum", Float64, true, "`sum` (NULL when not recorded)"),
+        col("min", Float64, true, "`min`"),
+        col("max", Float64, true, "`max`"),
+        col(
+            "bucket_counts",
+            list_of_prim(Int64),
+            false,
+            "`bucket_counts` (len(explicit_bounds)+1 entries)",
+        ),
+        col(
+            "explicit_bounds",
+            list_of_prim(Float64),
+            false,
+            "`explicit_bounds` (upper bounds, inclusive)",
+        ),
+        exemplars_col(),
+    ]);
+    let histogram_points = TableDef::new(
+        HISTOGRAM_POINTS,
+        "One row per explicit-bucket histogram data point.",
+        "time",
+        &["service_name", "metric_name", "time"],
+        &[],
+        hist,
+    );
+
+    let mut exp = metric_common("'exponential_histogram'");
+    exp.extend(temporality_cols());
+    exp.extend([
+        col("count", Int64, false, "`count`"),
+        col("sum", Float64, true, "`sum` (NULL when not recorded)"),
+        col("min", Float64, true, "`min`"),
+        col("max", Float64, true, "`max`"),
+        col(
+            "scale",
+            Int32,
+            false,
+            "`scale`: bucket boundaries are powers of 2^(2^-scale)",
+        ),
+        col("zero_count", Int64, false, "`zero_count`"),
+        col("zero_threshold", Float64, false, "`zero_threshold`"),
+        col("positive_offset", Int32, false, "`positive.offset`"),
+        col(
+            "positive_bucket_counts",
+            list_of_prim(Int64),
+            false,
+            "`positive.bucket_counts`",
+        ),
+        col("negative_offset", Int32, false, "`negative.offset`"),
+        col(
+            "negative_bucket_counts",
+            list_of_prim(Int64),
+            false,
+            "`negative.bucket_counts`",
+        ),
+        exemplars_col(),
+    ]);
+    let exp_histogram_points = TableDef::new(
+        EXP_HISTOGRAM_POINTS,
+        "One row per exponential histogram data point, lossless.",
+        "time",
+        &["service_name", "metric_name", "time"],
+        &[],
+        exp,
+    );
+
+    let mut summary = metric_common("'summary'");
+    summary.extend([
+        col("count", Int64, false, "`count`"),
+        col("sum", Float64, false, "`sum`"),
+        col(
+            "quantiles",
+            list_of(quantile_fields()),
+            false,
+            "`quantile_values`: quantile, value",
+        ),
+    ]);
+    let summary_points = TableDef::new(
+        SUMMARY_POINTS,
+        "One row per summary data point.",
+        "time",
+        &["service_name", "metric_name", "time"],
+        &[],
+        summary,
+    );
+
+    let logs = TableDef::new(
+        LOGS,
+        "One row per log record, linked to its trace when it has one.",
+        "time",
+        &["service_name", "time"],
+        &["trace_id"],
+        vec![
+            col(
+                "time",
+                timestamp_type(),
+                false,
+                "`time_unix_nano`, or `observed_time_unix_nano` when 0",
+            ),
+            col(
+                "observed_time",
+                timestamp_type(),
+                true,
+                "`observed_time_unix_nano`; NULL when 0",
+            ),
+            col(
+                "service_name",
+                Utf8,
+                false,
+                "resource `service.name` (`unknown_service` when absent)",
+            ),
+            col(
+                "service_instance_id",
+                Utf8,
+                true,
+                "resource `service.instance.id`",
+            ),
+            col(
+                "severity_number",
+                Int32,
+                false,
+                "`severity_number` (0 = unspecified, 9 = INFO, 17 = ERROR…)",
+            ),
+            col("severity_text", Utf8, true, "`severity_text`"),
+            col(
+                "body",
+                Utf8,
+                true,
+                "`body`: a string body as is, any other value as typed JSON",
+            ),
+            col(
+                "trace_id",
+                trace_id_type(),
+                true,
+                "`trace_id`; NULL when absent",
+            ),
+            col(
+                "span_id",
+                span_id_type(),
+                true,
+                "`span_id`; NULL when absent",
+            ),
+            col("flags", Int64, false, "`flags`"),
+            col("event_name", Utf8, true, "`event_name`"),
+            col("attributes", Utf8, true, ATTRS_DOC),
+            col("resource_attributes", Utf8, true, RESOURCE_ATTRS_DOC),
+            col("scope_name", Utf8, true, "`InstrumentationScope.name`"),
+            col(
+                "scope_version",
+                Utf8,
+                true,
+                "`InstrumentationScope.version`",
+            ),
+            col(
+                "dropped_attributes_count",
+                Int64,
+                false,
+                "`dropped_attributes_count`",
+            ),
+        ],
+    );
+    vec![
+        spans,
+        metric_points,
+        histogram_points,
+        exp_histogram_points,
+        summary_points,
+        logs,
+    ]
+});
+
+fn type_name(t: &DataType) -> String {
+    match t {
+        DataType::Timestamp(TimeUnit::Nanosecond, Some(_)) => "timestamp(ns, UTC)".into(),
+        DataType::FixedSizeBinary(n) => format!("binary({n})"),
+        DataType::Utf8 => "utf8".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Int32 => "int32".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::Float64 => "float64".into(),
+        DataType::List(f) => match f.data_type() {
+            DataType::Struct(_) => "list<struct>".into(),
+            other => format!("list<{}>", type_name(other)),
+        },
+        other => format!("{other}"),
+    }
+}
+
+/// The storage schema as Markdown (`docs/schema.md` is this text).
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Storage schema\n\n\
+         Generated from `collector/src/schema.rs` (`cargo run -- schema > docs/schema.md`); a test \
+         keeps the two equal.\n\n\
+         Files: `<data-dir>/<table>/date=YYYY-MM-DD/hour=HH/<ulid>.parquet`, zstd-compressed, \
+         written to a temporary name and renamed into place.\n\n\
+         Attributes that have no column of their own are kept losslessly in typed JSON objects: \
+         strings, booleans and doubles as JSON values, 64-bit integers as JSON integers, arrays \
+         and key-value lists as arrays and objects, bytes as `{\"bytes\":\"<base64>\"}`. An \
+         attribute promoted to a column (for example `http.route`) is removed from the JSON when \
+         its type matches the column. Read them in SQL with `json_get_str(attributes, 'key')`, \
+         `json_get_int`, `json_get_float`, `json_get_bool`, or `attributes->>'key'`.\n",
+    );
+    for t in tables() {
+        out.push_str(&format!(
+            "\n## `{}`\n\n{} Partitioned by `{}`; rows sorted by ({}){}.\n\n\
+             | column | type | null | source |\n|---|---|---|---|\n",
+            t.name,
+            t.about,
+            t.time_column,
+            t.sort_columns.join(", "),
+            if t.bloom_filter_columns.is_empty() {
+                String::new()
+            } else {
+                format!("; bloom filter on {}", t.bloom_filter_columns.join(", "))
+            }
+        ));
+        for c in &t.columns {
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                c.name,
+                type_name(&c.data_type),
+                if c.nullable { "yes" } else { "no" },
+                c.source
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,248 @@
+//! The hot buffer and the table manifest.
+//!
+//! Each table keeps the rows not yet in Parquet (`hot`), the rows being written right now
+//! (`flushing`) and the list of its Parquet files, all under one mutex. A query takes a
+//! [`Snapshot`] of all three at once, so a row is always seen exactly once: in memory before its
+//! file is in the manifest, in the file after. The file list is the store's own, not a directory
+//! listing, so a half-written file is never read.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use crate::error::StoreError;
+use crate::parquet::{DataFile, list_table, write_table};
+use crate::schema::{self, TableDef};
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub root: PathBuf,
+    /// Flush a table once this many rows are buffered.
+    pub flush_rows: usize,
+    /// Flush a table once its oldest buffered row is this old.
+    pub flush_age: Duration,
+    /// Refuse new data (retryable) while this many bytes are buffered.
+    pub max_buffer_bytes: usize,
+}
+
+impl StoreConfig {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            flush_rows: 1_000_000,
+            flush_age: Duration::from_secs(60),
+            max_buffer_bytes: 512 << 20,
+        }
+    }
+}
+
+#[derive(Default)]
+struct TableState {
+    hot: Vec<RecordBatch>,
+    hot_rows: usize,
+    hot_bytes: usize,
+    oldest: Option<Instant>,
+    flushing: Vec<RecordBatch>,
+    flushing_bytes: usize,
+    files: Vec<DataFile>,
+}
+
+struct Table {
+    def: &'static TableDef,
+    state: Mutex<TableState>,
+    /// Serialises flushes of one table.
+    flush: Mutex<()>,
+}
+
+/// What a query sees of one table at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub schema: SchemaRef,
+    pub files: Vec<DataFile>,
+    pub batches: Vec<RecordBatch>,
+}
+
+pub struct Store {
+    config: StoreConfig,
+    tables: Vec<Table>,
+}
+
+/// Per-table counters, for `/metrics` and tests.
+#[derive(Debug, Clone, Default)]
+pub struct TableStats {
+    pub buffered_rows: usize,
+    pub buffered_bytes: usize,
+    pub files: usize,
+    pub file_rows: u64,
+    pub file_bytes: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the state half-updated: every critical
+    // section only pushes, takes or swaps whole vectors.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Store {
+    /// Opens the store at `config.root` for writing, creating it if needed, and loads the file
+    /// lists.
+    pub fn open(mut config: StoreConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&config.root).map_err(|e| StoreError::io(&config.root, e))?;
+        config.root = config
+            .root
+            .canonicalize()
+            .map_err(|e| StoreError::io(&config.root, e))?;
+        Self::load(config, true)
+    }
+
+    /// Opens an existing store to read its files only (`headroom query`); changes nothing on
+    /// disk, so it is safe beside a running server.
+    pub fn open_read_only(root: &Path) -> Result<Self, StoreError> {
+        let root = root.canonicalize().map_err(|e| StoreError::io(root, e))?;
+        Self::load(StoreConfig::new(root), false)
+    }
+
+    fn load(config: StoreConfig, writable: bool) -> Result<Self, StoreError> {
+        let mut tables = Vec::new();
+        for def in schema::tables() {
+            let files = list_table(&config.root, def.name, writable)?;
+            tables.push(Table {
+                def,
+                state: Mutex::new(TableState {
+                    files,
+                    ..Default::default()
+                }),
+                flush: Mutex::new(()),
+            });
+        }
+        Ok(Self { config, tables })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.config.root
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    fn table(&self, name: &str) -> Result<&Table, StoreError> {
+        self.tables
+            .iter()
+            .find(|t| t.def.name == name)
+            .ok_or_else(|| StoreError::internal(format!("unknown table {name}")))
+    }
+
+    /// Bytes held in memory over all tables (buffered and being flushed).
+    pub fn buffered_bytes(&self) -> usize {
+        self.tables
+            .iter()
+            .map(|t| {
+                let s = lock(&t.state);
+                s.hot_bytes + s.flushing_bytes
+            })
+            .sum()
+    }
+
+    /// Adds rows to a table's hot buffer; they are visible to the next snapshot.
+    pub fn append(&self, table: &str, batch: RecordBatch) -> Result<(), StoreError> {
+        let t = self.table(table)?;
+        if batch.schema() != t.def.schema() {
+            return Err(StoreError::internal(format!(
+                "batch schema does not match table {table}"
+            )));
+        }
+        let bytes = batch.get_array_memory_size();
+        let mut s = lock(&t.state);
+        s.hot_rows += batch.num_rows();
+        s.hot_bytes += bytes;
+        s.oldest.get_or_insert_with(Instant::now);
+        s.hot.push(batch);
+        Ok(())
+    }
+
+    /// Everything a query of `table` should see, taken atomically.
+    pub fn snapshot(&self, table: &str) -> Result<Snapshot, StoreError> {
+        let t = self.table(table)?;
+        let s = lock(&t.state);
+        let mut batches = s.flushing.clone();
+        batches.extend(s.hot.iter().cloned());
+        Ok(Snapshot {
+            schema: t.def.schema(),
+            files: s.files.clone(),
+            batches,
+        })
+    }
+
+    pub fn stats(&self, table: &str) -> Result<TableStats, StoreError> {
+        let t = self.table(table)?;
+        let s = lock(&t.state);
+        Ok(TableStats {
+            buffered_rows: s.hot_rows + s.flushing.iter().map(|b| b.num_rows()).sum::<usize>(),
+            buffered_bytes: s.hot_bytes + s.flushing_bytes,
+            files: s.files.len(),
+            file_rows: s.files.iter().map(|f| f.rows).sum(),
+            file_bytes: s.files.iter().map(|f| f.size_bytes).sum(),
+        })
+    }
+
+    fn due(&self, s: &TableState) -> bool {
+        s.hot_rows >= self.config.flush_rows
+            || s.oldest
+                .is_some_and(|t| t.elapsed() >= self.config.flush_age)
+    }
+
+    /// Writes a table's buffered rows to Parquet if the size or age threshold is reached (or
+    /// always, with `force`). Blocking: call from a blocking thread. Returns rows written.
+    pub fn flush_table(&self, table: &str, force: bool) -> Result<usize, StoreError> {
+        let t = self.table(table)?;
+        let _one_at_a_time = lock(&t.flush);
+        let batches = {
+            let mut s = lock(&t.state);
+            if s.hot.is_empty() || !(force || self.due(&s)) {
+                return Ok(0);
+            }
+            let batches = std::mem::take(&mut s.hot);
+            s.flushing = batches.clone();
+            s.flushing_bytes = s.hot_bytes;
+            s.hot_rows = 0;
+            s.hot_bytes = 0;
+            s.oldest = None;
+            batches
+        };
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        match write_table(&self.config.root, t.def, &batches) {
+            Ok(files) => {
+                let mut s = lock(&t.state);
+                s.files.extend(files);
+                s.flushing.clear();
+                s.flushing_bytes = 0;
+                Ok(rows)
+            }
+            Err(e) => {
+                // Put the rows back in front so nothing is lost; the next flush retries.
+                let mut s = lock(&t.state);
+                let mut back = std::mem::take(&mut s.flushing);
+                s.hot_rows += rows;
+                s.hot_bytes += s.flushing_bytes;
+                s.flushing_bytes = 0;
+                back.append(&mut s.hot);
+                s.hot = back;
+                s.oldest.get_or_insert_with(Instant::now);
+                Err(e)
+            }
+        }
+    }
+
+    /// Flushes every table that is due (or all, with `force`). Blocking.
+    pub fn flush_all(&self, force: bool) -> Result<usize, StoreError> {
+        let mut rows = 0;
+        for t in &self.tables {
+            rows += self.flush_table(t.def.name, force)?;
+        }
+        Ok(rows)
+    }
+}

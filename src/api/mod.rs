@@ -1,0 +1,3 @@
+//! Query-facing servers.
+
+pub mod http;

@@ -1,0 +1,7 @@
+//! Headroom: one binary that ingests OpenTelemetry data and answers questions about it in SQL.
+
+pub mod api;
+pub mod config;
+pub mod loadgen;
+pub mod query;
+pub mod serve;

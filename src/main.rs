@@ -1,0 +1,88 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use headroom::config::{Cli, Command};
+use headroom::{loadgen, query, serve};
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(cfg) => {
+            let running = serve::start(&cfg).await?;
+            let mut stdout = std::io::stdout();
+            writeln!(stdout, "{}", running.ready_line())?;
+            stdout.flush()?;
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            running.shutdown().await?;
+            tracing::info!("stopped");
+        }
+        Command::Query(args) => {
+            let table = query::run(&args.data_dir, &args.sql).await?;
+            println!("{table}");
+        }
+        Command::Loadgen(args) => {
+            let report = loadgen::run(&args)
+                .await
+                .with_context(|| format!("load generation against {}", args.endpoint))?;
+            println!("{report}");
+        }
+        Command::Schema => print!("{}", headroom_collector::schema::markdown()),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

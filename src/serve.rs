@@ -1,0 +1,225 @@
+//! `headroom serve`: wires the store, the OTLP receivers and the query API together, and shuts
+//! them down in order: stop accepting, finish in-flight requests, flush, exit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use headroom_analytics::QueryEngine;
+use headroom_collector::ingest::Ingester;
+use headroom_collector::receiver;
+use headroom_collector::store::{Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::config::ServeConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage: {0}")]
+    Store(#[from] headroom_collector::error::StoreError),
+    #[error("query engine: {0}")]
+    Query(#[from] headroom_analytics::QueryError),
+    #[error("{what} server failed: {reason}")]
+    Server { what: &'static str, reason: String },
+    #[error("shutdown did not finish within {0:?}")]
+    ShutdownTimeout(Duration),
+}
+
+/// A running server; the addresses are the ones actually bound (port 0 resolved).
+pub struct Running {
+    pub otlp_grpc_addr: SocketAddr,
+    pub otlp_http_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub store: Arc<Store>,
+    pub engine: QueryEngine,
+    ingester: Arc<Ingester>,
+    receivers_stop: CancellationToken,
+    api_stop: CancellationToken,
+    flusher_stop: CancellationToken,
+    receivers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+    api_server: JoinHandle<Result<(), String>>,
+    flusher: JoinHandle<()>,
+    shutdown_timeout: Duration,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { what, addr, source })
+}
+
+fn local(what: &'static str, l: &TcpListener) -> Result<SocketAddr, ServeError> {
+    l.local_addr().map_err(|source| ServeError::Bind {
+        what,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
+
+/// Flushes tables whose size or age threshold is reached, off the async workers.
+async fn run_flusher(store: Arc<Store>, stop: CancellationToken) {
+    let tick =
+        (store.config().flush_age / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.flush_all(false)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(rows)) => tracing::debug!(rows, "flushed to Parquet"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "flush failed; rows stay buffered and will be retried")
+            }
+            Err(e) => tracing::error!(error = %e, "flush task failed"),
+        }
+    }
+}
+
+/// Binds every listener and starts serving.
+pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
+    cfg.validate().map_err(ServeError::Config)?;
+    let store = Arc::new(Store::open(StoreConfig {
+        root: cfg.data_dir.clone(),
+        flush_rows: cfg.flush_max_rows as usize,
+        flush_age: Duration::from_secs_f64(cfg.flush_max_age_seconds),
+        max_buffer_bytes: cfg.max_buffer_bytes as usize,
+    })?);
+    let ingester = Arc::new(Ingester::new(store.clone()));
+    let engine = QueryEngine::new(store.clone())?;
+    let max_request_bytes = cfg.max_request_bytes as usize;
+
+    let grpc_listener = bind("OTLP/gRPC", cfg.otlp_grpc_addr).await?;
+    let http_listener = bind("OTLP/HTTP", cfg.otlp_http_addr).await?;
+    let api_listener = bind("HTTP API", cfg.http_addr).await?;
+    let otlp_grpc_addr = local("OTLP/gRPC", &grpc_listener)?;
+    let otlp_http_addr = local("OTLP/HTTP", &http_listener)?;
+    let http_addr = local("HTTP API", &api_listener)?;
+
+    let receivers_stop = CancellationToken::new();
+    let api_stop = CancellationToken::new();
+    let flusher_stop = CancellationToken::new();
+
+    let grpc_routes = receiver::grpc::routes(ingester.clone(), max_request_bytes);
+    let stop = receivers_stop.clone();
+    let grpc = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_routes(grpc_routes)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                stop.cancelled_owned(),
+            )
+            .await
+            .map_err(|e| e.to_string())
+    });
+
+    let otlp_http = receiver::http::router(ingester.clone(), max_request_bytes);
+    let stop = receivers_stop.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, otlp_http)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .map_err(|e| e.to_string())
+    });
+
+    let api_router = api::http::router(api::http::ApiState {
+        engine: engine.clone(),
+        ingester: ingester.clone(),
+    });
+    let stop = api_stop.clone();
+    let api_server = tokio::spawn(async move {
+        axum::serve(api_listener, api_router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .map_err(|e| e.to_string())
+    });
+
+    let flusher = tokio::spawn(run_flusher(store.clone(), flusher_stop.clone()));
+    tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, data_dir = %store.root().display(), "headroom serving");
+    Ok(Running {
+        otlp_grpc_addr,
+        otlp_http_addr,
+        http_addr,
+        store,
+        engine,
+        ingester,
+        receivers_stop,
+        api_stop,
+        flusher_stop,
+        receivers: vec![("OTLP/gRPC", grpc), ("OTLP/HTTP", http)],
+        api_server,
+        flusher,
+        shutdown_timeout: Duration::from_secs_f64(cfg.shutdown_timeout_seconds),
+    })
+}
+
+impl Running {
+    /// The line scripts read to find the ports.
+    pub fn ready_line(&self) -> String {
+        format!(
+            "headroom ready otlp_grpc={} otlp_http={} http={}",
+            self.otlp_grpc_addr, self.otlp_http_addr, self.http_addr
+        )
+    }
+
+    /// Stops receivers, lets in-flight requests finish, flushes everything buffered to Parquet
+    /// and stops the query API, all within the configured deadline.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let deadline = self.shutdown_timeout;
+        let work = async move {
+            self.receivers_stop.cancel();
+            for (what, handle) in self.receivers {
+                match handle.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(reason)) => return Err(ServeError::Server { what, reason }),
+                    Err(e) => {
+                        return Err(ServeError::Server {
+                            what,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+            // Requests that slipped in after the listeners closed are refused as retryable.
+            self.ingester.stop_accepting();
+            self.flusher_stop.cancel();
+            let _ = self.flusher.await;
+            let store = self.store.clone();
+            let rows = tokio::task::spawn_blocking(move || store.flush_all(true))
+                .await
+                .map_err(|e| ServeError::Server {
+                    what: "flush",
+                    reason: e.to_string(),
+                })??;
+            tracing::info!(rows, "flushed buffered rows on shutdown");
+            self.api_stop.cancel();
+            match self.api_server.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(reason)) => Err(ServeError::Server {
+                    what: "HTTP API",
+                    reason,
+                }),
+                Err(e) => Err(ServeError::Server {
+                    what: "HTTP API",
+                    reason: e.to_string(),
+                }),
+            }
+        };
+        tokio::time::timeout(deadline, work)
+            .await
+            .map_err(|_| ServeError::ShutdownTimeout(deadline))?
+    }
+}

@@ -1,0 +1,94 @@
+//! Integration tests of the `headroom` binary's pieces, with servers started in-process on
+//! `127.0.0.1:0` and driven by real clients (the OpenTelemetry Rust SDK and its OTLP exporters,
+//! an HTTP client, the tonic OTLP client).
+
+mod errors;
+mod json_fixtures;
+mod lifecycle;
+mod sdk_exporters;
+
+use std::time::Duration;
+
+use headroom::config::ServeConfig;
+use headroom::serve::{self, Running};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub struct TestServer {
+    pub running: Running,
+    pub dir: TempDir,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cfg = ServeConfig::ephemeral(dir.path().join("data"));
+        tweak(&mut cfg);
+        let running = serve::start(&cfg).await.expect("server starts");
+        Self {
+            running,
+            dir,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.running.otlp_grpc_addr)
+    }
+
+    pub fn otlp_http(&self, path: &str) -> String {
+        format!("http://{}{}", self.running.otlp_http_addr, path)
+    }
+
+    /// POSTs to the SQL API and returns the JSON answer; panics on a non-200 answer.
+    pub async fn sql(&self, sql: &str) -> Value {
+        let (status, body) = self.sql_raw(sql).await;
+        assert_eq!(status, 200, "query {sql:?} failed: {body}");
+        body
+    }
+
+    pub async fn sql_raw(&self, sql: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("http://{}/api/v1/sql", self.running.http_addr))
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("SQL API reachable");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON answer"))
+    }
+
+    /// The single value of a one-row, one-column query.
+    pub async fn scalar(&self, sql: &str) -> Value {
+        let v = self.sql(sql).await;
+        let rows = v["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), 1, "{sql}: {v}");
+        rows[0][0].clone()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.scalar(sql).await.as_i64().expect("integer")
+    }
+
+    pub async fn stop(self) -> TempDir {
+        tokio::time::timeout(Duration::from_secs(30), self.running.shutdown())
+            .await
+            .expect("shutdown in time")
+            .expect("clean shutdown");
+        self.dir
+    }
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
