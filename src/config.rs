@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the OTLP receivers and the query API.
     Serve(ServeConfig),
+    /// Run the server with simulated microservice traffic and print live KPIs.
+    Demo(crate::demo::DemoArgs),
     /// Run a query over a data directory's Parquet files and print a table.
     Query(QueryArgs),
     /// Send simulated microservice traffic to an OTLP endpoint.

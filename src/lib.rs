@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod config;
+pub mod demo;
 pub mod loadgen;
 pub mod query;
 pub mod serve;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use headroom::config::{Cli, Command};
-use headroom::{loadgen, query, serve};
+use headroom::{demo, loadgen, query, serve};
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
@@ -50,6 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             running.shutdown().await?;
             tracing::info!("stopped");
         }
+        Command::Demo(args) => demo::run(args, shutdown_signal()).await?,
         Command::Query(args) => {
             let table = query::run(&args.data_dir, &args.sql).await?;
             println!("{table}");

@@ -671,3 +671,28 @@ pub fn markdown() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_schema_md_is_generated_from_this_module() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/schema.md");
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == markdown(),
+            "docs/schema.md is stale: run `cargo run -- schema > docs/schema.md`"
+        );
+    }
+
+    #[test]
+    fn every_table_has_its_time_and_sort_columns() {
+        for t in tables() {
+            let schema = t.schema();
+            for c in t.sort_columns.iter().chain([&t.time_column]) {
+                assert!(schema.field_with_name(c).is_ok(), "{}.{c}", t.name);
+            }
+        }
+    }
+}

@@ -214,8 +214,8 @@ async fn sql_api_refuses_bad_and_writing_statements() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     assert_eq!(
-        s.sql("SELECT 1 AS a, 'x' AS a").await,
-        json!({"columns": ["a", "a"], "rows": [[1, "x"]]})
+        s.sql("SELECT 1 AS a, 'x' AS b, NULL AS c").await,
+        json!({"columns": ["a", "b", "c"], "rows": [[1, "x", null]]})
     );
     s.stop().await;
 }

@@ -237,7 +237,7 @@ async fn metrics_json_fixture_covers_every_point_type() {
         .as_array()
         .unwrap()[..]
     );
-    assert!(h[9].as_str().unwrap().starts_with("2026-01-01T00:59:00"));
+    assert!(h[9].as_str().unwrap().starts_with("2025-12-31T23:59:00"));
 
     let exp = s
         .sql(

@@ -8,6 +8,8 @@
 mod attrs;
 pub mod logs;
 pub mod metrics;
+#[cfg(test)]
+mod proptests;
 pub mod traces;
 
 use arrow::array::RecordBatch;
