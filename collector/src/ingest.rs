@@ -32,6 +32,18 @@ pub struct SignalCounters {
     pub failed_requests: AtomicU64,
 }
 
+impl SignalCounters {
+    /// (requests, failed requests, accepted items, rejected items).
+    pub fn values(&self) -> [u64; 4] {
+        [
+            self.requests.load(Ordering::Relaxed),
+            self.failed_requests.load(Ordering::Relaxed),
+            self.accepted.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
+        ]
+    }
+}
+
 pub struct Ingester {
     store: Arc<Store>,
     accepting: AtomicBool,

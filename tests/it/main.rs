@@ -2,6 +2,8 @@
 //! `127.0.0.1:0` and driven by real clients (the OpenTelemetry Rust SDK and its OTLP exporters,
 //! an HTTP client, the tonic OTLP client).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod errors;
 mod json_fixtures;
 mod lifecycle;

@@ -379,20 +379,21 @@ fn span() -> BoxedStrategy<Span> {
 }
 
 fn trace_request() -> BoxedStrategy<ExportTraceServiceRequest> {
-    let scope_spans =
-        (scope(), vec(span(), 0..5), text()).prop_map(|(scope, spans, schema_url)| ScopeSpans {
+    let scope_spans = (scope(), vec(span(), 0..6), text()).prop_map(|(scope, spans, schema_url)| {
+        ScopeSpans {
             scope,
             spans,
             schema_url,
-        });
-    let resource_spans = (resource(), vec(scope_spans, 0..3), text()).prop_map(
+        }
+    });
+    let resource_spans = (resource(), vec(scope_spans, 1..3), text()).prop_map(
         |(resource, scope_spans, schema_url)| ResourceSpans {
             resource,
             scope_spans,
             schema_url,
         },
     );
-    vec(resource_spans, 0..4)
+    vec(resource_spans, 1..4)
         .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
         .boxed()
 }
@@ -525,11 +526,7 @@ fn exp_histogram_points() -> BoxedStrategy<Vec<ExponentialHistogramDataPoint>> {
             proptest::option::of(double()),
             double(),
         ),
-        (
-            prop_oneof![-10i32..20, any::<i32>()],
-            exp_buckets(),
-            exp_buckets(),
-        ),
+        (prop_oneof![-10i32..20, any::<i32>()], exp_buckets(), exp_buckets()),
         exemplars(),
         flags(),
     )
@@ -633,22 +630,21 @@ fn metric() -> BoxedStrategy<Metric> {
 }
 
 fn metrics_request() -> BoxedStrategy<ExportMetricsServiceRequest> {
-    let scope_metrics =
-        (scope(), vec(metric(), 0..4), text()).prop_map(|(scope, metrics, schema_url)| {
-            ScopeMetrics {
-                scope,
-                metrics,
-                schema_url,
-            }
-        });
-    let resource_metrics = (resource(), vec(scope_metrics, 0..3), text()).prop_map(
+    let scope_metrics = (scope(), vec(metric(), 0..5), text()).prop_map(
+        |(scope, metrics, schema_url)| ScopeMetrics {
+            scope,
+            metrics,
+            schema_url,
+        },
+    );
+    let resource_metrics = (resource(), vec(scope_metrics, 1..3), text()).prop_map(
         |(resource, scope_metrics, schema_url)| ResourceMetrics {
             resource,
             scope_metrics,
             schema_url,
         },
     );
-    vec(resource_metrics, 0..3)
+    vec(resource_metrics, 1..3)
         .prop_map(|resource_metrics| ExportMetricsServiceRequest { resource_metrics })
         .boxed()
 }
@@ -656,10 +652,7 @@ fn metrics_request() -> BoxedStrategy<ExportMetricsServiceRequest> {
 fn log_record() -> BoxedStrategy<LogRecord> {
     (
         (time(), time(), enum_i32(24), text()),
-        (
-            proptest::option::weighted(0.85, any_value()),
-            kvs(any_value(), 0..4),
-        ),
+        (proptest::option::weighted(0.85, any_value()), kvs(any_value(), 0..4)),
         (any::<u32>(), flags()),
         (optional_id(16), optional_id(8), text()),
     )
@@ -687,22 +680,21 @@ fn log_record() -> BoxedStrategy<LogRecord> {
 }
 
 fn logs_request() -> BoxedStrategy<ExportLogsServiceRequest> {
-    let scope_logs =
-        (scope(), vec(log_record(), 0..5), text()).prop_map(|(scope, log_records, schema_url)| {
-            ScopeLogs {
-                scope,
-                log_records,
-                schema_url,
-            }
-        });
-    let resource_logs = (resource(), vec(scope_logs, 0..3), text()).prop_map(
+    let scope_logs = (scope(), vec(log_record(), 0..5), text()).prop_map(
+        |(scope, log_records, schema_url)| ScopeLogs {
+            scope,
+            log_records,
+            schema_url,
+        },
+    );
+    let resource_logs = (resource(), vec(scope_logs, 1..3), text()).prop_map(
         |(resource, scope_logs, schema_url)| ResourceLogs {
             resource,
             scope_logs,
             schema_url,
         },
     );
-    vec(resource_logs, 0..4)
+    vec(resource_logs, 1..4)
         .prop_map(|resource_logs| ExportLogsServiceRequest { resource_logs })
         .boxed()
 }
@@ -765,7 +757,7 @@ fn span_column_holds(kv: &KeyValue) -> bool {
     let key = kv.key.as_str();
     match value_of(kv) {
         Some(V::StringValue(_)) => SPAN_STRING_KEYS.contains(&key),
-        Some(V::IntValue(_)) => SPAN_INT_KEYS.contains(&key),
+        Some(V::IntValue(i)) => SPAN_INT_KEYS.contains(&key) && i32::try_from(*i).is_ok(),
         _ => false,
     }
 }
@@ -866,11 +858,17 @@ fn strs(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
 }
 
 fn i64s(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
-    column(b, name).as_primitive::<Int64Type>().iter().collect()
+    column(b, name)
+        .as_primitive::<Int64Type>()
+        .iter()
+        .collect()
 }
 
 fn i32s(b: &RecordBatch, name: &str) -> Vec<Option<i32>> {
-    column(b, name).as_primitive::<Int32Type>().iter().collect()
+    column(b, name)
+        .as_primitive::<Int32Type>()
+        .iter()
+        .collect()
 }
 
 fn f64_bits(b: &RecordBatch, name: &str) -> Vec<Option<u64>> {
@@ -957,10 +955,7 @@ fn check_counts(out: &Converted, items: usize, valid: usize) -> Result<(), TestC
 }
 
 fn batch<'a>(out: &'a Converted, table: &str) -> Option<&'a RecordBatch> {
-    out.batches
-        .iter()
-        .find(|(t, _)| *t == table)
-        .map(|(_, b)| b)
+    out.batches.iter().find(|(t, _)| *t == table).map(|(_, b)| b)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1012,10 +1007,6 @@ fn check_traces(req: &ExportTraceServiceRequest) -> Result<(), TestCaseError> {
             }
         }
     }
-    eprintln!(
-        "TRACES items={items} acc={} rej={} {:?}",
-        out.accepted, out.rejected, out.reject_message
-    );
     check_counts(&out, items, valid.len())?;
     let Some(b) = batch(&out, SPANS) else {
         prop_assert!(valid.is_empty());
@@ -1060,12 +1051,7 @@ fn check_traces(req: &ExportTraceServiceRequest) -> Result<(), TestCaseError> {
 
     for (row, (res, scope, s)) in valid.iter().enumerate() {
         // (c) ids in input order, derived columns.
-        prop_assert_eq!(
-            trace_id[row].as_deref(),
-            Some(&s.trace_id[..]),
-            "row {}",
-            row
-        );
+        prop_assert_eq!(trace_id[row].as_deref(), Some(&s.trace_id[..]), "row {}", row);
         prop_assert_eq!(span_id[row].as_deref(), Some(&s.span_id[..]), "row {}", row);
         prop_assert_eq!(
             parent[row].as_deref(),
@@ -1074,7 +1060,10 @@ fn check_traces(req: &ExportTraceServiceRequest) -> Result<(), TestCaseError> {
             row
         );
         prop_assert_eq!(is_root[row], Some(s.parent_span_id.is_empty()));
-        let (st, et) = (s.start_time_unix_nano as i64, s.end_time_unix_nano as i64);
+        let (st, et) = (
+            s.start_time_unix_nano as i64,
+            s.end_time_unix_nano as i64,
+        );
         prop_assert_eq!(start[row], Some(st));
         prop_assert_eq!(end[row], Some(et));
         prop_assert_eq!(duration[row], Some(et - st));
@@ -1141,10 +1130,7 @@ fn check_traces(req: &ExportTraceServiceRequest) -> Result<(), TestCaseError> {
         }
         let lk = links[row].as_struct();
         prop_assert_eq!(lk.len(), s.links.len());
-        let lk_trace = lk
-            .column_by_name("trace_id")
-            .unwrap()
-            .as_fixed_size_binary();
+        let lk_trace = lk.column_by_name("trace_id").unwrap().as_fixed_size_binary();
         let lk_attrs = lk.column_by_name("attributes").unwrap().as_string::<i32>();
         for (i, l) in s.links.iter().enumerate() {
             prop_assert_eq!(lk_trace.value(i), &l.trace_id[..]);
@@ -1249,18 +1235,9 @@ impl Common {
 fn check_exemplars(cell: &ArrayRef, want: &[Exemplar]) -> Result<(), TestCaseError> {
     let ex = cell.as_struct();
     prop_assert_eq!(ex.len(), want.len());
-    let value = ex
-        .column_by_name("value")
-        .unwrap()
-        .as_primitive::<Float64Type>();
-    let value_int = ex
-        .column_by_name("value_int")
-        .unwrap()
-        .as_primitive::<Int64Type>();
-    let trace_id = ex
-        .column_by_name("trace_id")
-        .unwrap()
-        .as_fixed_size_binary();
+    let value = ex.column_by_name("value").unwrap().as_primitive::<Float64Type>();
+    let value_int = ex.column_by_name("value_int").unwrap().as_primitive::<Int64Type>();
+    let trace_id = ex.column_by_name("trace_id").unwrap().as_fixed_size_binary();
     let span_id = ex.column_by_name("span_id").unwrap().as_fixed_size_binary();
     for (i, e) in want.iter().enumerate() {
         let (v, vi) = match e.value {
@@ -1355,15 +1332,6 @@ fn check_metrics(req: &ExportMetricsServiceRequest) -> Result<(), TestCaseError>
         }
     }
     let valid = number.len() + hist.len() + exp.len() + summary.len();
-    eprintln!(
-        "METRICS items={items} n={} h={} e={} s={} rej={} {:?}",
-        number.len(),
-        hist.len(),
-        exp.len(),
-        summary.len(),
-        out.rejected,
-        out.reject_message
-    );
     check_counts(&out, items, valid)?;
     let tables = [
         (METRIC_POINTS, number.len()),
@@ -1372,12 +1340,7 @@ fn check_metrics(req: &ExportMetricsServiceRequest) -> Result<(), TestCaseError>
         (SUMMARY_POINTS, summary.len()),
     ];
     for (table, rows) in tables {
-        prop_assert_eq!(
-            batch(&out, table).map_or(0, |b| b.num_rows()),
-            rows,
-            "{}",
-            table
-        );
+        prop_assert_eq!(batch(&out, table).map_or(0, |b| b.num_rows()), rows, "{}", table);
     }
 
     if let Some(b) = batch(&out, METRIC_POINTS) {
@@ -1479,16 +1442,11 @@ fn check_metrics(req: &ExportMetricsServiceRequest) -> Result<(), TestCaseError>
             prop_assert_eq!(scale[row], Some(p.scale));
             prop_assert_eq!(zero_threshold[row], Some(p.zero_threshold.to_bits()));
             let empty = Vec::new();
-            let counts =
-                |b: &Option<Buckets>| u64s_as_i64(b.as_ref().map_or(&empty, |b| &b.bucket_counts));
-            prop_assert_eq!(
-                pos_off[row],
-                Some(p.positive.as_ref().map_or(0, |b| b.offset))
-            );
-            prop_assert_eq!(
-                neg_off[row],
-                Some(p.negative.as_ref().map_or(0, |b| b.offset))
-            );
+            let counts = |b: &Option<Buckets>| {
+                u64s_as_i64(b.as_ref().map_or(&empty, |b| &b.bucket_counts))
+            };
+            prop_assert_eq!(pos_off[row], Some(p.positive.as_ref().map_or(0, |b| b.offset)));
+            prop_assert_eq!(neg_off[row], Some(p.negative.as_ref().map_or(0, |b| b.offset)));
             prop_assert_eq!(list_i64(&pos[row]), counts(&p.positive));
             prop_assert_eq!(list_i64(&neg[row]), counts(&p.negative));
             check_exemplars(&exemplars[row], &p.exemplars)?;
@@ -1515,10 +1473,7 @@ fn check_metrics(req: &ExportMetricsServiceRequest) -> Result<(), TestCaseError>
             let got: Vec<(u64, u64)> = (0..q.len())
                 .map(|i| {
                     let col = |n| q.column_by_name(n).unwrap().as_primitive::<Float64Type>();
-                    (
-                        col("quantile").value(i).to_bits(),
-                        col("value").value(i).to_bits(),
-                    )
+                    (col("quantile").value(i).to_bits(), col("value").value(i).to_bits())
                 })
                 .collect();
             let want: Vec<(u64, u64)> = p
@@ -1544,8 +1499,8 @@ fn log_valid(r: &LogRecord) -> bool {
 }
 
 fn check_logs(req: &ExportLogsServiceRequest) -> Result<(), TestCaseError> {
-    let out = logs::convert(req)
-        .map_err(|e| TestCaseError::fail(format!("convert returned Err: {e}")))?;
+    let out =
+        logs::convert(req).map_err(|e| TestCaseError::fail(format!("convert returned Err: {e}")))?;
     let mut items = 0;
     let mut valid = Vec::new();
     for rl in &req.resource_logs {
@@ -1558,10 +1513,6 @@ fn check_logs(req: &ExportLogsServiceRequest) -> Result<(), TestCaseError> {
             }
         }
     }
-    eprintln!(
-        "LOGS items={items} acc={} rej={}",
-        out.accepted, out.rejected
-    );
     check_counts(&out, items, valid.len())?;
     let Some(b) = batch(&out, LOGS) else {
         prop_assert!(valid.is_empty());
@@ -1640,7 +1591,11 @@ impl Style {
 
     fn hex(&self, b: &[u8]) -> Json {
         let s = hex::encode(b);
-        Json::String(if self.upper_hex { s.to_uppercase() } else { s })
+        Json::String(if self.upper_hex {
+            s.to_uppercase()
+        } else {
+            s
+        })
     }
 }
 
@@ -1714,10 +1669,7 @@ fn enc_attrs(st: Style, kvs: &[KeyValue]) -> Json {
                 o = o.set("value".into(), enc_any_value(st, v));
             }
             if kv.key_strindex != 0 {
-                o = o.set(
-                    st.key("keyStrindex", "key_strindex"),
-                    kv.key_strindex.into(),
-                );
+                o = o.set(st.key("keyStrindex", "key_strindex"), kv.key_strindex.into());
             }
             o.done()
         })
@@ -1730,10 +1682,7 @@ fn enc_resource(st: Style, r: &Resource) -> Json {
         .iter()
         .map(|e| {
             Obj::new()
-                .set(
-                    st.key("schemaUrl", "schema_url"),
-                    e.schema_url.clone().into(),
-                )
+                .set(st.key("schemaUrl", "schema_url"), e.schema_url.clone().into())
                 .set("type".into(), e.r#type.clone().into())
                 .set(st.key("idKeys", "id_keys"), e.id_keys.clone().into())
                 .set(
@@ -1771,10 +1720,7 @@ fn enc_span(st: Style, s: &Span) -> Json {
         .iter()
         .map(|e| {
             Obj::new()
-                .set(
-                    st.key("timeUnixNano", "time_unix_nano"),
-                    st.u64(e.time_unix_nano),
-                )
+                .set(st.key("timeUnixNano", "time_unix_nano"), st.u64(e.time_unix_nano))
                 .set("name".into(), e.name.clone().into())
                 .set("attributes".into(), enc_attrs(st, &e.attributes))
                 .set(
@@ -1791,10 +1737,7 @@ fn enc_span(st: Style, s: &Span) -> Json {
             Obj::new()
                 .set(st.key("traceId", "trace_id"), st.hex(&l.trace_id))
                 .set(st.key("spanId", "span_id"), st.hex(&l.span_id))
-                .set(
-                    st.key("traceState", "trace_state"),
-                    l.trace_state.clone().into(),
-                )
+                .set(st.key("traceState", "trace_state"), l.trace_state.clone().into())
                 .set("attributes".into(), enc_attrs(st, &l.attributes))
                 .set(
                     st.key("droppedAttributesCount", "dropped_attributes_count"),
@@ -1807,14 +1750,8 @@ fn enc_span(st: Style, s: &Span) -> Json {
     let mut o = Obj::new()
         .set(st.key("traceId", "trace_id"), st.hex(&s.trace_id))
         .set(st.key("spanId", "span_id"), st.hex(&s.span_id))
-        .set(
-            st.key("traceState", "trace_state"),
-            s.trace_state.clone().into(),
-        )
-        .set(
-            st.key("parentSpanId", "parent_span_id"),
-            st.hex(&s.parent_span_id),
-        )
+        .set(st.key("traceState", "trace_state"), s.trace_state.clone().into())
+        .set(st.key("parentSpanId", "parent_span_id"), st.hex(&s.parent_span_id))
         .set("flags".into(), s.flags.into())
         .set("name".into(), s.name.clone().into())
         .set("kind".into(), s.kind.into())
@@ -1863,14 +1800,8 @@ fn enc_trace_request(st: Style, req: &ExportTraceServiceRequest) -> String {
                 .iter()
                 .map(|ss| {
                     let mut o = Obj::new()
-                        .set(
-                            "spans".into(),
-                            ss.spans.iter().map(|s| enc_span(st, s)).collect(),
-                        )
-                        .set(
-                            st.key("schemaUrl", "schema_url"),
-                            ss.schema_url.clone().into(),
-                        );
+                        .set("spans".into(), ss.spans.iter().map(|s| enc_span(st, s)).collect())
+                        .set(st.key("schemaUrl", "schema_url"), ss.schema_url.clone().into());
                     if let Some(scope) = &ss.scope {
                         o = o.set("scope".into(), enc_scope(st, scope));
                     }
@@ -1879,10 +1810,7 @@ fn enc_trace_request(st: Style, req: &ExportTraceServiceRequest) -> String {
                 .collect();
             let mut o = Obj::new()
                 .set(st.key("scopeSpans", "scope_spans"), scope_spans)
-                .set(
-                    st.key("schemaUrl", "schema_url"),
-                    rs.schema_url.clone().into(),
-                );
+                .set(st.key("schemaUrl", "schema_url"), rs.schema_url.clone().into());
             if let Some(r) = &rs.resource {
                 o = o.set("resource".into(), enc_resource(st, r));
             }
