@@ -7,6 +7,8 @@
 mod errors;
 mod json_fixtures;
 mod lifecycle;
+mod loadgen;
+mod process;
 mod sdk_exporters;
 
 use std::time::Duration;
