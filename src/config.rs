@@ -67,6 +67,10 @@ pub struct ServeConfig {
     #[arg(long, env = "HEADROOM_FLUSH_MAX_ROWS", default_value_t = 500_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub flush_max_rows: u64,
+    /// Flush a table to Parquet once its buffered rows take this much memory.
+    #[arg(long, env = "HEADROOM_FLUSH_MAX_BYTES", default_value_t = 64 << 20,
+          value_parser = clap::value_parser!(u64).range(1 << 16..))]
+    pub flush_max_bytes: u64,
     /// Flush a table to Parquet once its oldest buffered row is this old.
     #[arg(long, env = "HEADROOM_FLUSH_MAX_AGE_SECONDS", default_value_t = 60.0)]
     pub flush_max_age_seconds: f64,
@@ -92,6 +96,12 @@ impl ServeConfig {
                 self.flush_max_age_seconds
             ));
         }
+        if self.flush_max_bytes >= self.max_buffer_bytes {
+            return Err(format!(
+                "--flush-max-bytes ({}) must be below --max-buffer-bytes ({}), or ingest stalls before a flush starts",
+                self.flush_max_bytes, self.max_buffer_bytes
+            ));
+        }
         if !(self.shutdown_timeout_seconds.is_finite() && self.shutdown_timeout_seconds > 0.0) {
             return Err(format!(
                 "--shutdown-timeout-seconds must be a positive number, got {}",
@@ -112,6 +122,7 @@ impl ServeConfig {
             pg_addr: any,
             max_request_bytes: 16 << 20,
             flush_max_rows: 500_000,
+            flush_max_bytes: 64 << 20,
             flush_max_age_seconds: 60.0,
             max_buffer_bytes: 512 << 20,
             shutdown_timeout_seconds: 30.0,

@@ -76,6 +76,7 @@ async fn run_flusher(store: Arc<Store>, stop: CancellationToken) {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(tick) => {}
+            () = store.flush_wanted() => {}
         }
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.flush_all(false)).await {
@@ -95,6 +96,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     let store = Arc::new(Store::open(StoreConfig {
         root: cfg.data_dir.clone(),
         flush_rows: cfg.flush_max_rows as usize,
+        flush_bytes: cfg.flush_max_bytes as usize,
         flush_age: Duration::from_secs_f64(cfg.flush_max_age_seconds),
         max_buffer_bytes: cfg.max_buffer_bytes as usize,
     })?);
@@ -117,6 +119,10 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     let stop = receivers_stop.clone();
     let grpc = tokio::spawn(async move {
         tonic::transport::Server::builder()
+            // OTLP requests are large (hundreds of KiB); HTTP/2's default 64 KiB windows would
+            // make every request wait for window updates.
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(16 << 20))
             .add_routes(grpc_routes)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),

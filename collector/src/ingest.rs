@@ -107,8 +107,8 @@ impl Ingester {
     ) -> Result<Outcome, IngestError> {
         let result = self.admit().and_then(|()| {
             let converted = convert()?;
-            for (table, batch) in &converted.batches {
-                self.store.append(table, batch.clone())?;
+            for (table, batch) in converted.batches {
+                self.store.append(table, batch)?;
             }
             Ok(Outcome {
                 accepted: converted.accepted,

@@ -1,12 +1,12 @@
 //! Parquet writer: one flush of a table's hot rows becomes one file per hour partition,
 //! sorted by the table's sort key, written to a temporary name, fsynced and renamed into place.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array};
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
+use arrow::compute::{SortColumn, interleave_record_batch, lexsort_to_indices};
 use chrono::{DateTime, Datelike, Timelike};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -57,49 +57,73 @@ fn writer_properties(def: &TableDef) -> WriterProperties {
     b.build()
 }
 
-/// Sorts rows by the table's sort key.
-fn sort(def: &TableDef, batch: &RecordBatch) -> Result<RecordBatch, StoreError> {
-    let columns: Vec<SortColumn> = def
-        .sort_columns
-        .iter()
-        .map(|name| {
-            batch
-                .column_by_name(name)
-                .map(|values| SortColumn {
-                    values: values.clone(),
-                    options: None,
-                })
-                .ok_or_else(|| StoreError::internal(format!("sort column {name} missing")))
-        })
-        .collect::<Result<_, _>>()?;
-    let indices = lexsort_to_indices(&columns, None)?;
-    Ok(take_record_batch(batch, &indices)?)
-}
+/// Rows handed to the Parquet writer at a time: the sorted copy of a flush is materialised
+/// chunk by chunk, never whole.
+const WRITE_CHUNK_ROWS: usize = 64 * 1024;
 
-/// Splits rows by the hour of the table's time column: (hour start in ns, rows).
-fn split_by_hour(
+/// Where a row of a flush comes from: (batch index, row index).
+type RowRef = (usize, usize);
+
+/// The order in which to write the rows of `batches`: grouped by the hour of the time column,
+/// then sorted by the table's sort key; one (hour start in ns, rows) entry per hour.
+///
+/// Only the key columns are concatenated; the rows are gathered from the original batches while
+/// writing, so a flush never holds a second full copy of its data.
+fn sorted_order(
     def: &TableDef,
-    batch: &RecordBatch,
-) -> Result<Vec<(i64, RecordBatch)>, StoreError> {
-    let times = batch
-        .column_by_name(def.time_column)
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or_else(|| StoreError::internal(format!("time column {} missing", def.time_column)))?;
-    let mut groups: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-    for (i, t) in times.values().iter().enumerate() {
-        groups
-            .entry(t.div_euclid(NANOS_PER_HOUR) * NANOS_PER_HOUR)
-            .or_default()
-            .push(i as u32);
+    batches: &[RecordBatch],
+) -> Result<Vec<(i64, Vec<RowRef>)>, StoreError> {
+    let key_column = |name: &str| -> Result<arrow::array::ArrayRef, StoreError> {
+        let parts: Vec<&dyn Array> = batches
+            .iter()
+            .map(|b| {
+                b.column_by_name(name)
+                    .map(|c| c.as_ref())
+                    .ok_or_else(|| StoreError::internal(format!("column {name} missing")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(arrow::compute::concat(&parts)?)
+    };
+    let times = key_column(def.time_column)?;
+    let times = times
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .ok_or_else(|| StoreError::internal(format!("{} is not a timestamp", def.time_column)))?;
+    let hours: arrow::array::Int64Array = times
+        .values()
+        .iter()
+        .map(|t| t.div_euclid(NANOS_PER_HOUR) * NANOS_PER_HOUR)
+        .collect();
+    let mut columns = vec![SortColumn {
+        values: Arc::new(hours.clone()),
+        options: None,
+    }];
+    for name in def.sort_columns {
+        columns.push(SortColumn {
+            values: key_column(name)?,
+            options: None,
+        });
     }
-    if groups.len() == 1 {
-        let hour = *groups.keys().next().unwrap_or(&0);
-        return Ok(vec![(hour, batch.clone())]);
+    let indices = lexsort_to_indices(&columns, None)?;
+    let mut starts = Vec::with_capacity(batches.len());
+    let mut total = 0;
+    for b in batches {
+        starts.push(total);
+        total += b.num_rows();
     }
-    groups
-        .into_iter()
-        .map(|(hour, idx)| Ok((hour, take_record_batch(batch, &UInt32Array::from(idx))?)))
-        .collect()
+    let locate = |i: usize| {
+        let batch = starts.partition_point(|&s| s <= i) - 1;
+        (batch, i - starts[batch])
+    };
+    let mut out: Vec<(i64, Vec<RowRef>)> = Vec::new();
+    for i in indices.values().iter().map(|&i| i as usize) {
+        let hour = hours.value(i);
+        match out.last_mut() {
+            Some((h, rows)) if *h == hour => rows.push(locate(i)),
+            _ => out.push((hour, vec![locate(i)])),
+        }
+    }
+    Ok(out)
 }
 
 /// `<table>/date=YYYY-MM-DD/hour=HH` for the hour starting at `hour_ns`.
@@ -126,14 +150,18 @@ pub fn write_table(
     def: &TableDef,
     batches: &[RecordBatch],
 ) -> Result<Vec<DataFile>, StoreError> {
-    if batches.iter().all(|b| b.num_rows() == 0) {
+    let batches: Vec<RecordBatch> = batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .cloned()
+        .collect();
+    if batches.is_empty() {
         return Ok(Vec::new());
     }
-    let all = concat_batches(&def.schema(), batches)?;
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
     let props = writer_properties(def);
     let mut written = Vec::new();
-    for (hour, rows) in split_by_hour(def, &all)? {
-        let rows = sort(def, &rows)?;
+    for (hour, order) in sorted_order(def, &batches)? {
         let dir = root.join(partition_dir(def.name, hour));
         fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let name = format!("{}.parquet", ulid::Ulid::new());
@@ -141,7 +169,9 @@ pub fn write_table(
         let path = dir.join(&name);
         let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         let mut writer = ArrowWriter::try_new(file, def.schema(), Some(props.clone()))?;
-        writer.write(&rows)?;
+        for chunk in order.chunks(WRITE_CHUNK_ROWS) {
+            writer.write(&interleave_record_batch(&refs, chunk)?)?;
+        }
         let file = writer.into_inner()?;
         file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
         let size_bytes = file.metadata().map_err(|e| StoreError::io(&tmp, e))?.len();
@@ -151,7 +181,7 @@ pub fn write_table(
         written.push(DataFile {
             path,
             size_bytes,
-            rows: rows.num_rows() as u64,
+            rows: order.len() as u64,
         });
     }
     Ok(written)

@@ -303,7 +303,7 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
                 "is_error",
                 Boolean,
                 false,
-                "derived: status ERROR; or, with status UNSET, HTTP ≥ 500 on SERVER/CONSUMER spans, HTTP ≥ 400 on CLIENT spans, gRPC status 2, 4, 12, 13, 14, 15 on servers and any non-zero gRPC status on clients",
+                "derived: status ERROR; or, with status UNSET, HTTP ≥ 500 on SERVER/CONSUMER spans, HTTP ≥ 400 on CLIENT/PRODUCER spans, gRPC status 2, 4, 12, 13, 14, 15 on SERVER/CONSUMER spans and any non-zero gRPC status on CLIENT/PRODUCER spans",
             ),
             col(
                 "http_request_method",

@@ -22,6 +22,8 @@ pub struct StoreConfig {
     pub root: PathBuf,
     /// Flush a table once this many rows are buffered.
     pub flush_rows: usize,
+    /// … or once its buffered rows take this many bytes of memory.
+    pub flush_bytes: usize,
     /// Flush a table once its oldest buffered row is this old.
     pub flush_age: Duration,
     /// Refuse new data (retryable) while this many bytes are buffered.
@@ -33,6 +35,7 @@ impl StoreConfig {
         Self {
             root: root.into(),
             flush_rows: 1_000_000,
+            flush_bytes: 64 << 20,
             flush_age: Duration::from_secs(60),
             max_buffer_bytes: 512 << 20,
         }
@@ -68,6 +71,8 @@ pub struct Snapshot {
 pub struct Store {
     config: StoreConfig,
     tables: Vec<Table>,
+    /// Signalled when a table crosses its size threshold, so the flusher starts at once.
+    flush_wanted: tokio::sync::Notify,
 }
 
 /// Per-table counters, for `/metrics` and tests.
@@ -118,7 +123,11 @@ impl Store {
                 flush: Mutex::new(()),
             });
         }
-        Ok(Self { config, tables })
+        Ok(Self {
+            config,
+            tables,
+            flush_wanted: tokio::sync::Notify::new(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -155,13 +164,27 @@ impl Store {
                 "batch schema does not match table {table}"
             )));
         }
+        // Builders over-allocate; the buffer keeps batches for a while, so give the slack back.
+        let (schema, mut columns, _) = batch.into_parts();
+        columns
+            .iter_mut()
+            .for_each(arrow::array::Array::shrink_to_fit);
+        let batch = RecordBatch::try_new(schema, columns)?;
         let bytes = batch.get_array_memory_size();
         let mut s = lock(&t.state);
         s.hot_rows += batch.num_rows();
         s.hot_bytes += bytes;
         s.oldest.get_or_insert_with(Instant::now);
         s.hot.push(batch);
+        if s.hot_rows >= self.config.flush_rows || s.hot_bytes >= self.config.flush_bytes {
+            self.flush_wanted.notify_one();
+        }
         Ok(())
+    }
+
+    /// Resolves when a table has reached its size threshold since the last call.
+    pub async fn flush_wanted(&self) {
+        self.flush_wanted.notified().await
     }
 
     /// Everything a query of `table` should see, taken atomically.
@@ -191,6 +214,7 @@ impl Store {
 
     fn due(&self, s: &TableState) -> bool {
         s.hot_rows >= self.config.flush_rows
+            || s.hot_bytes >= self.config.flush_bytes
             || s.oldest
                 .is_some_and(|t| t.elapsed() >= self.config.flush_age)
     }
@@ -214,8 +238,17 @@ impl Store {
             batches
         };
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let started = Instant::now();
         match write_table(&self.config.root, t.def, &batches) {
             Ok(files) => {
+                tracing::debug!(
+                    table,
+                    rows,
+                    files = files.len(),
+                    bytes = files.iter().map(|f| f.size_bytes).sum::<u64>(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "flushed"
+                );
                 let mut s = lock(&t.state);
                 s.files.extend(files);
                 s.flushing.clear();

@@ -107,10 +107,11 @@ pub(crate) fn as_i32(v: &Option<AnyValue>) -> Option<i32> {
     }
 }
 
-fn is_int(v: &Option<AnyValue>) -> bool {
+/// An integer that an Int32 column can hold exactly.
+fn is_i32(v: &Option<AnyValue>) -> bool {
     matches!(
         v.as_ref().and_then(|v| v.value.as_ref()),
-        Some(Value::IntValue(_))
+        Some(Value::IntValue(i)) if i32::try_from(*i).is_ok()
     )
 }
 
@@ -203,7 +204,7 @@ pub struct Hot<'a> {
 /// Is `kv` stored in a span column, so the JSON can leave it out?
 fn span_column_holds(kv: &KeyValue) -> bool {
     match kv.key.as_str() {
-        "http.response.status_code" | "rpc.grpc.status_code" => is_int(&kv.value),
+        "http.response.status_code" | "rpc.grpc.status_code" => is_i32(&kv.value),
         "http.request.method"
         | "http.route"
         | "url.path"

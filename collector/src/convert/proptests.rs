@@ -770,14 +770,6 @@ fn span_column_holds(kv: &KeyValue) -> bool {
     }
 }
 
-/// KNOWN GAP, excluded here so the suite stays green (`out_of_range_status_code_is_kept`
-/// fails until it is fixed): an integer status code outside i32 leaves the JSON although its
-/// Int32 column stays NULL, so the attribute is lost.
-fn known_gap_dropped(kv: &KeyValue) -> bool {
-    matches!(value_of(kv), Some(V::IntValue(i)) if i32::try_from(*i).is_err())
-        && SPAN_INT_KEYS.contains(&kv.key.as_str())
-}
-
 fn resource_column_holds(kv: &KeyValue) -> bool {
     matches!(value_of(kv), Some(V::StringValue(_))) && RESOURCE_KEYS.contains(&kv.key.as_str())
 }
@@ -828,25 +820,13 @@ fn fits(t: u64) -> bool {
 // Comparing batches with the oracles
 // ---------------------------------------------------------------------------------------
 
-/// Floats compare within one ULP: the test parses JSON with serde_json, whose default float
-/// parser is not always correctly rounded (the `float_roundtrip` feature is off).
-fn close(a: f64, b: f64) -> bool {
-    if a == b {
-        return true;
-    }
-    if !a.is_finite() || !b.is_finite() || a.is_sign_negative() != b.is_sign_negative() {
-        return false;
-    }
-    a.to_bits().abs_diff(b.to_bits()) <= 1
-}
-
-/// JSON equality with exact types (an integer never equals a double) and floats within a ULP.
+/// JSON equality with exact types (an integer never equals a double) and bit-exact doubles.
 fn json_eq(a: &Json, b: &Json) -> bool {
     match (a, b) {
-        (Json::Number(x), Json::Number(y)) => match (x.is_f64(), y.is_f64()) {
-            (true, true) => close(x.as_f64().unwrap(), y.as_f64().unwrap()),
-            (false, false) => x == y,
-            _ => false,
+        (Json::Number(x), Json::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            _ if x.is_f64() != y.is_f64() => false,
+            (Some(p), Some(q)) if x.is_f64() => p.to_bits() == q.to_bits(),
+            _ => x == y,
         },
         (Json::Array(x), Json::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
@@ -857,6 +837,156 @@ fn json_eq(a: &Json, b: &Json) -> bool {
                     .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
+    }
+}
+
+/// A small JSON reader whose doubles are correctly rounded (`str::parse`). serde_json's default
+/// float parser is not (its `float_roundtrip` feature is off: it can be a few ULPs off), so it
+/// cannot tell whether the stored text is exact.
+struct Reader<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl Reader<'_> {
+    fn read(text: &str) -> Option<Json> {
+        let mut r = Reader { s: text, i: 0 };
+        let v = r.value()?;
+        r.ws();
+        (r.i == text.len()).then_some(v)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, b: u8) -> Option<()> {
+        self.ws();
+        (self.peek()? == b).then(|| self.i += 1)
+    }
+
+    fn next_char(&mut self) -> Option<char> {
+        let c = self.s[self.i..].chars().next()?;
+        self.i += c.len_utf8();
+        Some(c)
+    }
+
+    fn value(&mut self) -> Option<Json> {
+        self.ws();
+        match self.peek()? {
+            b'{' => {
+                self.i += 1;
+                let mut m = Map::new();
+                if self.eat(b'}').is_some() {
+                    return Some(Json::Object(m));
+                }
+                loop {
+                    self.ws();
+                    let k = self.string()?;
+                    self.eat(b':')?;
+                    m.insert(k, self.value()?);
+                    if self.eat(b'}').is_some() {
+                        return Some(Json::Object(m));
+                    }
+                    self.eat(b',')?;
+                }
+            }
+            b'[' => {
+                self.i += 1;
+                let mut a = Vec::new();
+                if self.eat(b']').is_some() {
+                    return Some(Json::Array(a));
+                }
+                loop {
+                    a.push(self.value()?);
+                    if self.eat(b']').is_some() {
+                        return Some(Json::Array(a));
+                    }
+                    self.eat(b',')?;
+                }
+            }
+            b'"' => self.string().map(Json::String),
+            _ => {
+                for (word, v) in [
+                    ("true", Json::Bool(true)),
+                    ("false", Json::Bool(false)),
+                    ("null", Json::Null),
+                ] {
+                    if self.s[self.i..].starts_with(word) {
+                        self.i += word.len();
+                        return Some(v);
+                    }
+                }
+                self.number()
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let h = self.s.get(self.i..self.i + 4)?;
+        self.i += 4;
+        u32::from_str_radix(h, 16).ok()
+    }
+
+    fn string(&mut self) -> Option<String> {
+        (self.peek()? == b'"').then_some(())?;
+        self.i += 1;
+        let mut out = String::new();
+        loop {
+            match self.next_char()? {
+                '"' => return Some(out),
+                '\\' => out.push(match self.next_char()? {
+                    '"' => '"',
+                    '\\' => '\\',
+                    '/' => '/',
+                    'b' => '\u{8}',
+                    'f' => '\u{c}',
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    'u' => {
+                        let hi = self.hex4()?;
+                        if (0xd800..0xdc00).contains(&hi) {
+                            (self.next_char()? == '\\').then_some(())?;
+                            (self.next_char()? == 'u').then_some(())?;
+                            let lo = self.hex4()?;
+                            char::from_u32(
+                                0x10000 + ((hi - 0xd800) << 10) + (lo.checked_sub(0xdc00)?),
+                            )?
+                        } else {
+                            char::from_u32(hi)?
+                        }
+                    }
+                    _ => return None,
+                }),
+                c if u32::from(c) < 0x20 => return None,
+                c => out.push(c),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Option<Json> {
+        let start = self.i;
+        while matches!(
+            self.peek(),
+            Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+        ) {
+            self.i += 1;
+        }
+        let t = &self.s[start..self.i];
+        if t.contains(['.', 'e', 'E']) {
+            serde_json::Number::from_f64(t.parse().ok()?).map(Json::Number)
+        } else if let Ok(i) = t.parse::<i64>() {
+            Some(Json::from(i))
+        } else {
+            t.parse::<u64>().ok().map(Json::from)
+        }
     }
 }
 
@@ -935,8 +1065,11 @@ fn check_json(
     match (cell, expected) {
         (None, None) => Ok(()),
         (Some(text), Some(expected)) => {
-            let parsed: Json = serde_json::from_str(text)
+            // Valid JSON for serde_json, and exactly the oracle's value (read exactly).
+            serde_json::from_str::<Json>(text)
                 .map_err(|e| TestCaseError::fail(format!("{what}: invalid JSON {text:?}: {e}")))?;
+            let parsed = Reader::read(text)
+                .ok_or_else(|| TestCaseError::fail(format!("{what}: unreadable {text:?}")))?;
             prop_assert!(
                 json_eq(&parsed, &expected),
                 "{}: stored {} but expected {}",
@@ -1105,9 +1238,7 @@ fn check_traces(req: &ExportTraceServiceRequest) -> Result<(), TestCaseError> {
         // (d) attributes JSON = everything no column holds.
         check_json(
             &attributes[row],
-            expected_attrs(&s.attributes, |kv| {
-                span_column_holds(kv) || known_gap_dropped(kv)
-            }),
+            expected_attrs(&s.attributes, |kv| span_column_holds(kv)),
             &format!("span row {row} attributes"),
         )?;
         // ... and what left the JSON is in its column (legacy keys only fill a gap).
@@ -1925,19 +2056,11 @@ fn map_doubles(req: &mut ExportTraceServiceRequest, f: &dyn Fn(f64) -> f64) {
     }
 }
 
-/// What the decoder can be expected to return for a double `d` written in style `st`: NaN
-/// payloads are not part of the JSON mapping ("NaN" decodes to `f64::NAN`), and a double
-/// written as a JSON number comes back as serde_json reads it. KNOWN GAP: without serde_json's
-/// `float_roundtrip` feature that can be one ULP off (`json_number_doubles_decode_exactly`
-/// fails until it is fixed); doubles written as strings must come back exactly.
-fn decodable(st: Style, d: f64) -> f64 {
-    if d.is_nan() {
-        f64::NAN
-    } else if d.is_finite() && !st.doubles_as_strings {
-        serde_json::from_str(&Json::from(d).to_string()).unwrap()
-    } else {
-        d
-    }
+/// What the decoder can be expected to return for a double `d`: NaN payloads are not part of
+/// the JSON mapping ("NaN" decodes to `f64::NAN`); every other double comes back bit-exact,
+/// whether written as a JSON number or a string.
+fn decodable(d: f64) -> f64 {
+    if d.is_nan() { f64::NAN } else { d }
 }
 
 fn style() -> impl Strategy<Value = Style> {
@@ -1989,7 +2112,7 @@ proptest! {
     fn otlp_json_decodes_what_was_encoded(req in trace_request(), st in style()) {
         let json = enc_trace_request(st, &req);
         let mut req = req;
-        map_doubles(&mut req, &|d| decodable(st, d));
+        map_doubles(&mut req, &|d| decodable(d));
         let decoded = otlp_json::decode_traces(json.as_bytes())
             .map_err(|e| TestCaseError::fail(format!("decode failed: {e}\n{json}")))?;
         prop_assert!(
@@ -2005,8 +2128,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// Known gaps: what the properties above had to exclude. Each fails today; remove the
-// matching exclusion (`known_gap_dropped`, `decodable`) once it passes.
+// Regressions the properties above found.
 // ---------------------------------------------------------------------------------------
 
 fn one_span(attributes: Vec<KeyValue>) -> ExportTraceServiceRequest {
@@ -2027,7 +2149,6 @@ fn one_span(attributes: Vec<KeyValue>) -> ExportTraceServiceRequest {
 }
 
 #[test]
-#[ignore = "known gap: an int status code outside i32 leaves the JSON but its column is NULL"]
 fn out_of_range_status_code_is_kept() {
     let big = KeyValue {
         key: "http.response.status_code".into(),
@@ -2049,7 +2170,6 @@ fn out_of_range_status_code_is_kept() {
 }
 
 #[test]
-#[ignore = "known gap: serde_json without `float_roundtrip` reads some JSON numbers 1 ULP off"]
 fn json_number_doubles_decode_exactly() {
     // 5.5695513567627515e-264, found by `otlp_json_decodes_what_was_encoded`.
     let d = f64::from_bits(0x0946_72cd_c2e6_6c93);
