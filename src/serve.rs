@@ -181,51 +181,53 @@ impl Running {
         )
     }
 
-    /// Stops receivers, lets in-flight requests finish, flushes everything buffered to Parquet
-    /// and stops the query API, all within the configured deadline.
+    /// Stops receivers, lets in-flight requests finish (within the configured deadline),
+    /// flushes everything buffered to Parquet and stops the query API. The flush always runs,
+    /// even when draining the receivers failed or ran out of time.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         let deadline = self.shutdown_timeout;
-        let work = async move {
-            self.receivers_stop.cancel();
+        // Requests that arrive from here on are refused as retryable.
+        self.ingester.stop_accepting();
+        self.receivers_stop.cancel();
+        let drain = async {
             for (what, handle) in self.receivers {
                 match handle.await {
                     Ok(Ok(())) => {}
-                    Ok(Err(reason)) => return Err(ServeError::Server { what, reason }),
-                    Err(e) => {
-                        return Err(ServeError::Server {
-                            what,
-                            reason: e.to_string(),
-                        });
+                    Ok(Err(reason)) => {
+                        tracing::error!(what, reason, "receiver failed while stopping")
                     }
+                    Err(e) => tracing::error!(what, error = %e, "receiver task failed"),
                 }
             }
-            // Requests that slipped in after the listeners closed are refused as retryable.
-            self.ingester.stop_accepting();
-            self.flusher_stop.cancel();
-            let _ = self.flusher.await;
-            let store = self.store.clone();
-            let rows = tokio::task::spawn_blocking(move || store.flush_all(true))
-                .await
-                .map_err(|e| ServeError::Server {
-                    what: "flush",
-                    reason: e.to_string(),
-                })??;
-            tracing::info!(rows, "flushed buffered rows on shutdown");
-            self.api_stop.cancel();
-            match self.api_server.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(reason)) => Err(ServeError::Server {
-                    what: "HTTP API",
-                    reason,
-                }),
-                Err(e) => Err(ServeError::Server {
-                    what: "HTTP API",
-                    reason: e.to_string(),
-                }),
-            }
         };
-        tokio::time::timeout(deadline, work)
+        let drained = tokio::time::timeout(deadline, drain).await.is_ok();
+        if !drained {
+            tracing::warn!(
+                ?deadline,
+                "in-flight requests did not finish in time; flushing what was acknowledged"
+            );
+        }
+        self.flusher_stop.cancel();
+        let _ = self.flusher.await;
+        let store = self.store.clone();
+        let rows = tokio::task::spawn_blocking(move || store.flush_all(true))
             .await
-            .map_err(|_| ServeError::ShutdownTimeout(deadline))?
+            .map_err(|e| ServeError::Server {
+                what: "flush",
+                reason: e.to_string(),
+            })??;
+        tracing::info!(rows, "flushed buffered rows on shutdown");
+        self.api_stop.cancel();
+        let api = tokio::time::timeout(deadline, self.api_server).await;
+        match api {
+            Ok(Ok(Ok(()))) | Err(_) => {}
+            Ok(Ok(Err(reason))) => tracing::error!(reason, "HTTP API failed while stopping"),
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP API task failed"),
+        }
+        if drained {
+            Ok(())
+        } else {
+            Err(ServeError::ShutdownTimeout(deadline))
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema};
+use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use headroom_collector::schema;
 use serde_json::Value;
@@ -39,32 +40,23 @@ impl QueryEngine {
         Ok(Self { ctx })
     }
 
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
-    }
-
-    /// Runs one read-only statement: DDL, DML and `SET`-style statements are refused.
-    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    /// Plans one read-only statement: DDL, DML and `SET`-style statements are refused.
+    async fn plan(&self, sql: &str) -> Result<DataFrame, QueryError> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let df = self.ctx.sql_with_options(sql, options).await?;
-        Ok(df.collect().await?)
+        Ok(self.ctx.sql_with_options(sql, options).await?)
+    }
+
+    /// Runs one read-only statement.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        Ok(self.plan(sql).await?.collect().await?)
     }
 
     /// Runs `sql` and renders the result as JSON rows.
     pub async fn sql_json(&self, sql: &str) -> Result<JsonRows, QueryError> {
-        let df = self
-            .ctx
-            .sql_with_options(
-                sql,
-                SQLOptions::new()
-                    .with_allow_ddl(false)
-                    .with_allow_dml(false)
-                    .with_allow_statements(false),
-            )
-            .await?;
+        let df = self.plan(sql).await?;
         let columns: Vec<String> = df
             .schema()
             .fields()

@@ -141,3 +141,53 @@ impl Ingester {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::*;
+    use crate::error::ErrorClass;
+    use crate::receiver::grpc;
+    use crate::store::StoreConfig;
+
+    fn one_span() -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn overload_and_shutdown_are_retryable_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.max_buffer_bytes = 1;
+        let ingester = Ingester::new(Arc::new(Store::open(config).unwrap()));
+
+        assert_eq!(ingester.traces(&one_span()).unwrap().accepted, 1);
+        // The buffer now holds more than its limit: refuse until a flush frees it.
+        let e = ingester.traces(&one_span()).unwrap_err();
+        assert!(matches!(e, IngestError::Overloaded { .. }), "{e}");
+        assert_eq!(e.class(), ErrorClass::Retryable);
+        assert_eq!(grpc::status(&e).code(), tonic::Code::Unavailable);
+        ingester.store().flush_all(true).unwrap();
+        assert_eq!(ingester.traces(&one_span()).unwrap().accepted, 1);
+
+        ingester.stop_accepting();
+        let e = ingester.traces(&one_span()).unwrap_err();
+        assert!(matches!(e, IngestError::ShuttingDown), "{e}");
+        assert_eq!(grpc::status(&e).code(), tonic::Code::Unavailable);
+        assert_eq!(ingester.counters(Signal::Traces).values(), [4, 2, 2, 0]);
+        assert_eq!(ingester.store().stats("spans").unwrap().file_rows, 1);
+    }
+}

@@ -160,28 +160,59 @@ pub fn write_table(
     }
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let props = writer_properties(def);
-    let mut written = Vec::new();
-    for (hour, order) in sorted_order(def, &batches)? {
-        let dir = root.join(partition_dir(def.name, hour));
-        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        let name = format!("{}.parquet", ulid::Ulid::new());
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let path = dir.join(&name);
-        let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        let mut writer = ArrowWriter::try_new(file, def.schema(), Some(props.clone()))?;
-        for chunk in order.chunks(WRITE_CHUNK_ROWS) {
-            writer.write(&interleave_record_batch(&refs, chunk)?)?;
+    // Every hour's file is written to its temporary name first and only then are all renamed,
+    // so a failure leaves no file behind whose rows are also still buffered.
+    let mut pending: Vec<(PathBuf, PathBuf, u64, u64)> = Vec::new();
+    let result = (|| {
+        for (hour, order) in sorted_order(def, &batches)? {
+            let dir = root.join(partition_dir(def.name, hour));
+            fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            let name = format!("{}.parquet", ulid::Ulid::new());
+            let tmp = dir.join(format!(".{name}.tmp"));
+            let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            pending.push((tmp.clone(), dir.join(&name), 0, order.len() as u64));
+            let mut writer = ArrowWriter::try_new(file, def.schema(), Some(props.clone()))?;
+            for chunk in order.chunks(WRITE_CHUNK_ROWS) {
+                writer.write(&interleave_record_batch(&refs, chunk)?)?;
+            }
+            let file = writer.into_inner()?;
+            file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+            let size = file.metadata().map_err(|e| StoreError::io(&tmp, e))?.len();
+            if let Some(last) = pending.last_mut() {
+                last.2 = size;
+            }
         }
-        let file = writer.into_inner()?;
-        file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-        let size_bytes = file.metadata().map_err(|e| StoreError::io(&tmp, e))?.len();
-        drop(file);
-        fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-        sync_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        Ok::<_, StoreError>(())
+    })();
+    if let Err(e) = result {
+        for (tmp, ..) in &pending {
+            let _ = fs::remove_file(tmp);
+        }
+        return Err(e);
+    }
+    let mut written = Vec::with_capacity(pending.len());
+    for (i, (tmp, path, size_bytes, rows)) in pending.iter().enumerate() {
+        let renamed = fs::rename(tmp, path)
+            .and_then(|()| sync_dir(path.parent().unwrap_or(root)))
+            .map_err(|e| StoreError::io(path, e));
+        if let Err(e) = renamed {
+            // Undo: the caller keeps every row buffered, so no file of this flush may stay.
+            for (tmp, path, ..) in &pending[i..] {
+                let _ = fs::remove_file(tmp);
+                let _ = fs::remove_file(path);
+            }
+            for f in &written {
+                let DataFile { path, .. } = f;
+                if let Err(undo) = fs::remove_file(path) {
+                    tracing::error!(path = %path.display(), error = %undo, "cannot remove a file of a failed flush; its rows may appear twice after a restart");
+                }
+            }
+            return Err(e);
+        }
         written.push(DataFile {
-            path,
-            size_bytes,
-            rows: order.len() as u64,
+            path: path.clone(),
+            size_bytes: *size_bytes,
+            rows: *rows,
         });
     }
     Ok(written)
@@ -233,7 +264,7 @@ fn parquet_rows(path: &Path) -> Result<u64, StoreError> {
     Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
 }
 
-/// Shared handle to a written batch, for tests and tools.
+/// Reads a whole Parquet file, for tests and tools.
 pub fn read_file(path: &Path) -> Result<Vec<RecordBatch>, StoreError> {
     let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 8192)?;

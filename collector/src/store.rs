@@ -226,12 +226,14 @@ impl Store {
         let _one_at_a_time = lock(&t.flush);
         let batches = {
             let mut s = lock(&t.state);
-            if s.hot.is_empty() || !(force || self.due(&s)) {
+            if (s.hot.is_empty() && s.flushing.is_empty()) || !(force || self.due(&s)) {
                 return Ok(0);
             }
-            let batches = std::mem::take(&mut s.hot);
+            // Rows of an earlier flush that died part-way are still in `flushing`: take them too.
+            let mut batches = std::mem::take(&mut s.flushing);
+            batches.append(&mut s.hot);
             s.flushing = batches.clone();
-            s.flushing_bytes = s.hot_bytes;
+            s.flushing_bytes += s.hot_bytes;
             s.hot_rows = 0;
             s.hot_bytes = 0;
             s.oldest = None;
@@ -270,12 +272,97 @@ impl Store {
         }
     }
 
-    /// Flushes every table that is due (or all, with `force`). Blocking.
+    /// Flushes every table that is due (or all, with `force`, or when the buffer is half full
+    /// over all tables). Blocking. Every table is tried; the first error is returned.
     pub fn flush_all(&self, force: bool) -> Result<usize, StoreError> {
+        let force = force || self.buffered_bytes() >= self.config.max_buffer_bytes / 2;
         let mut rows = 0;
+        let mut first_error = None;
         for t in &self.tables {
-            rows += self.flush_table(t.def.name, force)?;
+            match self.flush_table(t.def.name, force) {
+                Ok(n) => rows += n,
+                Err(e) => {
+                    tracing::error!(table = t.def.name, error = %e, "flush failed; rows stay buffered");
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(rows)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(rows),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::*;
+    use crate::convert;
+    use crate::schema::SPANS;
+
+    /// Spans in two different hours, so a flush writes two files.
+    fn spans_in_two_hours() -> RecordBatch {
+        let span = |i: u8, start: u64| Span {
+            trace_id: vec![i; 16],
+            span_id: vec![i; 8],
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 1,
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span(1, 0), span(2, 3_600_000_000_000), span(3, 1)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let mut out = convert::traces::convert(&req).unwrap();
+        out.batches.remove(0).1
+    }
+
+    fn rows(s: &Snapshot) -> usize {
+        s.batches.iter().map(|b| b.num_rows()).sum::<usize>()
+            + s.files.iter().map(|f| f.rows as usize).sum::<usize>()
+    }
+
+    #[test]
+    fn a_failed_flush_keeps_rows_buffered_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        store.append(SPANS, spans_in_two_hours()).unwrap();
+        // A file where the second hour's directory must go makes that hour's write fail.
+        let blocker = dir.path().join("spans/date=1970-01-01/hour=01");
+        std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+        std::fs::write(&blocker, b"not a directory").unwrap();
+
+        assert!(store.flush_all(true).is_err());
+        let snap = store.snapshot(SPANS).unwrap();
+        assert_eq!(
+            (rows(&snap), snap.files.len()),
+            (3, 0),
+            "all rows still buffered"
+        );
+        let on_disk = list_table(store.root(), SPANS, false).unwrap();
+        assert!(
+            on_disk.is_empty(),
+            "no file of the failed flush stays: {on_disk:?}"
+        );
+
+        std::fs::remove_file(&blocker).unwrap();
+        assert_eq!(store.flush_all(false).unwrap(), 0, "not due yet");
+        assert_eq!(store.flush_all(true).unwrap(), 3);
+        let snap = store.snapshot(SPANS).unwrap();
+        assert_eq!(
+            (rows(&snap), snap.files.len(), snap.batches.len()),
+            (3, 2, 0)
+        );
+        // A restart sees the same files, each row once.
+        let reopened = Store::open(StoreConfig::new(dir.path())).unwrap();
+        assert_eq!(rows(&reopened.snapshot(SPANS).unwrap()), 3);
     }
 }

@@ -10,7 +10,10 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
-use super::{ConvertError, Converted, ResourceInfo, attrs_json, nanos, non_empty, write_any_value};
+use super::{
+    ConvertError, Converted, ResourceInfo, attrs_json, nanos, non_empty, scope_columns,
+    write_any_value,
+};
 use crate::schema::{self, LOGS};
 
 /// A string body is stored as is; any other body as typed JSON.
@@ -79,7 +82,7 @@ pub fn convert(req: &ExportLogsServiceRequest) -> Result<Converted, ConvertError
     for rl in &req.resource_logs {
         let res = ResourceInfo::new(rl.resource.as_ref());
         for sl in &rl.scope_logs {
-            let scope = sl.scope.as_ref();
+            let (scope_name_value, scope_version_value) = scope_columns(sl.scope.as_ref());
             for r in &sl.log_records {
                 let (t, observed) = match validate(r) {
                     Ok(v) => v,
@@ -109,8 +112,8 @@ pub fn convert(req: &ExportLogsServiceRequest) -> Result<Converted, ConvertError
                 event_name.append_option(non_empty(&r.event_name));
                 attributes.append_option(attrs_json(&r.attributes, |_| true));
                 resource_attributes.append_option(res.json.as_deref());
-                scope_name.append_option(scope.and_then(|s| non_empty(&s.name)));
-                scope_version.append_option(scope.and_then(|s| non_empty(&s.version)));
+                scope_name.append_option(scope_name_value);
+                scope_version.append_option(scope_version_value);
                 dropped.append_value(i64::from(r.dropped_attributes_count));
                 out.accepted += 1;
             }

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::traces::list_of_structs;
-use super::{ConvertError, Converted, ResourceInfo, attrs_json, nanos, non_empty};
+use super::{ConvertError, Converted, ResourceInfo, attrs_json, nanos, non_empty, scope_columns};
 use crate::schema::{self, EXP_HISTOGRAM_POINTS, HISTOGRAM_POINTS, METRIC_POINTS, SUMMARY_POINTS};
 
 fn temporality(t: i32) -> Option<&'static str> {
@@ -584,11 +584,7 @@ pub fn convert(req: &ExportMetricsServiceRequest) -> Result<Converted, ConvertEr
     for rm in &req.resource_metrics {
         let res = ResourceInfo::new(rm.resource.as_ref());
         for sm in &rm.scope_metrics {
-            let scope = sm.scope.as_ref();
-            let scope = (
-                scope.and_then(|s| non_empty(&s.name)),
-                scope.and_then(|s| non_empty(&s.version)),
-            );
+            let scope = scope_columns(sm.scope.as_ref());
             for metric in &sm.metrics {
                 t.metric(&res, scope, metric, &mut out)
                     .map_err(|source| ConvertError {

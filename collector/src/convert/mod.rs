@@ -60,3 +60,13 @@ fn nanos(v: u64) -> Option<i64> {
 fn non_empty(s: &str) -> Option<&str> {
     if s.is_empty() { None } else { Some(s) }
 }
+
+/// The `scope_name` and `scope_version` columns of an instrumentation scope.
+fn scope_columns(
+    scope: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
+) -> (Option<&str>, Option<&str>) {
+    (
+        scope.and_then(|s| non_empty(&s.name)),
+        scope.and_then(|s| non_empty(&s.version)),
+    )
+}

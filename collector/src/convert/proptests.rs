@@ -1238,7 +1238,7 @@ fn check_traces(req: &ExportTraceServiceRequest) -> Result<(), TestCaseError> {
         // (d) attributes JSON = everything no column holds.
         check_json(
             &attributes[row],
-            expected_attrs(&s.attributes, |kv| span_column_holds(kv)),
+            expected_attrs(&s.attributes, span_column_holds),
             &format!("span row {row} attributes"),
         )?;
         // ... and what left the JSON is in its column (legacy keys only fill a gap).

@@ -11,7 +11,9 @@ use arrow::datatypes::{DataType, Field};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
 
-use super::{ConvertError, Converted, Hot, ResourceInfo, attrs_json, nanos, non_empty};
+use super::{
+    ConvertError, Converted, Hot, ResourceInfo, attrs_json, nanos, non_empty, scope_columns,
+};
 use crate::schema::{self, SPANS};
 
 /// gRPC status codes that mean the server failed (OpenTelemetry semantic conventions).
@@ -452,11 +454,7 @@ pub fn convert(req: &ExportTraceServiceRequest) -> Result<Converted, ConvertErro
     for rs in &req.resource_spans {
         let res = ResourceInfo::new(rs.resource.as_ref());
         for ss in &rs.scope_spans {
-            let scope = ss.scope.as_ref();
-            let scope = (
-                scope.and_then(|s| non_empty(&s.name)),
-                scope.and_then(|s| non_empty(&s.version)),
-            );
+            let scope = scope_columns(ss.scope.as_ref());
             for span in &ss.spans {
                 match validate(span) {
                     Ok((start, end)) => b
