@@ -9,9 +9,9 @@ use opentelemetry_proto::tonic::collector::{
     trace::v1::ExportTraceServiceRequest,
 };
 
+use crate::Signal;
 use crate::convert::{self, Converted};
 use crate::error::IngestError;
-use crate::otlp_json::Signal;
 use crate::store::Store;
 
 /// The result of an accepted request.

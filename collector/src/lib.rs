@@ -13,3 +13,11 @@ pub mod parquet;
 pub mod receiver;
 pub mod schema;
 pub mod store;
+
+/// The three OpenTelemetry signals Headroom ingests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}

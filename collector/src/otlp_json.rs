@@ -49,17 +49,11 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 use serde_json::{Map, Value};
 
+use crate::Signal;
+
 /// Deepest accepted nesting of [`AnyValue`]s (array / kvlist values inside each other).
 /// A top-level attribute value or log body is level 1.
 pub const MAX_ANY_VALUE_DEPTH: usize = 64;
-
-/// Which OTLP signal a response is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    Traces,
-    Metrics,
-    Logs,
-}
 
 /// A malformed OTLP/JSON request: where (`resourceSpans[0].scopeSpans[1].spans[3].traceId`,
 /// or `$` for the document itself) and why.

@@ -17,9 +17,10 @@ use opentelemetry_proto::tonic::collector::{
 };
 use prost::Message;
 
+use crate::Signal;
 use crate::error::{ErrorClass, IngestError};
 use crate::ingest::{Ingester, Outcome};
-use crate::otlp_json::{self, Signal};
+use crate::otlp_json;
 
 /// `google.rpc.Status`, the body of every OTLP/HTTP error response. Declared here because
 /// opentelemetry-proto does not ship the googleapis types; details are never sent.
