@@ -123,6 +123,9 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
             // make every request wait for window updates.
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(16 << 20))
+            .layer(tower::util::MapResponseLayer::new(
+                receiver::grpc::otlp_status_codes::<tonic::body::Body>,
+            ))
             .add_routes(grpc_routes)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),

@@ -159,13 +159,8 @@ async fn grpc_partial_success_and_size_limit() {
     let big = sample_request(3000);
     assert!(big.encoded_len() > 256 << 10);
     let err = client.export(big.clone()).await.expect_err("too large");
-    assert!(
-        matches!(
-            err.code(),
-            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
-        ),
-        "{err:?}"
-    );
+    // RESOURCE_EXHAUSTED without RetryInfo: OTLP clients do not retry it.
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
     // Compressed, the same request is small on the wire but still too large once decoded.
     let mut gz = TraceServiceClient::connect(s.grpc_endpoint())
         .await
@@ -175,13 +170,8 @@ async fn grpc_partial_success_and_size_limit() {
         .export(big)
         .await
         .expect_err("too large after decompression");
-    assert!(
-        matches!(
-            err.code(),
-            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
-        ),
-        "{err:?}"
-    );
+    // RESOURCE_EXHAUSTED without RetryInfo: OTLP clients do not retry it.
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
     assert_eq!(s.count("SELECT count(*) FROM spans").await, total - 2);
     s.stop().await;
 }
@@ -217,5 +207,44 @@ async fn sql_api_refuses_bad_and_writing_statements() {
         s.sql("SELECT 1 AS a, 'x' AS b, NULL AS c").await,
         json!({"columns": ["a", "b", "c"], "rows": [[1, "x", null]]})
     );
+    s.stop().await;
+}
+
+/// A message that is not an ExportTraceServiceRequest on the wire: field 1 (resource_spans,
+/// length-delimited) sent as a varint.
+#[derive(Clone, PartialEq, prost::Message)]
+struct WrongWireType {
+    #[prost(uint64, tag = "1")]
+    resource_spans: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_malformed_payload_is_invalid_argument() {
+    let s = TestServer::start().await;
+    let channel = tonic::transport::Endpoint::from_shared(s.grpc_endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    let codec = tonic_prost::ProstCodec::<WrongWireType, ExportTraceServiceResponse>::default();
+    let err = grpc
+        .unary(
+            tonic::Request::new(WrongWireType { resource_spans: 7 }),
+            path,
+            codec,
+        )
+        .await
+        .expect_err("malformed payload refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    // The server is still fine.
+    let mut client = TraceServiceClient::connect(s.grpc_endpoint())
+        .await
+        .unwrap();
+    assert!(client.export(sample_request(5)).await.is_ok());
     s.stop().await;
 }

@@ -113,3 +113,39 @@ pub fn routes(ingester: Arc<Ingester>, max_request_bytes: usize) -> tonic::servi
         .add_service(metrics)
         .add_service(logs)
 }
+
+/// Maps the statuses tonic answers by itself, before a request reaches [`OtlpGrpc`], to the
+/// codes OTLP prescribes: a message over the size limit is `OUT_OF_RANGE` in tonic, which OTLP
+/// clients retry forever, so it becomes `RESOURCE_EXHAUSTED` (not retried without RetryInfo);
+/// a payload that fails to decode is `INTERNAL` in tonic and becomes `INVALID_ARGUMENT`.
+///
+/// Those errors are sent as trailers-only responses, so the status is in the headers.
+pub fn otlp_status_codes<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let code = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok());
+    // grpc-message is percent-encoded; spaces are all these checks need decoded.
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .replace("%20", " ");
+    let mapped = match code {
+        Some(c)
+            if c == tonic::Code::OutOfRange as i32
+                && message.contains("message length too large") =>
+        {
+            Some(tonic::Code::ResourceExhausted)
+        }
+        Some(c) if c == tonic::Code::Internal as i32 && message.contains("failed to decode") => {
+            Some(tonic::Code::InvalidArgument)
+        }
+        _ => None,
+    };
+    if let Some(code) = mapped {
+        headers.insert("grpc-status", http::HeaderValue::from(code as i32));
+    }
+    response
+}
