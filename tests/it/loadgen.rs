@@ -59,6 +59,29 @@ async fn loadgen_over_grpc_reports_what_was_stored() {
             .await
             > 0
     );
+
+    // Self-observability agrees with the client.
+    let api = format!("http://{}", s.running.http_addr);
+    let metrics = s
+        .client
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let want = format!(
+        "headroom_otlp_items_accepted_total{{signal=\"traces\"}} {}",
+        report.spans_acked
+    );
+    assert!(metrics.contains(&want), "{metrics}");
+    assert!(
+        metrics.contains("headroom_table_buffered_rows{table=\"spans\"}"),
+        "{metrics}"
+    );
+    let health = s.client.get(format!("{api}/healthz")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
     s.stop().await;
 }
 
