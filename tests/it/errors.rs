@@ -166,13 +166,30 @@ async fn grpc_partial_success_and_size_limit() {
         .await
         .unwrap()
         .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let mut zstd = TraceServiceClient::connect(s.grpc_endpoint())
+        .await
+        .unwrap()
+        .send_compressed(tonic::codec::CompressionEncoding::Zstd);
+    let small = sample_request(10);
+    let small_n = headroom::loadgen::span_count(&small) as i64;
+    assert_eq!(
+        zstd.export(small)
+            .await
+            .expect("zstd accepted")
+            .into_inner()
+            .partial_success,
+        None
+    );
     let err = gz
         .export(big)
         .await
         .expect_err("too large after decompression");
     // RESOURCE_EXHAUSTED without RetryInfo: OTLP clients do not retry it.
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
-    assert_eq!(s.count("SELECT count(*) FROM spans").await, total - 2);
+    assert_eq!(
+        s.count("SELECT count(*) FROM spans").await,
+        total - 2 + small_n
+    );
     s.stop().await;
 }
 
