@@ -76,7 +76,8 @@ impl TableProvider for StoredTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Parquet statistics and bloom filters prune with them; rows are re-checked above.
+        // DataFusion pushes the filters into the Parquet scan as physical predicates (row-group
+        // statistics, bloom filters); rows are re-checked above the scan.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 

@@ -144,27 +144,13 @@ impl Ingester {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-
     use super::*;
     use crate::error::ErrorClass;
     use crate::receiver::grpc;
     use crate::store::StoreConfig;
 
     fn one_span() -> ExportTraceServiceRequest {
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![Span {
-                        trace_id: vec![1; 16],
-                        span_id: vec![2; 8],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
+        crate::convert::one_span_request(Vec::new())
     }
 
     #[test]

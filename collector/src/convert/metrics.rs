@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Exemplar, Metric, exemplar, metric::Data, number_data_point,
 };
 
-use super::traces::list_of_structs;
+use super::list_of_structs;
 use super::{ConvertError, Converted, ResourceInfo, attrs_json, nanos, non_empty, scope_columns};
 use crate::schema::{self, EXP_HISTOGRAM_POINTS, HISTOGRAM_POINTS, METRIC_POINTS, SUMMARY_POINTS};
 

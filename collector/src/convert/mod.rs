@@ -12,7 +12,11 @@ pub mod metrics;
 mod proptests;
 pub mod traces;
 
-use arrow::array::RecordBatch;
+use std::sync::Arc;
+
+use arrow::array::{ListArray, RecordBatch, StructArray};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 
 pub use attrs::{Hot, ResourceInfo, attrs_json, write_any_value};
@@ -69,4 +73,43 @@ fn scope_columns(
         scope.and_then(|s| non_empty(&s.name)),
         scope.and_then(|s| non_empty(&s.version)),
     )
+}
+
+/// A `List<Struct>` column from the struct's child arrays and the list offsets.
+fn list_of_structs(
+    fields: arrow::datatypes::Fields,
+    children: Vec<arrow::array::ArrayRef>,
+    offsets: Vec<i32>,
+) -> Result<arrow::array::ArrayRef, ArrowError> {
+    let structs = StructArray::try_new(fields.clone(), children, None)?;
+    let field = Arc::new(Field::new("item", DataType::Struct(fields), false));
+    let list = ListArray::try_new(
+        field,
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(structs),
+        None,
+    )?;
+    Ok(Arc::new(list))
+}
+
+/// A one-span request with `attributes`, for tests.
+#[cfg(test)]
+pub(crate) fn one_span_request(
+    attributes: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![1; 16],
+                    span_id: vec![2; 8],
+                    attributes,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
 }

@@ -2132,20 +2132,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 
 fn one_span(attributes: Vec<KeyValue>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    trace_id: vec![1; 16],
-                    span_id: vec![2; 8],
-                    attributes,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    super::one_span_request(attributes)
 }
 
 #[test]

@@ -4,13 +4,12 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, Int32Builder, Int64Builder,
-    ListArray, RecordBatch, StringBuilder, StructArray, TimestampNanosecondBuilder,
+    RecordBatch, StringBuilder, TimestampNanosecondBuilder,
 };
-use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
 
+use super::list_of_structs;
 use super::{
     ConvertError, Converted, Hot, ResourceInfo, attrs_json, nanos, non_empty, scope_columns,
 };
@@ -170,23 +169,6 @@ fn ts(capacity: usize) -> TimestampNanosecondBuilder {
 
 fn strings(capacity: usize) -> StringBuilder {
     StringBuilder::with_capacity(capacity, capacity * 8)
-}
-
-/// A `List<Struct>` column from the struct's child arrays and the list offsets.
-pub(crate) fn list_of_structs(
-    fields: arrow::datatypes::Fields,
-    children: Vec<ArrayRef>,
-    offsets: Vec<i32>,
-) -> Result<ArrayRef, arrow::error::ArrowError> {
-    let structs = StructArray::try_new(fields.clone(), children, None)?;
-    let field = Arc::new(Field::new("item", DataType::Struct(fields), false));
-    let list = ListArray::try_new(
-        field,
-        OffsetBuffer::new(offsets.into()),
-        Arc::new(structs),
-        None,
-    )?;
-    Ok(Arc::new(list))
 }
 
 impl Builders {

@@ -94,21 +94,18 @@ impl LogsService for OtlpGrpc {
 /// (after decompression).
 pub fn routes(ingester: Arc<Ingester>, max_request_bytes: usize) -> tonic::service::Routes {
     let svc = OtlpGrpc { ingester };
-    let traces = TraceServiceServer::new(svc.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_request_bytes);
-    let metrics = MetricsServiceServer::new(svc.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_request_bytes);
-    let logs = LogsServiceServer::new(svc)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_request_bytes);
+    macro_rules! otlp_server {
+        ($server:ident) => {
+            $server::new(svc.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max_request_bytes)
+        };
+    }
+    let traces = otlp_server!(TraceServiceServer);
+    let metrics = otlp_server!(MetricsServiceServer);
+    let logs = otlp_server!(LogsServiceServer);
     tonic::service::Routes::new(traces)
         .add_service(metrics)
         .add_service(logs)

@@ -177,6 +177,20 @@ fn error_response(e: &IngestError, enc: Encoding) -> Response {
     resp
 }
 
+/// Reads at most `limit` bytes of request body.
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, IngestError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(IngestError::TooLarge { limit_bytes: limit })
+        }
+        Err(e) => Err(IngestError::Decompress {
+            encoding: "identity",
+            reason: format!("reading body: {e}"),
+        }),
+    }
+}
+
 /// Reads, decompresses and decodes a request, runs `ingest`, and encodes the answer.
 async fn handle<Req, Resp>(
     state: HttpState,
@@ -200,33 +214,30 @@ where
         }
     };
     let limit = state.max_request_bytes;
+    // Failures before `ingest` are counted here; `Ingester` counts its own.
+    let ingester = state.ingester.clone();
     let result = async {
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return Err(IngestError::TooLarge { limit_bytes: limit });
-            }
-            Err(e) => {
-                return Err(IngestError::Decompress {
-                    encoding: "identity",
-                    reason: format!("reading body: {e}"),
-                });
-            }
-        };
-        let ingester = state.ingester.clone();
+        let body = read_body(body, limit)
+            .await
+            .inspect_err(|_| ingester.count_failure(signal))?;
+        let worker = ingester.clone();
         let work = move || {
-            let body = decompress(&headers, body, limit)?;
-            let req = match enc {
-                Encoding::Protobuf => Req::decode(body)?,
-                Encoding::Json => decode_json(&body)?,
-            };
-            ingest(&ingester, &req)
+            let req = decompress(&headers, body, limit)
+                .and_then(|body| match enc {
+                    Encoding::Protobuf => Ok(Req::decode(body)?),
+                    Encoding::Json => Ok(decode_json(&body)?),
+                })
+                .inspect_err(|_| worker.count_failure(signal))?;
+            ingest(&worker, &req)
         };
         match tokio::task::spawn_blocking(work).await {
             Ok(r) => r,
-            Err(e) => Err(IngestError::Store(crate::error::StoreError::internal(
-                format!("ingest task failed: {e}"),
-            ))),
+            Err(e) => {
+                ingester.count_failure(signal);
+                Err(IngestError::Store(crate::error::StoreError::internal(
+                    format!("ingest task failed: {e}"),
+                )))
+            }
         }
     }
     .await;
@@ -247,12 +258,7 @@ where
             );
             resp
         }
-        Err(e) => {
-            if !matches!(e.class(), ErrorClass::Retryable | ErrorClass::Internal) {
-                state.ingester.count_failure(signal);
-            }
-            error_response(&e, enc)
-        }
+        Err(e) => error_response(&e, enc),
     }
 }
 
