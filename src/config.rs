@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::loadgen::LoadgenArgs;
 
@@ -74,7 +74,18 @@ pub struct ServeConfig {
     /// Flush a table to Parquet once its oldest buffered row is this old.
     #[arg(long, env = "HEADROOM_FLUSH_MAX_AGE_SECONDS", default_value_t = 60.0)]
     pub flush_max_age_seconds: f64,
-    /// Refuse new data (retryable: gRPC UNAVAILABLE, HTTP 503) while this much is buffered.
+    /// When an acknowledged request is durable: `fsync` (the WAL is fsynced before the
+    /// acknowledgement; survives power loss), `os` (written to the operating system before the
+    /// acknowledgement, fsynced per segment; survives a crash of the process, not of the
+    /// machine) or `off` (no WAL: what is not yet in Parquet is lost in a crash).
+    #[arg(long, env = "HEADROOM_WAL_SYNC", value_enum, default_value_t = WalSync::Fsync)]
+    pub wal_sync: WalSync,
+    /// Start a new WAL segment once the current one is this large.
+    #[arg(long, env = "HEADROOM_WAL_SEGMENT_BYTES", default_value_t = 64 << 20,
+          value_parser = clap::value_parser!(u64).range(1 << 16..))]
+    pub wal_segment_bytes: u64,
+    /// Refuse new data (retryable: gRPC RESOURCE_EXHAUSTED with RetryInfo, HTTP 429 with
+    /// Retry-After) while this much is buffered.
     #[arg(long, env = "HEADROOM_MAX_BUFFER_BYTES", default_value_t = 512 << 20,
           value_parser = clap::value_parser!(u64).range(1 << 20..))]
     pub max_buffer_bytes: u64,
@@ -125,9 +136,19 @@ impl ServeConfig {
             flush_max_bytes: 64 << 20,
             flush_max_age_seconds: 60.0,
             max_buffer_bytes: 512 << 20,
+            wal_sync: WalSync::Fsync,
+            wal_segment_bytes: 64 << 20,
             shutdown_timeout_seconds: 30.0,
         }
     }
+}
+
+/// `--wal-sync`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalSync {
+    Fsync,
+    Os,
+    Off,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -9,12 +9,13 @@ use headroom_analytics::QueryEngine;
 use headroom_collector::ingest::Ingester;
 use headroom_collector::receiver;
 use headroom_collector::store::{Store, StoreConfig};
+use headroom_collector::wal::{SyncMode, Wal, WalConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, WalSync};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -29,6 +30,8 @@ pub enum ServeError {
     },
     #[error("storage: {0}")]
     Store(#[from] headroom_collector::error::StoreError),
+    #[error("{0}")]
+    Wal(#[from] headroom_collector::error::WalError),
     #[error("query engine: {0}")]
     Query(#[from] headroom_analytics::QueryError),
     #[error("{what} server failed: {reason}")]
@@ -68,8 +71,23 @@ fn local(what: &'static str, l: &TcpListener) -> Result<SocketAddr, ServeError> 
     })
 }
 
+/// Flushes everything (with `force`) or what is due, then retires the WAL segments the flush
+/// made redundant. Blocking.
+fn flush(store: &Store, wal: Option<&Wal>, force: bool) -> Result<usize, ServeError> {
+    let rows = store.flush_all(force)?;
+    if let Some(wal) = wal
+        && rows > 0
+    {
+        let segments = wal.retire()?;
+        if segments > 0 {
+            tracing::debug!(segments, "retired WAL segments");
+        }
+    }
+    Ok(rows)
+}
+
 /// Flushes tables whose size or age threshold is reached, off the async workers.
-async fn run_flusher(store: Arc<Store>, stop: CancellationToken) {
+async fn run_flusher(store: Arc<Store>, wal: Option<Arc<Wal>>, stop: CancellationToken) {
     let tick =
         (store.config().flush_age / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
@@ -78,8 +96,8 @@ async fn run_flusher(store: Arc<Store>, stop: CancellationToken) {
             () = tokio::time::sleep(tick) => {}
             () = store.flush_wanted() => {}
         }
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.flush_all(false)).await {
+        let (s, w) = (store.clone(), wal.clone());
+        match tokio::task::spawn_blocking(move || flush(&s, w.as_deref(), false)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(rows)) => tracing::debug!(rows, "flushed to Parquet"),
             Ok(Err(e)) => {
@@ -100,7 +118,44 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         flush_age: Duration::from_secs_f64(cfg.flush_max_age_seconds),
         max_buffer_bytes: cfg.max_buffer_bytes as usize,
     })?);
-    let ingester = Arc::new(Ingester::new(store.clone()));
+    let wal = match cfg.wal_sync {
+        WalSync::Off => {
+            tracing::warn!(
+                "--wal-sync off: acknowledged data not yet in Parquet is lost in a crash"
+            );
+            None
+        }
+        WalSync::Fsync | WalSync::Os => {
+            let sync = if cfg.wal_sync == WalSync::Fsync {
+                SyncMode::Fsync
+            } else {
+                SyncMode::Os
+            };
+            // Replayed before any receiver opens.
+            let (wal, report) = Wal::open(
+                WalConfig {
+                    dir: store.root().join("wal"),
+                    sync,
+                    segment_bytes: cfg.wal_segment_bytes,
+                },
+                store.clone(),
+            )?;
+            for damage in &report.damaged {
+                tracing::warn!(damage, "WAL damage found and cut off");
+            }
+            tracing::info!(
+                segments = report.segments,
+                records = report.records,
+                rows_replayed = report.rows_replayed,
+                rows_already_in_parquet = report.rows_skipped,
+                dropped_bytes = report.dropped_bytes,
+                elapsed_ms = report.elapsed.as_millis() as u64,
+                "WAL replayed"
+            );
+            Some(Arc::new(wal))
+        }
+    };
+    let ingester = Arc::new(Ingester::new(store.clone(), wal.clone()));
     let engine = QueryEngine::new(store.clone())?;
     let max_request_bytes = cfg.max_request_bytes as usize;
 
@@ -156,7 +211,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
             .map_err(|e| e.to_string())
     });
 
-    let flusher = tokio::spawn(run_flusher(store.clone(), flusher_stop.clone()));
+    let flusher = tokio::spawn(run_flusher(store.clone(), wal, flusher_stop.clone()));
     tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, data_dir = %store.root().display(), "headroom serving");
     Ok(Running {
         otlp_grpc_addr,
@@ -213,12 +268,23 @@ impl Running {
         self.flusher_stop.cancel();
         let _ = self.flusher.await;
         let store = self.store.clone();
-        let rows = tokio::task::spawn_blocking(move || store.flush_all(true))
-            .await
-            .map_err(|e| ServeError::Server {
-                what: "flush",
-                reason: e.to_string(),
-            })??;
+        let wal = self.ingester.wal().cloned();
+        let rows = tokio::task::spawn_blocking(move || {
+            // No commit can start after this; the flush then covers the whole log.
+            if let Some(wal) = &wal {
+                wal.close();
+            }
+            let rows = store.flush_all(true)?;
+            if let Some(wal) = &wal {
+                wal.retire()?;
+            }
+            Ok::<_, ServeError>(rows)
+        })
+        .await
+        .map_err(|e| ServeError::Server {
+            what: "flush",
+            reason: e.to_string(),
+        })??;
         tracing::info!(rows, "flushed buffered rows on shutdown");
         self.api_stop.cancel();
         let api = tokio::time::timeout(deadline, self.api_server).await;

@@ -15,7 +15,10 @@ pub enum ErrorClass {
     TooLarge,
     /// The request's content type or encoding is not one we speak.
     UnsupportedMediaType,
-    /// Try again later (overload, shutting down).
+    /// The server is busy: try again after a delay (gRPC RESOURCE_EXHAUSTED with RetryInfo,
+    /// HTTP 429 with Retry-After).
+    Throttled,
+    /// Try again later (shutting down, storage unavailable).
     Retryable,
     /// A bug or an I/O failure on our side.
     Internal,
@@ -50,6 +53,31 @@ impl StoreError {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("write-ahead log I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("write-ahead log: cannot encode record: {0}")]
+    Encode(#[from] arrow::error::ArrowError),
+    #[error("write-ahead log is closed")]
+    Closed,
+    #[error("write-ahead log replay: {0}")]
+    Replay(#[from] StoreError),
+}
+
+impl WalError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
 /// Why an export request was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -76,6 +104,8 @@ pub enum IngestError {
     Convert(#[from] ConvertError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Wal(#[from] WalError),
 }
 
 impl IngestError {
@@ -88,8 +118,13 @@ impl IngestError {
             IngestError::UnsupportedContentType(_) | IngestError::UnsupportedEncoding(_) => {
                 ErrorClass::UnsupportedMediaType
             }
-            IngestError::ShuttingDown | IngestError::Overloaded { .. } => ErrorClass::Retryable,
-            IngestError::Convert(_) | IngestError::Store(_) => ErrorClass::Internal,
+            IngestError::Overloaded { .. } => ErrorClass::Throttled,
+            IngestError::ShuttingDown => ErrorClass::Retryable,
+            // Disk full or a failing disk: nothing was acknowledged, the client may retry.
+            IngestError::Wal(WalError::Io { .. } | WalError::Closed) => ErrorClass::Retryable,
+            IngestError::Wal(WalError::Encode(_) | WalError::Replay(_))
+            | IngestError::Convert(_)
+            | IngestError::Store(_) => ErrorClass::Internal,
         }
     }
 }

@@ -1,8 +1,12 @@
-//! The one ingest function every receiver calls: convert a decoded OTLP request and hand its rows
-//! to the store. Protocol details (status codes, encodings) stay in the receivers.
+//! The one ingest function every receiver calls: convert a decoded OTLP request, log its rows in
+//! the WAL and hand them to the store; it returns only once they are durable. Protocol details
+//! (status codes, encodings) stay in the receivers.
+//!
+//! Memory is bounded twice: a request is refused before conversion while the buffer is full,
+//! and again after conversion if its rows would overfill it (rows waiting for the WAL count too).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
@@ -13,6 +17,7 @@ use crate::Signal;
 use crate::convert::{self, Converted};
 use crate::error::IngestError;
 use crate::store::Store;
+use crate::wal::Wal;
 
 /// The result of an accepted request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,8 +51,24 @@ impl SignalCounters {
 
 pub struct Ingester {
     store: Arc<Store>,
+    /// `None`: acknowledged rows live only in memory until flushed (`--wal-sync off`).
+    wal: Option<Arc<Wal>>,
     accepting: AtomicBool,
+    /// Bytes of converted rows not yet in the store (waiting for the WAL).
+    in_flight_bytes: AtomicUsize,
     counters: [SignalCounters; 3],
+}
+
+/// Bytes reserved in the buffer budget for one request, released when it is done.
+struct Reservation<'a> {
+    counter: &'a AtomicUsize,
+    bytes: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
 }
 
 fn idx(signal: Signal) -> usize {
@@ -59,16 +80,22 @@ fn idx(signal: Signal) -> usize {
 }
 
 impl Ingester {
-    pub fn new(store: Arc<Store>) -> Self {
+    pub fn new(store: Arc<Store>, wal: Option<Arc<Wal>>) -> Self {
         Self {
             store,
+            wal,
             accepting: AtomicBool::new(true),
+            in_flight_bytes: AtomicUsize::new(0),
             counters: Default::default(),
         }
     }
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    pub fn wal(&self) -> Option<&Arc<Wal>> {
+        self.wal.as_ref()
     }
 
     /// After this, every request is refused as retryable (used during shutdown).
@@ -107,8 +134,23 @@ impl Ingester {
     ) -> Result<Outcome, IngestError> {
         let result = self.admit().and_then(|()| {
             let converted = convert()?;
+            let mut batches = Vec::with_capacity(converted.batches.len());
+            let mut bytes = 0;
             for (table, batch) in converted.batches {
-                self.store.append(table, batch)?;
+                let batch = self.store.prepare(table, batch)?;
+                bytes += batch.get_array_memory_size();
+                batches.push((table, batch));
+            }
+            let _reserved = self.reserve(bytes)?;
+            match &self.wal {
+                Some(wal) if !batches.is_empty() => {
+                    wal.commit(batches)?;
+                }
+                _ => {
+                    for (table, batch) in batches {
+                        self.store.append(table, batch, 0)?;
+                    }
+                }
             }
             Ok(Outcome {
                 accepted: converted.accepted,
@@ -134,11 +176,27 @@ impl Ingester {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(IngestError::ShuttingDown);
         }
-        let buffered_bytes = self.store.buffered_bytes();
+        let buffered_bytes =
+            self.store.buffered_bytes() + self.in_flight_bytes.load(Ordering::SeqCst);
         if buffered_bytes >= self.store.config().max_buffer_bytes {
             return Err(IngestError::Overloaded { buffered_bytes });
         }
         Ok(())
+    }
+
+    /// Counts `bytes` of converted rows against the buffer budget, or refuses them if they do
+    /// not fit. A request is never refused into an empty buffer, however large it is.
+    fn reserve(&self, bytes: usize) -> Result<Reservation<'_>, IngestError> {
+        let before = self.in_flight_bytes.fetch_add(bytes, Ordering::SeqCst);
+        let reservation = Reservation {
+            counter: &self.in_flight_bytes,
+            bytes,
+        };
+        let buffered_bytes = self.store.buffered_bytes() + before;
+        if buffered_bytes > 0 && buffered_bytes + bytes > self.store.config().max_buffer_bytes {
+            return Err(IngestError::Overloaded { buffered_bytes });
+        }
+        Ok(reservation)
     }
 }
 
@@ -158,14 +216,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = StoreConfig::new(dir.path());
         config.max_buffer_bytes = 1;
-        let ingester = Ingester::new(Arc::new(Store::open(config).unwrap()));
+        let ingester = Ingester::new(Arc::new(Store::open(config).unwrap()), None);
 
         assert_eq!(ingester.traces(&one_span()).unwrap().accepted, 1);
         // The buffer now holds more than its limit: refuse until a flush frees it.
         let e = ingester.traces(&one_span()).unwrap_err();
         assert!(matches!(e, IngestError::Overloaded { .. }), "{e}");
-        assert_eq!(e.class(), ErrorClass::Retryable);
-        assert_eq!(grpc::status(&e).code(), tonic::Code::Unavailable);
+        assert_eq!(e.class(), ErrorClass::Throttled);
+        let status = grpc::status(&e);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        // Without RetryInfo, OTLP clients would drop the data instead of retrying.
+        use tonic_types::StatusExt;
+        let retry = status.get_details_retry_info().expect("RetryInfo");
+        assert!(retry.retry_delay.is_some_and(|d| !d.is_zero()));
         ingester.store().flush_all(true).unwrap();
         assert_eq!(ingester.traces(&one_span()).unwrap().accepted, 1);
 

@@ -2,8 +2,9 @@
 //! (the storage contract shared with `analytics`), the hot in-memory buffer and the Parquet writer.
 //!
 //! Data flows one way: `receiver` decodes a request, [`ingest::Ingester`] converts it
-//! (`convert`) into Arrow batches of the tables in [`schema`] and appends them to the
-//! [`store::Store`], which keeps them queryable in memory until a flush writes them to Parquet.
+//! (`convert`) into Arrow batches of the tables in [`schema`], logs them durably in the
+//! [`wal::Wal`] and appends them to the [`store::Store`], which keeps them queryable in memory
+//! until a flush writes them to Parquet and the log covering them is retired.
 
 pub mod convert;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod parquet;
 pub mod receiver;
 pub mod schema;
 pub mod store;
+pub mod wal;
 
 /// The three OpenTelemetry signals Headroom ingests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,10 @@
 //! Parquet writer: one flush of a table's hot rows becomes one file per hour partition,
 //! sorted by the table's sort key, written to a temporary name, fsynced and renamed into place.
+//!
+//! Each file records, in its key-value metadata, its partition hour and the WAL watermark of
+//! the flush that wrote it: every row of that table and hour from a WAL record at or below the
+//! watermark is in a durable file. Replaying the WAL after a crash uses this to skip rows that
+//! already reached Parquet, even when a flush died between the files of two hours.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -10,6 +15,7 @@ use arrow::compute::{SortColumn, interleave_record_batch, lexsort_to_indices};
 use chrono::{DateTime, Datelike, Timelike};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -22,9 +28,16 @@ pub struct DataFile {
     pub path: PathBuf,
     pub size_bytes: u64,
     pub rows: u64,
+    /// Start of the file's hour partition, in ns since the epoch (`None`: not recorded).
+    pub hour_ns: Option<i64>,
+    /// The WAL watermark of the flush that wrote the file (0: written without a WAL).
+    pub wal_lsn: u64,
 }
 
-const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+const META_HOUR: &str = "headroom.partition_hour_ns";
+const META_WAL_LSN: &str = "headroom.wal_lsn";
+
+pub const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
 fn writer_properties(def: &TableDef) -> WriterProperties {
     let mut b = WriterProperties::builder()
@@ -143,12 +156,13 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Writes `batches` of table `def` under `root`, one sorted file per hour, each atomically.
-/// Returns the files written.
+/// Writes `batches` of table `def` under `root`, one sorted file per hour, each atomically,
+/// each stamped with `wal_lsn` (see the module docs). Returns the files written.
 pub fn write_table(
     root: &Path,
     def: &TableDef,
     batches: &[RecordBatch],
+    wal_lsn: u64,
 ) -> Result<Vec<DataFile>, StoreError> {
     let batches: Vec<RecordBatch> = batches
         .iter()
@@ -162,7 +176,7 @@ pub fn write_table(
     let props = writer_properties(def);
     // Every hour's file is written to its temporary name first and only then are all renamed,
     // so a failure leaves no file behind whose rows are also still buffered.
-    let mut pending: Vec<(PathBuf, PathBuf, u64, u64)> = Vec::new();
+    let mut pending: Vec<(PathBuf, PathBuf, u64, u64, i64)> = Vec::new();
     let result = (|| {
         for (hour, order) in sorted_order(def, &batches)? {
             let dir = root.join(partition_dir(def.name, hour));
@@ -170,8 +184,11 @@ pub fn write_table(
             let name = format!("{}.parquet", ulid::Ulid::new());
             let tmp = dir.join(format!(".{name}.tmp"));
             let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-            pending.push((tmp.clone(), dir.join(&name), 0, order.len() as u64));
+            pending.push((tmp.clone(), dir.join(&name), 0, order.len() as u64, hour));
             let mut writer = ArrowWriter::try_new(file, def.schema(), Some(props.clone()))?;
+            writer.append_key_value_metadata(KeyValue::new(META_HOUR.into(), hour.to_string()));
+            writer
+                .append_key_value_metadata(KeyValue::new(META_WAL_LSN.into(), wal_lsn.to_string()));
             for chunk in order.chunks(WRITE_CHUNK_ROWS) {
                 writer.write(&interleave_record_batch(&refs, chunk)?)?;
             }
@@ -191,7 +208,7 @@ pub fn write_table(
         return Err(e);
     }
     let mut written = Vec::with_capacity(pending.len());
-    for (i, (tmp, path, size_bytes, rows)) in pending.iter().enumerate() {
+    for (i, (tmp, path, size_bytes, rows, hour)) in pending.iter().enumerate() {
         let renamed = fs::rename(tmp, path)
             .and_then(|()| sync_dir(path.parent().unwrap_or(root)))
             .map_err(|e| StoreError::io(path, e));
@@ -213,6 +230,8 @@ pub fn write_table(
             path: path.clone(),
             size_bytes: *size_bytes,
             rows: *rows,
+            hour_ns: Some(*hour),
+            wal_lsn,
         });
     }
     Ok(written)
@@ -244,12 +263,7 @@ pub fn list_table(
                 tracing::warn!(path = %path.display(), "removing temporary file of an interrupted flush");
                 fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
             } else if name.ends_with(".parquet") {
-                let rows = parquet_rows(&path)?;
-                out.push(DataFile {
-                    path,
-                    size_bytes: meta.len(),
-                    rows,
-                });
+                out.push(describe(path, meta.len())?);
             }
         }
     }
@@ -257,11 +271,25 @@ pub fn list_table(
     Ok(out)
 }
 
-fn parquet_rows(path: &Path) -> Result<u64, StoreError> {
-    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
-    let reader = parquet::file::reader::SerializedFileReader::new(file)?;
+/// Reads what the store needs to know of a file from its footer.
+fn describe(path: PathBuf, size_bytes: u64) -> Result<DataFile, StoreError> {
     use parquet::file::reader::FileReader;
-    Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
+    let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+    let reader = parquet::file::reader::SerializedFileReader::new(file)?;
+    let meta = reader.metadata().file_metadata();
+    let kv = |key: &str| {
+        meta.key_value_metadata()
+            .and_then(|kvs| kvs.iter().find(|kv| kv.key == key))
+            .and_then(|kv| kv.value.as_deref())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    Ok(DataFile {
+        rows: meta.num_rows().max(0) as u64,
+        hour_ns: kv(META_HOUR),
+        wal_lsn: kv(META_WAL_LSN).unwrap_or(0).max(0) as u64,
+        path,
+        size_bytes,
+    })
 }
 
 /// Reads a whole Parquet file, for tests and tools.

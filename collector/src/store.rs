@@ -5,16 +5,22 @@
 //! [`Snapshot`] of all three at once, so a row is always seen exactly once: in memory before its
 //! file is in the manifest, in the file after. The file list is the store's own, not a directory
 //! listing, so a half-written file is never read.
+//!
+//! Rows carry the log sequence number (LSN) of the WAL record they came from. Records are applied
+//! in LSN order, so each table knows the first LSN it still holds only in memory; the WAL may
+//! retire every record below the smallest of those (see [`Store::retirable_lsn`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch, TimestampNanosecondArray};
 use arrow::datatypes::SchemaRef;
 
 use crate::error::StoreError;
-use crate::parquet::{DataFile, list_table, write_table};
+use crate::parquet::{DataFile, NANOS_PER_HOUR, list_table, write_table};
 use crate::schema::{self, TableDef};
 
 #[derive(Debug, Clone)]
@@ -48,9 +54,33 @@ struct TableState {
     hot_rows: usize,
     hot_bytes: usize,
     oldest: Option<Instant>,
+    /// LSN of the first row in `hot` (rows are appended in LSN order).
+    hot_first_lsn: Option<u64>,
     flushing: Vec<RecordBatch>,
     flushing_bytes: usize,
+    flushing_first_lsn: Option<u64>,
+    /// The highest LSN appended so far: the watermark of the next flush.
+    last_lsn: u64,
     files: Vec<DataFile>,
+    /// Per hour partition, the highest watermark of its files: rows of a WAL record at or below
+    /// it are already in Parquet.
+    watermarks: HashMap<i64, u64>,
+}
+
+impl TableState {
+    fn first_unflushed_lsn(&self) -> Option<u64> {
+        self.flushing_first_lsn.or(self.hot_first_lsn)
+    }
+
+    fn add_files(&mut self, files: Vec<DataFile>) {
+        for f in &files {
+            if let Some(hour) = f.hour_ns {
+                let w = self.watermarks.entry(hour).or_default();
+                *w = (*w).max(f.wal_lsn);
+            }
+        }
+        self.files.extend(files);
+    }
 }
 
 struct Table {
@@ -73,6 +103,8 @@ pub struct Store {
     tables: Vec<Table>,
     /// Signalled when a table crosses its size threshold, so the flusher starts at once.
     flush_wanted: tokio::sync::Notify,
+    /// Every WAL record up to this LSN has been appended to all its tables.
+    applied_lsn: AtomicU64,
 }
 
 /// Per-table counters, for `/metrics` and tests.
@@ -112,14 +144,15 @@ impl Store {
 
     fn load(config: StoreConfig, writable: bool) -> Result<Self, StoreError> {
         let mut tables = Vec::new();
+        let mut max_lsn = 0;
         for def in schema::tables() {
             let files = list_table(&config.root, def.name, writable)?;
+            max_lsn = files.iter().map(|f| f.wal_lsn).fold(max_lsn, u64::max);
+            let mut state = TableState::default();
+            state.add_files(files);
             tables.push(Table {
                 def,
-                state: Mutex::new(TableState {
-                    files,
-                    ..Default::default()
-                }),
+                state: Mutex::new(state),
                 flush: Mutex::new(()),
             });
         }
@@ -127,6 +160,7 @@ impl Store {
             config,
             tables,
             flush_wanted: tokio::sync::Notify::new(),
+            applied_lsn: AtomicU64::new(max_lsn),
         })
     }
 
@@ -156,8 +190,9 @@ impl Store {
             .sum()
     }
 
-    /// Adds rows to a table's hot buffer; they are visible to the next snapshot.
-    pub fn append(&self, table: &str, batch: RecordBatch) -> Result<(), StoreError> {
+    /// Checks that `batch` belongs in `table` and trims it for keeping: done before a batch is
+    /// logged, so that applying a logged record cannot fail, and off the WAL's single thread.
+    pub fn prepare(&self, table: &str, batch: RecordBatch) -> Result<RecordBatch, StoreError> {
         let t = self.table(table)?;
         if batch.schema() != t.def.schema() {
             return Err(StoreError::internal(format!(
@@ -169,17 +204,83 @@ impl Store {
         columns
             .iter_mut()
             .for_each(arrow::array::Array::shrink_to_fit);
-        let batch = RecordBatch::try_new(schema, columns)?;
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// Adds rows from WAL record `lsn` (0 without a WAL) to a table's hot buffer; they are
+    /// visible to the next snapshot. Records must be appended in LSN order.
+    pub fn append(&self, table: &str, batch: RecordBatch, lsn: u64) -> Result<(), StoreError> {
+        let batch = self.prepare(table, batch)?;
+        let t = self.table(table)?;
         let bytes = batch.get_array_memory_size();
         let mut s = lock(&t.state);
         s.hot_rows += batch.num_rows();
         s.hot_bytes += bytes;
         s.oldest.get_or_insert_with(Instant::now);
+        s.hot_first_lsn.get_or_insert(lsn);
+        s.last_lsn = s.last_lsn.max(lsn);
         s.hot.push(batch);
         if s.hot_rows >= self.config.flush_rows || s.hot_bytes >= self.config.flush_bytes {
             self.flush_wanted.notify_one();
         }
         Ok(())
+    }
+
+    /// Appends the rows of WAL record `lsn` that are not in Parquet yet; returns how many.
+    pub fn replay(&self, table: &str, batch: RecordBatch, lsn: u64) -> Result<usize, StoreError> {
+        let t = self.table(table)?;
+        let keep = {
+            let s = lock(&t.state);
+            if s.watermarks.values().all(|&w| w < lsn) {
+                None
+            } else {
+                let times = batch
+                    .column_by_name(t.def.time_column)
+                    .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+                    .ok_or_else(|| StoreError::internal(format!("{table}: no time column")))?;
+                let keep: BooleanArray = times
+                    .values()
+                    .iter()
+                    .map(|&ts| {
+                        let hour = ts.div_euclid(NANOS_PER_HOUR) * NANOS_PER_HOUR;
+                        Some(s.watermarks.get(&hour).is_none_or(|&w| w < lsn))
+                    })
+                    .collect();
+                Some(keep)
+            }
+        };
+        let batch = match keep {
+            None => batch,
+            Some(keep) => arrow::compute::filter_record_batch(&batch, &keep)?,
+        };
+        let rows = batch.num_rows();
+        if rows > 0 {
+            self.append(table, batch, lsn)?;
+        }
+        Ok(rows)
+    }
+
+    /// Records that every WAL record up to `lsn` has been appended to all its tables.
+    pub fn set_applied_lsn(&self, lsn: u64) {
+        self.applied_lsn.fetch_max(lsn, Ordering::SeqCst);
+    }
+
+    /// The highest LSN applied or found in a Parquet file's watermark: a WAL must number new
+    /// records above it.
+    pub fn applied_lsn(&self) -> u64 {
+        self.applied_lsn.load(Ordering::SeqCst)
+    }
+
+    /// Every WAL record at or below this LSN is durable in Parquet, in every table it touched.
+    pub fn retirable_lsn(&self) -> u64 {
+        // Read first: each record up to here was appended to its tables before this was set, so
+        // it is now either still buffered (counted below) or flushed.
+        let applied = self.applied_lsn();
+        self.tables
+            .iter()
+            .filter_map(|t| lock(&t.state).first_unflushed_lsn())
+            .map(|first| first.saturating_sub(1))
+            .fold(applied, u64::min)
     }
 
     /// Resolves when a table has reached its size threshold since the last call.
@@ -224,7 +325,7 @@ impl Store {
     pub fn flush_table(&self, table: &str, force: bool) -> Result<usize, StoreError> {
         let t = self.table(table)?;
         let _one_at_a_time = lock(&t.flush);
-        let batches = {
+        let (batches, watermark) = {
             let mut s = lock(&t.state);
             if (s.hot.is_empty() && s.flushing.is_empty()) || !(force || self.due(&s)) {
                 return Ok(0);
@@ -234,14 +335,16 @@ impl Store {
             batches.append(&mut s.hot);
             s.flushing = batches.clone();
             s.flushing_bytes += s.hot_bytes;
+            s.flushing_first_lsn = s.first_unflushed_lsn();
+            s.hot_first_lsn = None;
             s.hot_rows = 0;
             s.hot_bytes = 0;
             s.oldest = None;
-            batches
+            (batches, s.last_lsn)
         };
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let started = Instant::now();
-        match write_table(&self.config.root, t.def, &batches) {
+        match write_table(&self.config.root, t.def, &batches, watermark) {
             Ok(files) => {
                 tracing::debug!(
                     table,
@@ -252,9 +355,10 @@ impl Store {
                     "flushed"
                 );
                 let mut s = lock(&t.state);
-                s.files.extend(files);
+                s.add_files(files);
                 s.flushing.clear();
                 s.flushing_bytes = 0;
+                s.flushing_first_lsn = None;
                 Ok(rows)
             }
             Err(e) => {
@@ -266,6 +370,7 @@ impl Store {
                 s.flushing_bytes = 0;
                 back.append(&mut s.hot);
                 s.hot = back;
+                s.hot_first_lsn = s.flushing_first_lsn.take().or(s.hot_first_lsn);
                 s.oldest.get_or_insert_with(Instant::now);
                 Err(e)
             }
@@ -334,7 +439,7 @@ mod tests {
     fn a_failed_flush_keeps_rows_buffered_and_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(StoreConfig::new(dir.path())).unwrap();
-        store.append(SPANS, spans_in_two_hours()).unwrap();
+        store.append(SPANS, spans_in_two_hours(), 0).unwrap();
         // A file where the second hour's directory must go makes that hour's write fail.
         let blocker = dir.path().join("spans/date=1970-01-01/hour=01");
         std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();

@@ -129,5 +129,41 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             let _ = writeln!(out, "{name}{{table=\"{}\"}} {v}", def.name);
         }
     }
+    if let Some(wal) = state.ingester.wal() {
+        let w = wal.stats();
+        let series = [
+            (
+                "headroom_wal_records_total",
+                "counter",
+                "requests logged in the WAL",
+                &w.records,
+            ),
+            (
+                "headroom_wal_bytes_total",
+                "counter",
+                "bytes written to the WAL",
+                &w.bytes,
+            ),
+            (
+                "headroom_wal_syncs_total",
+                "counter",
+                "WAL fsyncs (one per commit group)",
+                &w.syncs,
+            ),
+            (
+                "headroom_wal_segments",
+                "gauge",
+                "WAL segment files",
+                &w.segments,
+            ),
+        ];
+        for (name, kind, help, v) in series {
+            let v = v.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod crash;
 mod errors;
 mod json_fixtures;
 mod lifecycle;
@@ -95,4 +96,12 @@ pub fn fixture(name: &str) -> Vec<u8> {
         env!("CARGO_MANIFEST_DIR")
     ))
     .expect("fixture")
+}
+
+/// Parses `key=ADDR` out of the ready line of `headroom serve`.
+pub fn addr(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in {line:?}"))
+        .to_owned()
 }

@@ -6,13 +6,7 @@ use std::time::Duration;
 
 use headroom::loadgen::{self, LoadgenArgs};
 
-/// Parses `key=ADDR` out of the ready line.
-fn addr(line: &str, key: &str) -> String {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{key} missing in {line:?}"))
-        .to_owned()
-}
+use crate::addr;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_prints_ports_and_flushes_on_sigterm() {

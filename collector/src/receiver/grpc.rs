@@ -23,7 +23,12 @@ use tonic::{Request, Response, Status};
 use crate::error::{ErrorClass, IngestError};
 use crate::ingest::Ingester;
 
-/// The gRPC status for an ingest error (OTLP: only UNAVAILABLE-class codes are retried).
+/// How long a throttled client should wait before retrying.
+pub const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The gRPC status for an ingest error. OTLP clients retry UNAVAILABLE, and RESOURCE_EXHAUSTED
+/// only when it carries RetryInfo: a request over the size limit must not be retried, an
+/// overloaded server wants the request again later.
 pub fn status(e: &IngestError) -> Status {
     let msg = e.to_string();
     match e.class() {
@@ -31,6 +36,14 @@ pub fn status(e: &IngestError) -> Status {
             Status::invalid_argument(msg)
         }
         ErrorClass::TooLarge => Status::resource_exhausted(msg),
+        ErrorClass::Throttled => {
+            use tonic_types::{ErrorDetails, StatusExt};
+            Status::with_error_details(
+                tonic::Code::ResourceExhausted,
+                msg,
+                ErrorDetails::with_retry_info(Some(RETRY_DELAY)),
+            )
+        }
         ErrorClass::Retryable => Status::unavailable(msg),
         ErrorClass::Internal => Status::internal(msg),
     }

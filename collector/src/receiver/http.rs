@@ -140,6 +140,7 @@ fn http_status(e: &IngestError) -> StatusCode {
         ErrorClass::InvalidInput => StatusCode::BAD_REQUEST,
         ErrorClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorClass::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorClass::Throttled => StatusCode::TOO_MANY_REQUESTS,
         ErrorClass::Retryable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -170,9 +171,14 @@ fn error_response(e: &IngestError, enc: Encoding) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(enc.content_type()),
     );
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::receiver::grpc::RETRY_DELAY.as_secs()),
+        );
     }
     resp
 }
