@@ -2271,6 +2271,11 @@ pub struct LoadgenArgs {
     /// Seed of the simulated topology (services, instances, traffic mix).
     #[arg(long, env = "HEADROOM_LOADGEN_SEED", default_value_t = 42)]
     pub seed: u64,
+    /// Retries of a request the server refused as retryable (OTLP: gRPC UNAVAILABLE, or
+    /// RESOURCE_EXHAUSTED with RetryInfo; HTTP 429, 502, 503, 504), after the delay the server
+    /// asked for. 0 counts every refusal as an error.
+    #[arg(long, env = "HEADROOM_LOADGEN_MAX_RETRIES", default_value_t = 5)]
+    pub max_retries: u32,
 }
 
 impl Default for LoadgenArgs {
@@ -2284,6 +2289,7 @@ impl Default for LoadgenArgs {
             concurrency: 4,
             metrics: true,
             seed: 42,
+            max_retries: 5,
         }
     }
 }
@@ -2303,8 +2309,10 @@ pub struct LoadgenReport {
     pub metric_points_sent: u64,
     /// Data points in acknowledged requests minus rejected ones.
     pub metric_points_acked: u64,
-    /// Failed requests (transport errors, non-2xx, gRPC non-OK).
+    /// Failed requests (transport errors, non-2xx, gRPC non-OK), after any retries.
     pub errors: u64,
+    /// Attempts repeated because the server asked for a retry.
+    pub retries: u64,
     pub elapsed: Duration,
     /// Ack latency percentiles over all successful requests.
     pub ack_latency_p50_ms: f64,
@@ -2334,8 +2342,8 @@ impl fmt::Display for LoadgenReport {
         )?;
         writeln!(
             f,
-            "  requests: {} sent, {} acked, {} errors",
-            self.requests_sent, self.requests_acked, self.errors
+            "  requests: {} sent, {} acked, {} errors, {} retries",
+            self.requests_sent, self.requests_acked, self.errors, self.retries
         )?;
         writeln!(
             f,
@@ -2383,6 +2391,32 @@ pub enum LoadgenError {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait before a retry, whatever the server asks.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// A failed export: what went wrong, and when to try again if the failure is retryable.
+#[derive(Debug)]
+struct SendError {
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl From<String> for SendError {
+    fn from(message: String) -> Self {
+        SendError {
+            message,
+            retry_after: None,
+        }
+    }
+}
+
+/// How long to wait before retry number `attempt + 1` of a failed request, or `None` if it
+/// failed for good: the delay the server asked for, at least an exponential backoff.
+fn retry_delay(e: &SendError, attempt: u32, max_retries: u32) -> Option<Duration> {
+    let asked = e.retry_after.filter(|_| attempt < max_retries)?;
+    let backoff = ERROR_BACKOFF.saturating_mul(2u32.saturating_pow(attempt));
+    Some(asked.max(backoff).min(MAX_RETRY_DELAY))
+}
 
 #[derive(Clone)]
 enum Transport {
@@ -2460,7 +2494,7 @@ impl Transport {
     }
 
     /// Send a metrics request; Ok(rejected data points).
-    async fn send_metrics(&self, req: ExportMetricsServiceRequest) -> Result<i64, String> {
+    async fn send_metrics(&self, req: ExportMetricsServiceRequest) -> Result<i64, SendError> {
         match self {
             Transport::Grpc(channel) => {
                 let mut client = MetricsServiceClient::new(channel.clone());
@@ -2503,12 +2537,13 @@ enum TraceSender {
 
 impl TraceSender {
     /// Send an encoded traces request; Ok(rejected spans).
-    async fn send(&mut self, body: Bytes) -> Result<i64, String> {
+    async fn send(&mut self, body: Bytes) -> Result<i64, SendError> {
         match self {
             TraceSender::Grpc(grpc) => {
-                grpc.ready()
-                    .await
-                    .map_err(|e| format!("gRPC transport error: {e}"))?;
+                grpc.ready().await.map_err(|e| SendError {
+                    message: format!("gRPC transport error: {e}"),
+                    retry_after: Some(ERROR_BACKOFF),
+                })?;
                 let path = tonic::codegen::http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
                 let codec = RawCodec::<ExportTraceServiceResponse>(PhantomData);
                 let resp = grpc
@@ -2551,14 +2586,32 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-fn grpc_error(status: &tonic::Status) -> String {
-    let mut msg = format!("gRPC {:?}: {}", status.code(), status.message());
+/// The error for a gRPC status, retryable as the OTLP specification says: UNAVAILABLE and
+/// friends always, RESOURCE_EXHAUSTED only when the server sent RetryInfo.
+fn grpc_error(status: &tonic::Status) -> SendError {
+    use tonic::Code;
+    use tonic_types::StatusExt;
+    let mut message = format!("gRPC {:?}: {}", status.code(), status.message());
     if let Some(source) = std::error::Error::source(status) {
-        msg.push_str(" (");
-        msg.push_str(&error_chain(source));
-        msg.push(')');
+        message.push_str(" (");
+        message.push_str(&error_chain(source));
+        message.push(')');
     }
-    msg
+    let hint = status.get_details_retry_info().and_then(|r| r.retry_delay);
+    let retry_after = match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => Some(hint.unwrap_or(ERROR_BACKOFF)),
+        Code::ResourceExhausted => hint,
+        _ => None,
+    };
+    SendError {
+        message,
+        retry_after,
+    }
 }
 
 /// POST an OTLP/HTTP protobuf body and return the rejected item count from
@@ -2569,7 +2622,7 @@ async fn http_post<R: Message + Default>(
     body: Bytes,
     rejected: impl Fn(&R) -> i64,
     json_field: &str,
-) -> Result<i64, String> {
+) -> Result<i64, SendError> {
     let resp = client
         .post(url)
         .header("content-type", "application/x-protobuf")
@@ -2578,6 +2631,12 @@ async fn http_post<R: Message + Default>(
         .await
         .map_err(|e| format!("POST {url}: {}", error_chain(&e)))?;
     let status = resp.status();
+    let retry_header = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     let content_type = resp
         .headers()
         .get("content-type")
@@ -2590,7 +2649,11 @@ async fn http_post<R: Message + Default>(
         .map_err(|e| format!("POST {url}: reading response: {e}"))?;
     if !status.is_success() {
         let snippet = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-        return Err(format!("POST {url}: HTTP {status}: {snippet}"));
+        let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
+        return Err(SendError {
+            message: format!("POST {url}: HTTP {status}: {snippet}"),
+            retry_after: retryable.then(|| retry_header.unwrap_or(ERROR_BACKOFF)),
+        });
     }
     if bytes.is_empty() {
         return Ok(0);
@@ -2621,6 +2684,7 @@ struct Stats {
     metric_points_sent: u64,
     metric_points_acked: u64,
     errors: u64,
+    retries: u64,
     last_error: Option<String>,
     /// Ack latency in microseconds.
     latency: Histogram<u64>,
@@ -2639,6 +2703,7 @@ impl Stats {
             metric_points_sent: 0,
             metric_points_acked: 0,
             errors: 0,
+            retries: 0,
             last_error: None,
             latency,
         })
@@ -2664,6 +2729,7 @@ impl Stats {
         self.metric_points_sent += o.metric_points_sent;
         self.metric_points_acked += o.metric_points_acked;
         self.errors += o.errors;
+        self.retries += o.retries;
         // Keep the first error seen (trace workers are merged first).
         if self.last_error.is_none() {
             self.last_error = o.last_error;
@@ -2696,6 +2762,7 @@ async fn trace_worker(
     pool: Arc<Vec<Template>>,
     mut sender: TraceSender,
     schedule: Arc<Schedule>,
+    max_retries: u32,
     mut stats: Stats,
 ) -> Stats {
     let mut rng = SmallRng::from_rng(&mut rand::rng());
@@ -2717,7 +2784,21 @@ async fn trace_worker(
         stats.requests_sent += 1;
         stats.spans_sent += template.spans;
         let sent_at = tokio::time::Instant::now();
-        match sender.send(body).await {
+        let mut attempt = 0;
+        let sent = loop {
+            match sender.send(body.clone()).await {
+                Ok(rejected) => break Ok(rejected),
+                Err(e) => match retry_delay(&e, attempt, max_retries) {
+                    Some(delay) => {
+                        attempt += 1;
+                        stats.retries += 1;
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => break Err(e.message),
+                },
+            }
+        };
+        match sent {
             Ok(rejected) => {
                 stats.record_latency(sent_at);
                 let rejected = u64::try_from(rejected.max(0))
@@ -2742,6 +2823,7 @@ async fn metrics_worker(
     mut topo: Topology,
     transport: Transport,
     deadline: tokio::time::Instant,
+    max_retries: u32,
     mut stats: Stats,
 ) -> Stats {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -2756,7 +2838,21 @@ async fn metrics_worker(
         stats.requests_sent += 1;
         stats.metric_points_sent += points;
         let sent_at = tokio::time::Instant::now();
-        match transport.send_metrics(req).await {
+        let mut attempt = 0;
+        let sent = loop {
+            match transport.send_metrics(req.clone()).await {
+                Ok(rejected) => break Ok(rejected),
+                Err(e) => match retry_delay(&e, attempt, max_retries) {
+                    Some(delay) => {
+                        attempt += 1;
+                        stats.retries += 1;
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => break Err(e.message),
+                },
+            }
+        };
+        match sent {
             Ok(rejected) => {
                 stats.record_latency(sent_at);
                 let rejected = u64::try_from(rejected.max(0)).unwrap_or(0).min(points);
@@ -2776,9 +2872,10 @@ async fn metrics_worker(
 /// with fresh ids and current timestamps (see the module docs). With
 /// `rate > 0` requests are paced on a shared schedule across `concurrency`
 /// tasks (a slow server turns it into a closed loop limited by
-/// `concurrency`); with `rate == 0` every task sends back to back. Failed
-/// requests are counted and not retried. If every request failed, the error
-/// names the endpoint.
+/// `concurrency`); with `rate == 0` every task sends back to back. Requests
+/// the server refuses as retryable are retried up to `max_retries` times, as an
+/// OTLP exporter would; other failures are counted. If every request failed,
+/// the error names the endpoint.
 pub async fn run(args: &LoadgenArgs) -> Result<LoadgenReport, LoadgenError> {
     if args.batch_spans == 0 {
         return Err(LoadgenError::InvalidArgs(
@@ -2831,6 +2928,7 @@ pub async fn run(args: &LoadgenArgs) -> Result<LoadgenReport, LoadgenError> {
             pool.clone(),
             transport.trace_sender(),
             schedule.clone(),
+            args.max_retries,
             Stats::new()?,
         )));
     }
@@ -2839,6 +2937,7 @@ pub async fn run(args: &LoadgenArgs) -> Result<LoadgenReport, LoadgenError> {
             Topology::new(seed),
             transport.clone(),
             deadline,
+            args.max_retries,
             Stats::new()?,
         )));
     }
@@ -2866,6 +2965,7 @@ pub async fn run(args: &LoadgenArgs) -> Result<LoadgenReport, LoadgenError> {
         metric_points_sent: total.metric_points_sent,
         metric_points_acked: total.metric_points_acked,
         errors: total.errors,
+        retries: total.retries,
         elapsed,
         ack_latency_p50_ms: if has_latency {
             ms(total.latency.value_at_quantile(0.5))

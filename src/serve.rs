@@ -231,6 +231,10 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
 }
 
 impl Running {
+    pub fn ingester(&self) -> &Arc<Ingester> {
+        &self.ingester
+    }
+
     /// The line scripts read to find the ports.
     pub fn ready_line(&self) -> String {
         format!(

@@ -88,13 +88,13 @@ impl Server {
     }
 }
 
-const SPANS_PER_REQUEST: u32 = 40;
+pub const SPANS_PER_REQUEST: u32 = 40;
 const POINTS_PER_REQUEST: u32 = 10;
 const HOUR_NS: u64 = 3_600_000_000_000;
 
 /// Request `seq` of client `client`: spans named `c<client>-r<seq>-s<i>` spread over three
 /// hours (so a flush writes several files), and gauge points whose integer value is unique.
-fn trace_request(client: u32, seq: u32) -> ExportTraceServiceRequest {
+pub fn trace_request(client: u32, seq: u32) -> ExportTraceServiceRequest {
     let base = 1_790_000_000_000_000_000u64;
     let spans = (0..SPANS_PER_REQUEST)
         .map(|i| {

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod backpressure;
 mod crash;
 mod errors;
 mod json_fixtures;
