@@ -6,6 +6,7 @@
 //! [`wal::Wal`] and appends them to the [`store::Store`], which keeps them queryable in memory
 //! until a flush writes them to Parquet and the log covering them is retired.
 
+pub mod compact;
 pub mod convert;
 pub mod error;
 pub mod ingest;

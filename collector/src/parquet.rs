@@ -5,6 +5,10 @@
 //! the flush that wrote it: every row of that table and hour from a WAL record at or below the
 //! watermark is in a durable file. Replaying the WAL after a crash uses this to skip rows that
 //! already reached Parquet, even when a flush died between the files of two hours.
+//!
+//! A file written by compaction also lists the files it replaces; when the store is opened,
+//! replaced files that are still there (a crash before they were deleted) are removed, so no
+//! row is ever read twice.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -34,12 +38,14 @@ pub struct DataFile {
     pub wal_lsn: u64,
 }
 
-const META_HOUR: &str = "headroom.partition_hour_ns";
-const META_WAL_LSN: &str = "headroom.wal_lsn";
+pub(crate) const META_HOUR: &str = "headroom.partition_hour_ns";
+pub(crate) const META_WAL_LSN: &str = "headroom.wal_lsn";
+/// Space-separated names of the files (same directory) a compacted file replaces.
+pub(crate) const META_REPLACES: &str = "headroom.replaces";
 
 pub const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
-fn writer_properties(def: &TableDef) -> WriterProperties {
+pub(crate) fn writer_properties(def: &TableDef) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -140,7 +146,7 @@ fn sorted_order(
 }
 
 /// `<table>/date=YYYY-MM-DD/hour=HH` for the hour starting at `hour_ns`.
-fn partition_dir(table: &str, hour_ns: i64) -> PathBuf {
+pub(crate) fn partition_dir(table: &str, hour_ns: i64) -> PathBuf {
     let t = DateTime::from_timestamp_nanos(hour_ns);
     PathBuf::from(table)
         .join(format!(
@@ -152,7 +158,7 @@ fn partition_dir(table: &str, hour_ns: i64) -> PathBuf {
         .join(format!("hour={:02}", t.hour()))
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -237,14 +243,12 @@ pub fn write_table(
     Ok(written)
 }
 
-/// Lists the Parquet files of `table` under `root`. With `remove_temporary`, leftover temporary
-/// files of an interrupted flush are deleted (a flush only counts once its file is renamed).
-pub fn list_table(
-    root: &Path,
-    table: &str,
-    remove_temporary: bool,
-) -> Result<Vec<DataFile>, StoreError> {
+/// Lists the Parquet files of `table` under `root`, leaving out files a compacted file replaced.
+/// With `repair`, leftover temporary files of an interrupted flush or compaction and replaced
+/// files are deleted (a file only counts once it is renamed into place).
+pub fn list_table(root: &Path, table: &str, repair: bool) -> Result<Vec<DataFile>, StoreError> {
     let mut out = Vec::new();
+    let mut replaced = std::collections::HashSet::new();
     let dir = root.join(table);
     if !dir.exists() {
         return Ok(out);
@@ -259,11 +263,23 @@ pub fn list_table(
             let name = name.to_string_lossy();
             if meta.is_dir() {
                 stack.push(path);
-            } else if name.ends_with(".tmp") && remove_temporary {
+            } else if name.ends_with(".tmp") && repair {
                 tracing::warn!(path = %path.display(), "removing temporary file of an interrupted flush");
                 fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
             } else if name.ends_with(".parquet") {
-                out.push(describe(path, meta.len())?);
+                let (file, replaces) = describe(path, meta.len())?;
+                let dir = file.path.parent().unwrap_or(root).to_owned();
+                replaced.extend(replaces.into_iter().map(|n| dir.join(n)));
+                out.push(file);
+            }
+        }
+    }
+    if !replaced.is_empty() {
+        out.retain(|f| !replaced.contains(&f.path));
+        for path in replaced.iter().filter(|p| p.exists()) {
+            if repair {
+                tracing::warn!(path = %path.display(), "removing a file replaced by compaction");
+                fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
             }
         }
     }
@@ -271,25 +287,29 @@ pub fn list_table(
     Ok(out)
 }
 
-/// Reads what the store needs to know of a file from its footer.
-fn describe(path: PathBuf, size_bytes: u64) -> Result<DataFile, StoreError> {
+/// Reads what the store needs to know of a file from its footer, and which files it replaces.
+fn describe(path: PathBuf, size_bytes: u64) -> Result<(DataFile, Vec<String>), StoreError> {
     use parquet::file::reader::FileReader;
     let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
     let reader = parquet::file::reader::SerializedFileReader::new(file)?;
     let meta = reader.metadata().file_metadata();
-    let kv = |key: &str| {
+    let text = |key: &str| {
         meta.key_value_metadata()
             .and_then(|kvs| kvs.iter().find(|kv| kv.key == key))
             .and_then(|kv| kv.value.as_deref())
-            .and_then(|v| v.parse::<i64>().ok())
     };
-    Ok(DataFile {
+    let int = |key: &str| text(key).and_then(|v| v.parse::<i64>().ok());
+    let replaces = text(META_REPLACES)
+        .map(|v| v.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let file = DataFile {
         rows: meta.num_rows().max(0) as u64,
-        hour_ns: kv(META_HOUR),
-        wal_lsn: kv(META_WAL_LSN).unwrap_or(0).max(0) as u64,
+        hour_ns: int(META_HOUR),
+        wal_lsn: int(META_WAL_LSN).unwrap_or(0).max(0) as u64,
         path,
         size_bytes,
-    })
+    };
+    Ok((file, replaces))
 }
 
 /// Reads a whole Parquet file, for tests and tools.

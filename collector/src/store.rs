@@ -105,7 +105,22 @@ pub struct Store {
     flush_wanted: tokio::sync::Notify,
     /// Every WAL record up to this LSN has been appended to all its tables.
     applied_lsn: AtomicU64,
+    /// Files no longer in the manifest (compacted or expired), deleted after a grace period
+    /// so that queries which planned them can finish.
+    graveyard: Mutex<Vec<(PathBuf, Instant)>>,
+    /// Serialises compactions.
+    compacting: Mutex<()>,
 }
+
+/// What one compaction pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    pub files_merged: usize,
+    pub files_written: usize,
+}
+
+/// A partition that still receives data is compacted once it holds this many small files.
+pub(crate) const HOT_PARTITION_FILES: usize = 8;
 
 /// Per-table counters, for `/metrics` and tests.
 #[derive(Debug, Clone, Default)]
@@ -161,6 +176,8 @@ impl Store {
             tables,
             flush_wanted: tokio::sync::Notify::new(),
             applied_lsn: AtomicU64::new(max_lsn),
+            graveyard: Mutex::new(Vec::new()),
+            compacting: Mutex::new(()),
         })
     }
 
@@ -375,6 +392,114 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Merges the small files of each hour partition (see [`crate::compact`]): partitions that
+    /// ended before `now_ns`, and busy current ones. Blocking.
+    pub fn compact(&self, target_bytes: u64, now_ns: i64) -> Result<CompactionStats, StoreError> {
+        let _one_at_a_time = lock(&self.compacting);
+        let mut stats = CompactionStats::default();
+        for t in &self.tables {
+            let groups: Vec<(i64, Vec<DataFile>)> = {
+                let s = lock(&t.state);
+                let mut by_hour: HashMap<i64, Vec<DataFile>> = HashMap::new();
+                for f in &s.files {
+                    if let Some(hour) = f.hour_ns {
+                        by_hour.entry(hour).or_default().push(f.clone());
+                    }
+                }
+                let mut hours: Vec<_> = by_hour.into_iter().collect();
+                hours.sort_by_key(|(h, _)| *h);
+                hours
+                    .into_iter()
+                    .flat_map(|(hour, files)| {
+                        let ended = hour + NANOS_PER_HOUR <= now_ns;
+                        crate::compact::plan(&files, target_bytes)
+                            .into_iter()
+                            .filter(move |g| ended || g.len() >= HOT_PARTITION_FILES)
+                            .map(move |g| (hour, g))
+                    })
+                    .collect()
+            };
+            for (hour, group) in groups {
+                let started = Instant::now();
+                let merged = crate::compact::merge(&self.config.root, t.def, hour, &group)?;
+                tracing::debug!(
+                    table = t.def.name,
+                    files = group.len(),
+                    rows = merged.rows,
+                    bytes = merged.size_bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "compacted"
+                );
+                {
+                    let mut s = lock(&t.state);
+                    s.files.retain(|f| !group.iter().any(|g| g.path == f.path));
+                    s.add_files(vec![merged]);
+                }
+                stats.files_merged += group.len();
+                stats.files_written += 1;
+                self.bury(group.into_iter().map(|f| f.path));
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Drops from `table` every hour partition that ended at or before `cutoff_ns`; returns
+    /// the number of files dropped. Their deletion waits for the grace period.
+    pub fn expire(&self, table: &str, cutoff_ns: i64) -> Result<usize, StoreError> {
+        let t = self.table(table)?;
+        let expired: Vec<PathBuf> = {
+            let mut s = lock(&t.state);
+            let (gone, kept): (Vec<DataFile>, Vec<DataFile>) = std::mem::take(&mut s.files)
+                .into_iter()
+                .partition(|f| f.hour_ns.is_some_and(|h| h + NANOS_PER_HOUR <= cutoff_ns));
+            s.files = kept;
+            gone.into_iter().map(|f| f.path).collect()
+        };
+        let n = expired.len();
+        self.bury(expired);
+        Ok(n)
+    }
+
+    fn bury(&self, paths: impl IntoIterator<Item = PathBuf>) {
+        let now = Instant::now();
+        lock(&self.graveyard).extend(paths.into_iter().map(|p| (p, now)));
+    }
+
+    /// Deletes files that left the manifest at least `grace` ago, and partition directories
+    /// left empty. Returns the number of files deleted. Blocking.
+    pub fn collect_garbage(&self, grace: Duration) -> usize {
+        let due: Vec<PathBuf> = {
+            let mut g = lock(&self.graveyard);
+            let (due, wait): (Vec<_>, Vec<_>) =
+                g.drain(..).partition(|(_, at)| at.elapsed() >= grace);
+            *g = wait;
+            due.into_iter().map(|(p, _)| p).collect()
+        };
+        let mut deleted = 0;
+        for path in &due {
+            match std::fs::remove_file(path) {
+                Ok(()) => deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot delete a file; retrying later");
+                    self.bury([path.clone()]);
+                    continue;
+                }
+            }
+            // hour=HH, then date=YYYY-MM-DD: removed only when empty.
+            let hour_dir = path.parent();
+            for dir in [hour_dir, hour_dir.and_then(Path::parent)]
+                .into_iter()
+                .flatten()
+            {
+                if std::fs::remove_dir(dir).is_err() {
+                    break;
+                }
+            }
+        }
+        deleted
     }
 
     /// Flushes every table that is due (or all, with `force`, or when the buffer is half full
