@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -84,6 +85,34 @@ pub struct ServeConfig {
     #[arg(long, env = "HEADROOM_WAL_SEGMENT_BYTES", default_value_t = 64 << 20,
           value_parser = clap::value_parser!(u64).range(1 << 16..))]
     pub wal_segment_bytes: u64,
+    /// Merge an hour partition's Parquet files smaller than half of this into files of about
+    /// this size.
+    #[arg(long, env = "HEADROOM_COMPACTION_TARGET_BYTES", default_value_t = 128 << 20,
+          value_parser = clap::value_parser!(u64).range(1 << 16..))]
+    pub compaction_target_bytes: u64,
+    /// How often compaction, retention and the deletion of replaced files run.
+    #[arg(
+        long,
+        env = "HEADROOM_MAINTENANCE_INTERVAL_SECONDS",
+        default_value_t = 30.0
+    )]
+    pub maintenance_interval_seconds: f64,
+    /// How long a file replaced by compaction or dropped by retention stays on disk, so that
+    /// queries already reading it can finish.
+    #[arg(
+        long,
+        env = "HEADROOM_DELETED_FILE_GRACE_SECONDS",
+        default_value_t = 300.0
+    )]
+    pub deleted_file_grace_seconds: f64,
+    /// How long data is kept, for every table: `30d`, `12h`, `90m`; `0` keeps it forever.
+    /// Whole hour partitions are dropped once they are entirely older than this.
+    #[arg(long, env = "HEADROOM_RETENTION", default_value = "0", value_parser = parse_retention)]
+    pub retention: Retention,
+    /// Retention of one table, overriding `--retention`: `TABLE=DURATION`, e.g. `logs=7d`
+    /// (repeat the flag, or separate with commas in the environment variable).
+    #[arg(long, env = "HEADROOM_TABLE_RETENTION", value_delimiter = ',', value_parser = parse_table_retention)]
+    pub table_retention: Vec<(String, Retention)>,
     /// Refuse new data (retryable: gRPC RESOURCE_EXHAUSTED with RetryInfo, HTTP 429 with
     /// Retry-After) while this much is buffered.
     #[arg(long, env = "HEADROOM_MAX_BUFFER_BYTES", default_value_t = 512 << 20,
@@ -99,6 +128,16 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// How long rows of `table` are kept (`None`: forever).
+    pub fn retention_of(&self, table: &str) -> Option<Duration> {
+        self.table_retention
+            .iter()
+            .rev()
+            .find(|(t, _)| t == table)
+            .map_or(self.retention, |(_, d)| *d)
+            .0
+    }
+
     /// Checks what clap's parsers cannot.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.flush_max_age_seconds.is_finite() && self.flush_max_age_seconds > 0.0) {
@@ -112,6 +151,23 @@ impl ServeConfig {
                 "--flush-max-bytes ({}) must be below --max-buffer-bytes ({}), or ingest stalls before a flush starts",
                 self.flush_max_bytes, self.max_buffer_bytes
             ));
+        }
+        for (name, value) in [
+            (
+                "--maintenance-interval-seconds",
+                self.maintenance_interval_seconds,
+            ),
+            (
+                "--deleted-file-grace-seconds",
+                self.deleted_file_grace_seconds,
+            ),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!("{name} must be a number ≥ 0, got {value}"));
+            }
+        }
+        if self.maintenance_interval_seconds == 0.0 {
+            return Err("--maintenance-interval-seconds must be above 0".into());
         }
         if !(self.shutdown_timeout_seconds.is_finite() && self.shutdown_timeout_seconds > 0.0) {
             return Err(format!(
@@ -138,9 +194,69 @@ impl ServeConfig {
             max_buffer_bytes: 512 << 20,
             wal_sync: WalSync::Fsync,
             wal_segment_bytes: 64 << 20,
+            compaction_target_bytes: 128 << 20,
+            maintenance_interval_seconds: 30.0,
+            deleted_file_grace_seconds: 300.0,
+            retention: Retention(None),
+            table_retention: Vec::new(),
             shutdown_timeout_seconds: 30.0,
         }
     }
+}
+
+/// How long data is kept; `None`: forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+/// `--retention`: a number and a unit (`d`, `h`, `m`, `s`); `0` means keep forever.
+pub fn parse_retention(text: &str) -> Result<Retention, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Retention(None));
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit; write e.g. 30d, 12h, 90m or 0"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let seconds = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}; use d, h, m or s"
+            ));
+        }
+    };
+    Ok(Retention(
+        (n > 0).then(|| Duration::from_secs(n.saturating_mul(seconds))),
+    ))
+}
+
+/// `--table-retention TABLE=DURATION`.
+fn parse_table_retention(text: &str) -> Result<(String, Retention), String> {
+    let (table, duration) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not TABLE=DURATION"))?;
+    let table = table.trim();
+    if !headroom_collector::schema::tables()
+        .iter()
+        .any(|t| t.name == table)
+    {
+        let names: Vec<_> = headroom_collector::schema::tables()
+            .iter()
+            .map(|t| t.name)
+            .collect();
+        return Err(format!(
+            "unknown table {table:?}; tables are {}",
+            names.join(", ")
+        ));
+    }
+    Ok((table.to_owned(), parse_retention(duration)?))
 }
 
 /// `--wal-sync`.
@@ -158,4 +274,43 @@ pub struct QueryArgs {
     pub data_dir: PathBuf,
     /// The SQL statement.
     pub sql: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeConfig, String> {
+        let cli = Cli::try_parse_from(["headroom", "serve"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Serve(c) => Ok(c),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn retention_per_table_overrides_the_default() {
+        let c = serve(&["--retention", "30d", "--table-retention", "logs=12h"]).unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(c.retention_of("spans"), Some(30 * day));
+        assert_eq!(c.retention_of("logs"), Some(Duration::from_secs(12 * 3600)));
+        let c = serve(&["--table-retention", "spans=90m,logs=0"]).unwrap();
+        assert_eq!(c.retention_of("spans"), Some(Duration::from_secs(5400)));
+        assert_eq!(c.retention_of("logs"), None, "0 keeps forever");
+        assert_eq!(c.retention_of("metric_points"), None, "forever by default");
+    }
+
+    #[test]
+    fn bad_retention_is_refused_with_a_reason() {
+        let e = serve(&["--retention", "30x"]).unwrap_err();
+        assert!(e.contains("unknown unit"), "{e}");
+        let e = serve(&["--retention", "30"]).unwrap_err();
+        assert!(e.contains("no unit"), "{e}");
+        let e = serve(&["--table-retention", "traces=1d"]).unwrap_err();
+        assert!(e.contains("unknown table \"traces\""), "{e}");
+        assert!(e.contains("spans"), "{e}");
+    }
 }

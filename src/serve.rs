@@ -51,6 +51,8 @@ pub struct Running {
     receivers_stop: CancellationToken,
     api_stop: CancellationToken,
     flusher_stop: CancellationToken,
+    maintenance_stop: CancellationToken,
+    maintenance: JoinHandle<()>,
     receivers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
     api_server: JoinHandle<Result<(), String>>,
     flusher: JoinHandle<()>,
@@ -104,6 +106,55 @@ async fn run_flusher(store: Arc<Store>, wal: Option<Arc<Wal>>, stop: Cancellatio
                 tracing::error!(error = %e, "flush failed; rows stay buffered and will be retried")
             }
             Err(e) => tracing::error!(error = %e, "flush task failed"),
+        }
+    }
+}
+
+/// What the maintenance task needs to know.
+struct Maintenance {
+    compaction_target_bytes: u64,
+    interval: Duration,
+    grace: Duration,
+    /// (table, retention) for tables with a limited retention.
+    retention: Vec<(&'static str, Duration)>,
+}
+
+/// One round of compaction, retention and garbage collection. Blocking.
+fn maintain(store: &Store, m: &Maintenance) -> Result<(), ServeError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let stats = store.compact(m.compaction_target_bytes, now)?;
+    if stats.files_written > 0 {
+        tracing::info!(
+            files_merged = stats.files_merged,
+            files_written = stats.files_written,
+            "compacted"
+        );
+    }
+    for (table, keep) in &m.retention {
+        let cutoff = now.saturating_sub(keep.as_nanos() as i64);
+        let files = store.expire(table, cutoff)?;
+        if files > 0 {
+            tracing::info!(table, files, "dropped partitions past retention");
+        }
+    }
+    store.collect_garbage(m.grace);
+    Ok(())
+}
+
+async fn run_maintenance(store: Arc<Store>, m: Maintenance, stop: CancellationToken) {
+    let m = Arc::new(m);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(m.interval) => {}
+        }
+        let (s, m) = (store.clone(), m.clone());
+        match tokio::task::spawn_blocking(move || maintain(&s, &m)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed; retrying next round"),
+            Err(e) => tracing::error!(error = %e, "maintenance task failed"),
         }
     }
 }
@@ -212,6 +263,20 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     });
 
     let flusher = tokio::spawn(run_flusher(store.clone(), wal, flusher_stop.clone()));
+    let maintenance_stop = CancellationToken::new();
+    let maintenance = tokio::spawn(run_maintenance(
+        store.clone(),
+        Maintenance {
+            compaction_target_bytes: cfg.compaction_target_bytes,
+            interval: Duration::from_secs_f64(cfg.maintenance_interval_seconds),
+            grace: Duration::from_secs_f64(cfg.deleted_file_grace_seconds),
+            retention: headroom_collector::schema::tables()
+                .iter()
+                .filter_map(|t| cfg.retention_of(t.name).map(|d| (t.name, d)))
+                .collect(),
+        },
+        maintenance_stop.clone(),
+    ));
     tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, data_dir = %store.root().display(), "headroom serving");
     Ok(Running {
         otlp_grpc_addr,
@@ -223,6 +288,8 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         receivers_stop,
         api_stop,
         flusher_stop,
+        maintenance_stop,
+        maintenance,
         receivers: vec![("OTLP/gRPC", grpc), ("OTLP/HTTP", http)],
         api_server,
         flusher,
@@ -271,6 +338,9 @@ impl Running {
         }
         self.flusher_stop.cancel();
         let _ = self.flusher.await;
+        // A compaction in progress finishes (it is bounded); the next round is not started.
+        self.maintenance_stop.cancel();
+        let _ = self.maintenance.await;
         let store = self.store.clone();
         let wal = self.ingester.wal().cloned();
         let rows = tokio::task::spawn_blocking(move || {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod backpressure;
+mod compaction;
 mod crash;
 mod errors;
 mod json_fixtures;
