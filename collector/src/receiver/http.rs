@@ -306,3 +306,57 @@ async fn logs(State(state): State<HttpState>, headers: HeaderMap, body: Body) ->
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(e: IngestError) -> (StatusCode, Option<String>, RpcStatus) {
+        let resp = error_response(&e, Encoding::Protobuf);
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap_or("").to_owned());
+        let status = resp.status();
+        let body = body_bytes(resp);
+        (
+            status,
+            retry_after,
+            RpcStatus::decode(&body[..]).unwrap_or_default(),
+        )
+    }
+
+    fn body_bytes(resp: Response) -> bytes::Bytes {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async { resp.into_body().collect().await.unwrap().to_bytes() })
+    }
+
+    #[test]
+    fn refusals_say_whether_and_when_to_retry() {
+        let (status, retry, body) = answer(IngestError::Overloaded { buffered_bytes: 10 });
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::TOO_MANY_REQUESTS, Some("1"))
+        );
+        assert_eq!(body.code, tonic::Code::ResourceExhausted as i32);
+        let (status, retry, _) = answer(IngestError::ShuttingDown);
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("1"))
+        );
+        let full = std::io::Error::from_raw_os_error(28);
+        let (status, retry, body) = answer(IngestError::Wal(crate::error::WalError::io(
+            std::path::Path::new("wal/1.wal"),
+            full,
+        )));
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("1"))
+        );
+        assert!(body.message.contains("No space left"), "{}", body.message);
+        let (status, retry, _) = answer(IngestError::TooLarge { limit_bytes: 1 });
+        assert_eq!((status, retry), (StatusCode::PAYLOAD_TOO_LARGE, None));
+    }
+}
