@@ -288,14 +288,17 @@ fn replay_segment(
     for r in &records {
         let batches = match decode_payload(r.payload) {
             Ok(b) => b,
-            // The checksum matched, so this is a bug, not a torn write: stop here all the same.
+            // The checksum matched, so this is a bug, not a torn write: keep the segment aside.
             Err(e) => {
+                let aside = path.with_extension("wal.damaged");
+                fs::rename(path, &aside).map_err(|e| WalError::io(path, e))?;
                 report.damaged.push(format!(
-                    "{}: record {} cannot be decoded ({e}); it and the rest of the segment are skipped",
+                    "{}: record {} cannot be decoded ({e}); the rest of the segment is not replayed and it was moved to {}",
                     path.display(),
-                    r.lsn
+                    r.lsn,
+                    aside.display()
                 ));
-                break;
+                return Ok(last);
             }
         };
         for (table, batch) in batches {
@@ -338,13 +341,20 @@ impl Wal {
         for path in list_segments(&config.dir)? {
             report.segments += 1;
             let seg_last = replay_segment(&path, &store, last_logged, &mut report)?;
-            if path.exists() {
-                closed.push(Closed {
-                    path,
-                    last_lsn: seg_last,
-                });
+            if !path.exists() {
+                continue; // moved aside as damaged
             }
-            last_logged = last_logged.max(seg_last.unwrap_or(0));
+            match seg_last {
+                Some(last) => {
+                    closed.push(Closed {
+                        path,
+                        last_lsn: seg_last,
+                    });
+                    last_logged = last_logged.max(last);
+                }
+                // No record: delete it now, or the new segment could take its name.
+                None => fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?,
+            }
         }
         let last = last_logged.max(store.applied_lsn());
         store.set_applied_lsn(last);
@@ -686,6 +696,22 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn an_empty_segment_left_by_a_crash_does_not_take_the_new_ones_place() {
+        let dir = tempfile::tempdir().unwrap();
+        // A run that logged nothing leaves an empty segment named after the next LSN.
+        let (store, wal, _) = open(dir.path());
+        wal.close();
+        drop((store, wal));
+        let (store, wal, _) = open(dir.path());
+        wal.commit(vec![(SPANS, span_batch(0..2))]).unwrap();
+        wal.retire().unwrap();
+        wal.close();
+        drop((store, wal));
+        let (store, _wal, report) = open(dir.path());
+        assert_eq!((report.records, buffered(&store)), (1, 2));
     }
 
     #[test]
