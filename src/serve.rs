@@ -367,6 +367,14 @@ impl Running {
             Ok(Ok(Err(reason))) => tracing::error!(reason, "HTTP API failed while stopping"),
             Ok(Err(e)) => tracing::error!(error = %e, "HTTP API task failed"),
         }
+        // No query can be reading them any more.
+        let store = self.store.clone();
+        let deleted = tokio::task::spawn_blocking(move || store.collect_garbage(Duration::ZERO))
+            .await
+            .unwrap_or(0);
+        if deleted > 0 {
+            tracing::info!(files = deleted, "deleted files replaced by compaction");
+        }
         if drained {
             Ok(())
         } else {

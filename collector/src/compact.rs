@@ -29,7 +29,7 @@ use crate::parquet::{
 use crate::schema::TableDef;
 
 /// Rows per batch read from each input and written to the output.
-const BATCH_ROWS: usize = 8192;
+const BATCH_ROWS: usize = 2048;
 /// Inputs merged at once, at most (one batch of each is in memory).
 pub const MAX_INPUTS: usize = 32;
 
