@@ -140,16 +140,13 @@ pub fn merge(
 
         let mut pending: Vec<(usize, usize)> = Vec::with_capacity(BATCH_ROWS);
         let mut rows = 0u64;
-        loop {
-            // The input whose current row sorts first.
-            let Some(next) = open
-                .iter()
-                .enumerate()
-                .min_by(|(_, a), (_, b)| a.keys.row(a.row).cmp(&b.keys.row(b.row)))
-                .map(|(i, _)| i)
-            else {
-                break;
-            };
+        // Each step takes the input whose current row sorts first.
+        while let Some(next) = open
+            .iter()
+            .enumerate()
+            .min_by(|(_, a), (_, b)| a.keys.row(a.row).cmp(&b.keys.row(b.row)))
+            .map(|(i, _)| i)
+        {
             let input = &mut open[next];
             pending.push((input.slot, input.row));
             input.row += 1;
