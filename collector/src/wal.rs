@@ -368,6 +368,7 @@ impl Wal {
         let next_lsn = last + 1;
         let path = segment_path(&config.dir, next_lsn);
         let file = new_segment(&path, &config.dir)?;
+        let segments = closed.len() as u64 + 1;
         let shared = Arc::new(Shared {
             dir: config.dir.clone(),
             store,
@@ -376,10 +377,7 @@ impl Wal {
             roll_requested: AtomicBool::new(false),
             stats: WalStats::default(),
         });
-        shared
-            .stats
-            .segments
-            .store(report.segments as u64 + 1, Ordering::Relaxed);
+        shared.stats.segments.store(segments, Ordering::Relaxed);
         let committer = Committer {
             shared: shared.clone(),
             sync: config.sync,
