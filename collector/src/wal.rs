@@ -571,9 +571,11 @@ impl Committer {
 
     /// Writes and syncs a group of records; returns the LSN of the first.
     fn write_group(&mut self, group: &[Pending]) -> Result<u64, WalError> {
+        // An empty segment is never closed, whatever asks for it.
         let roll = self.broken
-            || self.len >= self.segment_bytes
-            || (self.last_lsn.is_some() && self.shared.roll_requested.load(Ordering::SeqCst));
+            || (self.last_lsn.is_some()
+                && (self.len >= self.segment_bytes
+                    || self.shared.roll_requested.load(Ordering::SeqCst)));
         if roll {
             self.roll()?;
         }
@@ -645,17 +647,43 @@ mod tests {
     }
 
     fn open(dir: &Path) -> (Arc<Store>, Wal, ReplayReport) {
+        open_with(dir, SyncMode::Fsync, 64 << 20)
+    }
+
+    fn open_with(
+        dir: &Path,
+        sync: SyncMode,
+        segment_bytes: u64,
+    ) -> (Arc<Store>, Wal, ReplayReport) {
         let store = Arc::new(Store::open(StoreConfig::new(dir.join("data"))).unwrap());
         let (wal, report) = Wal::open(
             WalConfig {
                 dir: dir.join("data/wal"),
-                sync: SyncMode::Fsync,
-                segment_bytes: 64 << 20,
+                sync,
+                segment_bytes,
             },
             store.clone(),
         )
         .unwrap();
         (store, wal, report)
+    }
+
+    #[test]
+    fn os_mode_rolls_segments_and_replays_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        // Tiny segments: every record starts a new one.
+        let (store, wal, _) = open_with(dir.path(), SyncMode::Os, 1);
+        for i in 0..4 {
+            wal.commit(vec![(SPANS, span_batch(i * 3..i * 3 + 3))])
+                .unwrap();
+        }
+        assert_eq!(wal.stats().syncs.load(Ordering::Relaxed), 0);
+        assert_eq!(wal.stats().segments.load(Ordering::Relaxed), 4);
+        wal.close();
+        drop((store, wal));
+        let (store, _wal, report) = open_with(dir.path(), SyncMode::Os, 1);
+        assert_eq!((report.segments, report.records), (4, 4));
+        assert_eq!(buffered(&store), 12);
     }
 
     fn buffered(store: &Store) -> usize {

@@ -144,6 +144,15 @@ async fn http_errors_follow_the_otlp_spec() {
         metrics.contains("headroom_otlp_failed_requests_total{signal=\"traces\"} 7"),
         "{metrics}"
     );
+    // Only the two accepted requests reached the WAL, each fsynced before its answer.
+    assert!(
+        metrics.contains("\nheadroom_wal_records_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nheadroom_wal_syncs_total 2\n"),
+        "{metrics}"
+    );
     s.stop().await;
 }
 
