@@ -337,6 +337,7 @@ mod tests {
         assert_eq!(store.collect_garbage(Duration::from_secs(3600)), 0);
         assert_eq!(store.collect_garbage(Duration::ZERO), 6);
         assert!(before.files.iter().all(|f| !f.path.exists()));
+        drop(store);
         assert_eq!(
             rows(
                 &Store::open(StoreConfig::new(dir.path()))

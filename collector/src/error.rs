@@ -36,6 +36,8 @@ pub enum StoreError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    #[error("data directory {0} is in use by another headroom process")]
+    InUse(String),
     #[error("internal: {0}")]
     Internal(String),
 }

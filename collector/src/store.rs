@@ -110,6 +110,8 @@ pub struct Store {
     graveyard: Mutex<Vec<(PathBuf, Instant)>>,
     /// Serialises compactions.
     compacting: Mutex<()>,
+    /// Held (flock) while the store is open for writing: two writers would corrupt the WAL.
+    _lock: Option<std::fs::File>,
 }
 
 /// What one compaction pass did.
@@ -147,7 +149,18 @@ impl Store {
             .root
             .canonicalize()
             .map_err(|e| StoreError::io(&config.root, e))?;
-        Self::load(config, true)
+        let path = config.root.join(".lock");
+        let lock = std::fs::File::create(&path).map_err(|e| StoreError::io(&path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::InUse(config.root.display().to_string()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
+        }
+        let mut store = Self::load(config, true)?;
+        store._lock = Some(lock);
+        Ok(store)
     }
 
     /// Opens an existing store to read its files only (`headroom query`); changes nothing on
@@ -178,6 +191,7 @@ impl Store {
             applied_lsn: AtomicU64::new(max_lsn),
             graveyard: Mutex::new(Vec::new()),
             compacting: Mutex::new(()),
+            _lock: None,
         })
     }
 
@@ -561,6 +575,23 @@ mod tests {
     }
 
     #[test]
+    fn one_writer_per_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(StoreConfig::new(dir.path())).unwrap();
+        let Err(e) = Store::open(StoreConfig::new(dir.path())) else {
+            panic!("a second writer opened the same directory");
+        };
+        assert!(
+            e.to_string().contains("in use by another headroom process"),
+            "{e}"
+        );
+        // Readers (`headroom query`) are welcome.
+        Store::open_read_only(dir.path()).unwrap();
+        drop(first);
+        Store::open(StoreConfig::new(dir.path())).unwrap();
+    }
+
+    #[test]
     fn a_failed_flush_keeps_rows_buffered_and_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(StoreConfig::new(dir.path())).unwrap();
@@ -592,6 +623,7 @@ mod tests {
             (3, 2, 0)
         );
         // A restart sees the same files, each row once.
+        drop(store);
         let reopened = Store::open(StoreConfig::new(dir.path())).unwrap();
         assert_eq!(rows(&reopened.snapshot(SPANS).unwrap()), 3);
     }
