@@ -24,7 +24,7 @@
 //! own checkpoint model and threading.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Cursor, Write};
+use std::io::{Cursor, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -610,11 +610,14 @@ impl Committer {
                 Ok(first)
             }
             Err(e) => {
-                // None of these requests is acknowledged, so none may be replayed: cut them off.
+                // None of these requests is acknowledged, so none may be replayed: cut them off,
+                // and write on from there (not from where the failed write stopped, which
+                // would leave a hole that ends the log at the next replay).
                 let undone = self
                     .file
                     .set_len(start_len)
-                    .and_then(|()| self.file.sync_data());
+                    .and_then(|()| self.file.seek(SeekFrom::Start(start_len)))
+                    .and_then(|_| self.file.sync_data());
                 if let Err(undo) = undone {
                     tracing::error!(path = %self.path.display(), error = %undo, "cannot cut a failed write off the WAL; continuing in a new segment");
                     self.broken = true;

@@ -14,7 +14,7 @@ use headroom_collector::Signal;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 use crate::TestServer;
-use crate::crash::{SPANS_PER_REQUEST, trace_request};
+use crate::crash::{SPANS_PER_REQUEST, Server, trace_request};
 
 const MAX_BUFFER_BYTES: u64 = 4 << 20;
 
@@ -117,12 +117,10 @@ async fn a_full_disk_refuses_retryably_loses_nothing_and_recovers() {
         return;
     };
     let data = disk.0.join("data");
-    let s = TestServer::start_with(|c| {
-        c.data_dir = data.clone();
-        c.flush_max_age_seconds = 3600.0;
-    })
-    .await;
-    let mut client = TraceServiceClient::connect(s.grpc_endpoint())
+    // Flushes are attempted every half second, so they too meet the full disk.
+    let args = ["--flush-max-age-seconds", "0.5"];
+    let server = Server::start(&data, dir.path().join("log0"), &args);
+    let mut client = TraceServiceClient::connect(server.grpc.clone())
         .await
         .unwrap();
     let mut acked = 0u32;
@@ -140,41 +138,29 @@ async fn a_full_disk_refuses_retryably_loses_nothing_and_recovers() {
         refusal.message()
     );
     assert!(acked > 5, "only {acked} requests fitted");
-    let expected = i64::from(acked * SPANS_PER_REQUEST);
-    assert_eq!(s.count("SELECT count(*) FROM spans").await, expected);
-    // The refused request is not stored, even partly.
-    assert_eq!(
-        s.count(&format!(
-            "SELECT count(*) FROM spans WHERE span_name LIKE 'c1-r{acked}-%'"
-        ))
-        .await,
-        0
-    );
-    // A flush cannot write Parquet either: the rows stay buffered and queryable.
-    let store = s.running.store.clone();
-    assert!(
-        tokio::task::spawn_blocking(move || store.flush_all(true))
-            .await
-            .unwrap()
-            .is_err()
-    );
-    assert_eq!(s.count("SELECT count(*) FROM spans").await, expected);
+    // Refused again while the disk stays full, and the flushes keep failing meanwhile.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(client.export(trace_request(1, acked)).await.is_err());
+    let spans = |n: u32| serde_json::json!(i64::from(n * SPANS_PER_REQUEST));
+    let count = "SELECT count(*), count(DISTINCT span_name) FROM spans";
+    assert_eq!(server.sql(count).await[0], vec![spans(acked), spans(acked)]);
+    assert!(server.log().contains("flush failed"), "{}", server.log());
 
-    // Space returns: the refused request goes through on retry, and everything flushes.
+    // Space returns: the refused request goes through on retry, another one too, and the
+    // process dies before anything else happens.
     disk.resize("64m");
     client.export(trace_request(1, acked)).await.unwrap();
-    s.stop().await;
+    client.export(trace_request(1, acked + 1)).await.unwrap();
+    drop(client);
+    server.kill9();
 
-    let s = TestServer::start_with(|c| c.data_dir = data.clone()).await;
+    let server = Server::start(&data, dir.path().join("log1"), &args);
+    let log = server.log();
+    assert!(!log.contains("WAL damage"), "{log}");
     assert_eq!(
-        s.count("SELECT count(*) FROM spans").await,
-        expected + i64::from(SPANS_PER_REQUEST)
+        server.sql(count).await[0],
+        vec![spans(acked + 2), spans(acked + 2)]
     );
-    assert_eq!(
-        s.count("SELECT count(*) - count(DISTINCT span_name) FROM spans")
-            .await,
-        0
-    );
-    s.stop().await;
+    server.kill9();
     drop(disk);
 }

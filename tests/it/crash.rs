@@ -23,16 +23,16 @@ use serde_json::{Value, json};
 
 use crate::addr;
 
-struct Server {
+pub struct Server {
     child: Child,
-    grpc: String,
+    pub grpc: String,
     http: String,
     log: PathBuf,
 }
 
 impl Server {
     /// Starts the binary on `data` and waits for its ready line.
-    fn start(data: &Path, log: PathBuf, extra: &[&str]) -> Self {
+    pub fn start(data: &Path, log: PathBuf, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_headroom"))
             .args(["serve", "--otlp-grpc-addr", "127.0.0.1:0"])
             .args([
@@ -65,13 +65,13 @@ impl Server {
         }
     }
 
-    fn kill9(mut self) {
+    pub fn kill9(mut self) {
         // std's kill is SIGKILL on Unix: no flush, no WAL close.
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
-    async fn sql(&self, sql: &str) -> Vec<Vec<Value>> {
+    pub async fn sql(&self, sql: &str) -> Vec<Vec<Value>> {
         let resp = reqwest::Client::new()
             .post(format!("http://{}/api/v1/sql", self.http))
             .json(&json!({ "sql": sql }))
@@ -83,7 +83,7 @@ impl Server {
         serde_json::from_value(body["rows"].clone()).unwrap()
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
