@@ -204,6 +204,11 @@ fn serve_args() -> Vec<&'static str> {
         "0.2",
         "--wal-segment-bytes",
         "200000",
+        // … and compactions and deletions of replaced files too.
+        "--maintenance-interval-seconds",
+        "0.3",
+        "--deleted-file-grace-seconds",
+        "0",
     ]
 }
 
@@ -212,6 +217,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut acked: Vec<(u32, u32)> = Vec::new();
+    let mut compactions = 0;
     const CLIENTS: u32 = 4;
     const CYCLES: u32 = 5;
     for cycle in 0..CYCLES {
@@ -230,6 +236,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing_acknowledged() {
             .collect();
         let delay = 300 + rand::random_range(0..1200);
         tokio::time::sleep(Duration::from_millis(delay)).await;
+        compactions += server.log().matches("compacted").count();
         server.kill9();
         stop.store(true, Ordering::SeqCst);
         for c in clients {
@@ -304,7 +311,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing_acknowledged() {
         .count();
     assert_eq!(missing, 0, "acknowledged data points missing");
     eprintln!(
-        "crash test: {} acknowledged request pairs over {CYCLES} kills; {} spans and {} points stored",
+        "crash test: {} acknowledged request pairs over {CYCLES} kills ({compactions} compaction passes before them); {} spans and {} points stored",
         acked.len(),
         spans.len(),
         points.len()
