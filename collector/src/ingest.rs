@@ -138,7 +138,7 @@ impl Ingester {
             let mut bytes = 0;
             for (table, batch) in converted.batches {
                 let batch = self.store.prepare(table, batch)?;
-                bytes += batch.get_array_memory_size();
+                bytes += batch.batch().get_array_memory_size();
                 batches.push((table, batch));
             }
             let _reserved = self.reserve(bytes)?;
@@ -148,7 +148,7 @@ impl Ingester {
                 }
                 _ => {
                     for (table, batch) in batches {
-                        self.store.append(table, batch, 0)?;
+                        self.store.append_prepared(table, batch, 0)?;
                     }
                 }
             }

@@ -90,6 +90,16 @@ struct Table {
     flush: Mutex<()>,
 }
 
+/// A batch [`Store::prepare`] checked against its table's schema and trimmed.
+#[derive(Debug, Clone)]
+pub struct Prepared(RecordBatch);
+
+impl Prepared {
+    pub fn batch(&self) -> &RecordBatch {
+        &self.0
+    }
+}
+
 /// What a query sees of one table at one instant.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -223,7 +233,7 @@ impl Store {
 
     /// Checks that `batch` belongs in `table` and trims it for keeping: done before a batch is
     /// logged, so that applying a logged record cannot fail, and off the WAL's single thread.
-    pub fn prepare(&self, table: &str, batch: RecordBatch) -> Result<RecordBatch, StoreError> {
+    pub fn prepare(&self, table: &str, batch: RecordBatch) -> Result<Prepared, StoreError> {
         let t = self.table(table)?;
         if batch.schema() != t.def.schema() {
             return Err(StoreError::internal(format!(
@@ -235,13 +245,24 @@ impl Store {
         columns
             .iter_mut()
             .for_each(arrow::array::Array::shrink_to_fit);
-        Ok(RecordBatch::try_new(schema, columns)?)
+        Ok(Prepared(RecordBatch::try_new(schema, columns)?))
     }
 
     /// Adds rows from WAL record `lsn` (0 without a WAL) to a table's hot buffer; they are
     /// visible to the next snapshot. Records must be appended in LSN order.
     pub fn append(&self, table: &str, batch: RecordBatch, lsn: u64) -> Result<(), StoreError> {
         let batch = self.prepare(table, batch)?;
+        self.append_prepared(table, batch, lsn)
+    }
+
+    /// [`Store::append`] of a batch [`Store::prepare`] has already checked.
+    pub fn append_prepared(
+        &self,
+        table: &str,
+        batch: Prepared,
+        lsn: u64,
+    ) -> Result<(), StoreError> {
+        let batch = batch.0;
         let t = self.table(table)?;
         let bytes = batch.get_array_memory_size();
         let mut s = lock(&t.state);

@@ -24,7 +24,7 @@
 //! own checkpoint model and threading.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Cursor, Seek, SeekFrom, Write};
+use std::io::{Cursor, IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -36,7 +36,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 
 use crate::error::{StoreError, WalError};
-use crate::store::Store;
+use crate::store::{Prepared, Store};
 
 const MAGIC: &[u8; 8] = b"HRWAL\x00\x00\x01";
 const RECORD_HEADER: usize = 16;
@@ -89,7 +89,7 @@ pub struct WalStats {
 
 struct Pending {
     payload: Vec<u8>,
-    batches: Vec<(&'static str, RecordBatch)>,
+    batches: Vec<(&'static str, Prepared)>,
     done: mpsc::SyncSender<Result<u64, WalError>>,
 }
 
@@ -144,15 +144,16 @@ fn duplicate(e: &WalError) -> WalError {
 }
 
 /// Encodes the rows of one request as a record payload.
-pub fn encode_payload(batches: &[(&'static str, RecordBatch)]) -> Result<Vec<u8>, WalError> {
+pub fn encode_payload(batches: &[(&'static str, Prepared)]) -> Result<Vec<u8>, WalError> {
     // Sized up front: growing a buffer of hundreds of KiB by doubling copies it several times.
     let estimate: usize = batches
         .iter()
-        .map(|(_, b)| b.get_array_memory_size() + (8 << 10))
+        .map(|(_, b)| b.batch().get_array_memory_size() + (8 << 10))
         .sum();
     let mut out = Vec::with_capacity(estimate + 2);
     out.extend_from_slice(&(batches.len() as u16).to_le_bytes());
     for (table, batch) in batches {
+        let batch = batch.batch();
         out.push(table.len() as u8);
         out.extend_from_slice(table.as_bytes());
         let len_at = out.len();
@@ -405,9 +406,8 @@ impl Wal {
     }
 
     /// Logs the rows of one request and, once they are durable, appends them to the store.
-    /// Blocks until then; returns the record's LSN. Batches must have passed
-    /// [`Store::prepare`].
-    pub fn commit(&self, batches: Vec<(&'static str, RecordBatch)>) -> Result<u64, WalError> {
+    /// Blocks until then; returns the record's LSN.
+    pub fn commit(&self, batches: Vec<(&'static str, Prepared)>) -> Result<u64, WalError> {
         let payload = encode_payload(&batches)?;
         let (done, wait) = mpsc::sync_channel(1);
         {
@@ -472,6 +472,20 @@ impl Drop for Wal {
     }
 }
 
+/// One `writev` per call for a whole group (at most `IOV_MAX` slices at a time).
+fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    while !bufs.is_empty() {
+        match w.write_vectored(&bufs[..bufs.len().min(IOV_MAX)]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn new_segment(path: &Path, dir: &Path) -> Result<File, WalError> {
     let mut file = OpenOptions::new()
         .create(true)
@@ -519,7 +533,7 @@ impl Committer {
                     for (lsn, p) in (first_lsn..).zip(group) {
                         let mut result = Ok(lsn);
                         for (table, batch) in p.batches {
-                            if let Err(e) = self.shared.store.append(table, batch, lsn) {
+                            if let Err(e) = self.shared.store.append_prepared(table, batch, lsn) {
                                 // Cannot happen for prepared batches; never acknowledge it.
                                 result = Err(WalError::Replay(e));
                             }
@@ -581,13 +595,21 @@ impl Committer {
         }
         let first = self.next_lsn;
         let start_len = self.len;
-        let mut written = 0u64;
+        let written: u64 = group
+            .iter()
+            .map(|p| (RECORD_HEADER + p.payload.len()) as u64)
+            .sum();
+        let headers: Vec<[u8; RECORD_HEADER]> = (first..)
+            .zip(group)
+            .map(|(lsn, p)| record_header(lsn, &p.payload))
+            .collect();
+        let mut slices: Vec<IoSlice<'_>> = headers
+            .iter()
+            .zip(group)
+            .flat_map(|(h, p)| [IoSlice::new(h), IoSlice::new(&p.payload)])
+            .collect();
         let result = (|| {
-            for (lsn, p) in (first..).zip(group) {
-                self.file.write_all(&record_header(lsn, &p.payload))?;
-                self.file.write_all(&p.payload)?;
-                written += (RECORD_HEADER + p.payload.len()) as u64;
-            }
+            write_all_vectored(&mut self.file, &mut slices)?;
             if self.sync == SyncMode::Fsync {
                 self.file.sync_data()?;
             }
@@ -677,8 +699,11 @@ mod tests {
         // Tiny segments: every record starts a new one.
         let (store, wal, _) = open_with(dir.path(), SyncMode::Os, 1);
         for i in 0..4 {
-            wal.commit(vec![(SPANS, span_batch(i * 3..i * 3 + 3))])
-                .unwrap();
+            wal.commit(vec![(
+                SPANS,
+                store.prepare(SPANS, span_batch(i * 3..i * 3 + 3)).unwrap(),
+            )])
+            .unwrap();
         }
         assert_eq!(wal.stats().syncs.load(Ordering::Relaxed), 0);
         assert_eq!(wal.stats().segments.load(Ordering::Relaxed), 4);
@@ -697,8 +722,22 @@ mod tests {
     fn committed_rows_survive_a_crash_and_flushed_ones_are_not_replayed() {
         let dir = tempfile::tempdir().unwrap();
         let (store, wal, _) = open(dir.path());
-        assert_eq!(wal.commit(vec![(SPANS, span_batch(0..3))]).unwrap(), 1);
-        assert_eq!(wal.commit(vec![(SPANS, span_batch(3..5))]).unwrap(), 2);
+        assert_eq!(
+            wal.commit(vec![(
+                SPANS,
+                store.prepare(SPANS, span_batch(0..3)).unwrap()
+            )])
+            .unwrap(),
+            1
+        );
+        assert_eq!(
+            wal.commit(vec![(
+                SPANS,
+                store.prepare(SPANS, span_batch(3..5)).unwrap()
+            )])
+            .unwrap(),
+            2
+        );
         assert_eq!(buffered(&store), 5);
         // A crash: the process dies without flushing.
         wal.close();
@@ -709,7 +748,14 @@ mod tests {
         assert!(report.damaged.is_empty());
         assert_eq!(buffered(&store), 5);
         store.flush_all(true).unwrap();
-        assert_eq!(wal.commit(vec![(SPANS, span_batch(5..6))]).unwrap(), 3);
+        assert_eq!(
+            wal.commit(vec![(
+                SPANS,
+                store.prepare(SPANS, span_batch(5..6)).unwrap()
+            )])
+            .unwrap(),
+            3
+        );
         wal.close();
         drop((store, wal));
 
@@ -740,7 +786,11 @@ mod tests {
         wal.close();
         drop((store, wal));
         let (store, wal, _) = open(dir.path());
-        wal.commit(vec![(SPANS, span_batch(0..2))]).unwrap();
+        wal.commit(vec![(
+            SPANS,
+            store.prepare(SPANS, span_batch(0..2)).unwrap(),
+        )])
+        .unwrap();
         wal.retire().unwrap();
         wal.close();
         drop((store, wal));
@@ -753,8 +803,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, wal, _) = open(dir.path());
         for i in 0..3 {
-            wal.commit(vec![(SPANS, span_batch(i * 2..i * 2 + 2))])
-                .unwrap();
+            wal.commit(vec![(
+                SPANS,
+                store.prepare(SPANS, span_batch(i * 2..i * 2 + 2)).unwrap(),
+            )])
+            .unwrap();
         }
         wal.close();
         drop((store, wal));
@@ -808,7 +861,8 @@ mod tests {
         let mut cols = b.columns().to_vec();
         cols[idx] = Arc::new(times);
         b = RecordBatch::try_new(b.schema(), cols).unwrap();
-        wal.commit(vec![(SPANS, b.clone())]).unwrap();
+        wal.commit(vec![(SPANS, store.prepare(SPANS, b.clone()).unwrap())])
+            .unwrap();
         wal.close();
         drop((store, wal));
         // What a flush that crashed after the first hour's file leaves behind.
