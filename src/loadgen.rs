@@ -2410,12 +2410,33 @@ impl From<String> for SendError {
     }
 }
 
-/// How long to wait before retry number `attempt + 1` of a failed request, or `None` if it
-/// failed for good: the delay the server asked for, at least an exponential backoff.
-fn retry_delay(e: &SendError, attempt: u32, max_retries: u32) -> Option<Duration> {
-    let asked = e.retry_after.filter(|_| attempt < max_retries)?;
-    let backoff = ERROR_BACKOFF.saturating_mul(2u32.saturating_pow(attempt));
-    Some(asked.max(backoff).min(MAX_RETRY_DELAY))
+/// The retries of one request, as an OTLP exporter does them.
+struct Retry {
+    attempt: u32,
+    max_retries: u32,
+}
+
+impl Retry {
+    fn new(max_retries: u32) -> Self {
+        Retry {
+            attempt: 0,
+            max_retries,
+        }
+    }
+
+    /// After a failed attempt: waits and returns `Ok` if the request should be sent again (the
+    /// delay the server asked for, at least an exponential backoff), or returns the error.
+    async fn wait(&mut self, e: SendError, stats: &mut Stats) -> Result<(), String> {
+        let asked = e
+            .retry_after
+            .filter(|_| self.attempt < self.max_retries)
+            .ok_or(e.message)?;
+        let backoff = ERROR_BACKOFF.saturating_mul(2u32.saturating_pow(self.attempt));
+        self.attempt += 1;
+        stats.retries += 1;
+        tokio::time::sleep(asked.max(backoff).min(MAX_RETRY_DELAY)).await;
+        Ok(())
+    }
 }
 
 #[derive(Clone)]
@@ -2784,18 +2805,15 @@ async fn trace_worker(
         stats.requests_sent += 1;
         stats.spans_sent += template.spans;
         let sent_at = tokio::time::Instant::now();
-        let mut attempt = 0;
+        let mut retry = Retry::new(max_retries);
         let sent = loop {
             match sender.send(body.clone()).await {
                 Ok(rejected) => break Ok(rejected),
-                Err(e) => match retry_delay(&e, attempt, max_retries) {
-                    Some(delay) => {
-                        attempt += 1;
-                        stats.retries += 1;
-                        tokio::time::sleep(delay).await;
+                Err(e) => {
+                    if let Err(e) = retry.wait(e, &mut stats).await {
+                        break Err(e);
                     }
-                    None => break Err(e.message),
-                },
+                }
             }
         };
         match sent {
@@ -2838,18 +2856,15 @@ async fn metrics_worker(
         stats.requests_sent += 1;
         stats.metric_points_sent += points;
         let sent_at = tokio::time::Instant::now();
-        let mut attempt = 0;
+        let mut retry = Retry::new(max_retries);
         let sent = loop {
             match transport.send_metrics(req.clone()).await {
                 Ok(rejected) => break Ok(rejected),
-                Err(e) => match retry_delay(&e, attempt, max_retries) {
-                    Some(delay) => {
-                        attempt += 1;
-                        stats.retries += 1;
-                        tokio::time::sleep(delay).await;
+                Err(e) => {
+                    if let Err(e) = retry.wait(e, &mut stats).await {
+                        break Err(e);
                     }
-                    None => break Err(e.message),
-                },
+                }
             }
         };
         match sent {

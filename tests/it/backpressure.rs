@@ -13,8 +13,9 @@ use headroom::loadgen::{self, LoadgenArgs};
 use headroom_collector::Signal;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
+use crate::ServerProcess as Server;
 use crate::TestServer;
-use crate::crash::{SPANS_PER_REQUEST, Server, trace_request};
+use crate::crash::{SPANS_PER_REQUEST, trace_request};
 
 const MAX_BUFFER_BYTES: u64 = 4 << 20;
 

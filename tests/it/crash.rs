@@ -4,9 +4,7 @@
 //! appear twice. Also: a damaged WAL tail is cut off and reported, and the rest is served.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,74 +17,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
     Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::addr;
-
-pub struct Server {
-    child: Child,
-    pub grpc: String,
-    http: String,
-    log: PathBuf,
-}
-
-impl Server {
-    /// Starts the binary on `data` and waits for its ready line.
-    pub fn start(data: &Path, log: PathBuf, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_headroom"))
-            .args(["serve", "--otlp-grpc-addr", "127.0.0.1:0"])
-            .args([
-                "--otlp-http-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.starts_with("headroom ready "),
-            "no ready line: {line:?}; log: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        Self {
-            child,
-            grpc: format!("http://{}", addr(&line, "otlp_grpc")),
-            http: addr(&line, "http"),
-            log,
-        }
-    }
-
-    pub fn kill9(mut self) {
-        // std's kill is SIGKILL on Unix: no flush, no WAL close.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    pub async fn sql(&self, sql: &str) -> Vec<Vec<Value>> {
-        let resp = reqwest::Client::new()
-            .post(format!("http://{}/api/v1/sql", self.http))
-            .json(&json!({ "sql": sql }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let body: Value = resp.json().await.unwrap();
-        serde_json::from_value(body["rows"].clone()).unwrap()
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
+use crate::ServerProcess as Server;
 
 pub const SPANS_PER_REQUEST: u32 = 40;
 const POINTS_PER_REQUEST: u32 = 10;
@@ -159,6 +92,17 @@ fn metrics_request(client: u32, seq: u32) -> ExportMetricsServiceRequest {
             ..Default::default()
         }],
     }
+}
+
+/// Fails, naming a few, if any key was stored more than once.
+fn assert_each_once<K: std::fmt::Debug>(what: &str, counts: &HashMap<K, i64>) {
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} {what} stored more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
 }
 
 #[derive(Default)]
@@ -261,13 +205,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing_acknowledged() {
     for r in rows {
         spans.insert(r[0].as_str().unwrap().to_owned(), r[1].as_i64().unwrap());
     }
-    let twice: Vec<_> = spans.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(
-        twice.is_empty(),
-        "{} spans stored more than once, e.g. {:?}",
-        twice.len(),
-        &twice[..twice.len().min(5)]
-    );
+    assert_each_once("spans", &spans);
     let mut missing = Vec::new();
     for (c, seq) in &acked {
         for i in 0..SPANS_PER_REQUEST {
@@ -294,13 +232,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing_acknowledged() {
     for r in rows {
         points.insert(r[0].as_i64().unwrap(), r[1].as_i64().unwrap());
     }
-    let twice: Vec<_> = points.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(
-        twice.is_empty(),
-        "{} points stored more than once, e.g. {:?}",
-        twice.len(),
-        &twice[..twice.len().min(5)]
-    );
+    assert_each_once("points", &points);
     let acked_points: HashSet<i64> = acked
         .iter()
         .flat_map(|(c, seq)| (0..POINTS_PER_REQUEST).map(move |i| point_id(*c, *seq, i)))

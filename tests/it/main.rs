@@ -14,6 +14,9 @@ mod loadgen;
 mod process;
 mod sdk_exporters;
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use headroom::config::ServeConfig;
@@ -106,4 +109,70 @@ pub fn addr(line: &str, key: &str) -> String {
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("{key} missing in {line:?}"))
         .to_owned()
+}
+
+/// The real `headroom serve` binary, started on `127.0.0.1:0`.
+pub struct ServerProcess {
+    pub child: Child,
+    pub grpc: String,
+    pub http: String,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts the binary on `data` and waits for its ready line.
+    pub fn start(data: &Path, log: PathBuf, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_headroom"))
+            .args(["serve", "--otlp-grpc-addr", "127.0.0.1:0"])
+            .args([
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("headroom ready "),
+            "no ready line: {line:?}; log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Self {
+            child,
+            grpc: format!("http://{}", addr(&line, "otlp_grpc")),
+            http: addr(&line, "http"),
+            log,
+        }
+    }
+
+    pub fn kill9(mut self) {
+        // std's kill is SIGKILL on Unix: no flush, no WAL close.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub async fn sql(&self, sql: &str) -> Vec<Vec<Value>> {
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/api/v1/sql", self.http))
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        serde_json::from_value(body["rows"].clone()).unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }

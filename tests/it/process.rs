@@ -1,49 +1,27 @@
 //! The real `headroom serve` process: the ready line on stdout, and SIGTERM → flush → exit 0.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use headroom::loadgen::{self, LoadgenArgs};
 
-use crate::addr;
+use crate::ServerProcess;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_prints_ports_and_flushes_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_headroom"))
-        .args([
-            "serve",
-            "--otlp-grpc-addr",
-            "127.0.0.1:0",
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--http-addr",
-            "127.0.0.1:0",
-            "--flush-max-age-seconds",
-            "3600",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("headroom ready "), "{line:?}");
-    let grpc = addr(&line, "otlp_grpc");
-    assert!(!grpc.ends_with(":0"));
-    addr(&line, "otlp_http");
-    addr(&line, "http");
+    let server = ServerProcess::start(
+        &data,
+        dir.path().join("log"),
+        &["--flush-max-age-seconds", "3600"],
+    );
+    let grpc = server.grpc.clone();
+    assert!(!grpc.ends_with(":0") && !server.http.ends_with(":0"));
+    let mut child = server.child;
 
     let report = loadgen::run(&LoadgenArgs {
-        endpoint: format!("http://{grpc}"),
+        endpoint: grpc,
         rate: 2_000,
         duration_seconds: 1,
         metrics: false,
