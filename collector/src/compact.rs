@@ -31,7 +31,7 @@ use crate::schema::TableDef;
 /// Rows per batch read from each input and written to the output.
 const BATCH_ROWS: usize = 2048;
 /// Inputs merged at once, at most (one batch of each is in memory).
-pub const MAX_INPUTS: usize = 32;
+const MAX_INPUTS: usize = 32;
 
 /// Which files of one partition to merge: runs of files smaller than half the target, each
 /// run at most `target_bytes` in total and at least two files. `files` must be of one

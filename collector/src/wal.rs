@@ -144,7 +144,7 @@ fn duplicate(e: &WalError) -> WalError {
 }
 
 /// Encodes the rows of one request as a record payload.
-pub fn encode_payload(batches: &[(&'static str, Prepared)]) -> Result<Vec<u8>, WalError> {
+fn encode_payload(batches: &[(&'static str, Prepared)]) -> Result<Vec<u8>, WalError> {
     // Sized up front: growing a buffer of hundreds of KiB by doubling copies it several times.
     let estimate: usize = batches
         .iter()
