@@ -73,13 +73,11 @@ fn local(what: &'static str, l: &TcpListener) -> Result<SocketAddr, ServeError> 
     })
 }
 
-/// Flushes everything (with `force`) or what is due, then retires the WAL segments the flush
-/// made redundant. Blocking.
+/// Flushes everything (with `force`) or what is due, then retires the WAL segments that are
+/// entirely in Parquet. Blocking.
 fn flush(store: &Store, wal: Option<&Wal>, force: bool) -> Result<usize, ServeError> {
     let rows = store.flush_all(force)?;
-    if let Some(wal) = wal
-        && rows > 0
-    {
+    if let Some(wal) = wal {
         let segments = wal.retire()?;
         if segments > 0 {
             tracing::debug!(segments, "retired WAL segments");
@@ -348,11 +346,7 @@ impl Running {
             if let Some(wal) = &wal {
                 wal.close();
             }
-            let rows = store.flush_all(true)?;
-            if let Some(wal) = &wal {
-                wal.retire()?;
-            }
-            Ok::<_, ServeError>(rows)
+            flush(&store, wal.as_deref(), true)
         })
         .await
         .map_err(|e| ServeError::Server {

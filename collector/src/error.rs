@@ -67,8 +67,9 @@ pub enum WalError {
     Encode(#[from] arrow::error::ArrowError),
     #[error("write-ahead log is closed")]
     Closed,
-    #[error("write-ahead log replay: {0}")]
-    Replay(#[from] StoreError),
+    /// A logged record could not be added to the store (on replay, or after its fsync).
+    #[error("write-ahead log: cannot apply a record: {0}")]
+    Apply(#[from] StoreError),
 }
 
 impl WalError {
@@ -124,7 +125,7 @@ impl IngestError {
             IngestError::ShuttingDown => ErrorClass::Retryable,
             // Disk full or a failing disk: nothing was acknowledged, the client may retry.
             IngestError::Wal(WalError::Io { .. } | WalError::Closed) => ErrorClass::Retryable,
-            IngestError::Wal(WalError::Encode(_) | WalError::Replay(_))
+            IngestError::Wal(WalError::Encode(_) | WalError::Apply(_))
             | IngestError::Convert(_)
             | IngestError::Store(_) => ErrorClass::Internal,
         }

@@ -139,7 +139,7 @@ fn duplicate(e: &WalError) -> WalError {
             source: std::io::Error::new(source.kind(), source.to_string()),
         },
         WalError::Closed => WalError::Closed,
-        other => WalError::Replay(StoreError::internal(other.to_string())),
+        other => WalError::Apply(StoreError::internal(other.to_string())),
     }
 }
 
@@ -535,7 +535,7 @@ impl Committer {
                         for (table, batch) in p.batches {
                             if let Err(e) = self.shared.store.append_prepared(table, batch, lsn) {
                                 // Cannot happen for prepared batches; never acknowledge it.
-                                result = Err(WalError::Replay(e));
+                                result = Err(WalError::Apply(e));
                             }
                         }
                         self.shared.store.set_applied_lsn(lsn);

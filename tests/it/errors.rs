@@ -131,15 +131,7 @@ async fn http_errors_follow_the_otlp_spec() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 405);
     // Every refused request above is counted once, wherever it was refused.
-    let metrics = s
-        .client
-        .get(format!("http://{}/metrics", s.running.http_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("headroom_otlp_failed_requests_total{signal=\"traces\"} 7"),
         "{metrics}"

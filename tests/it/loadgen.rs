@@ -62,15 +62,7 @@ async fn loadgen_over_grpc_reports_what_was_stored() {
 
     // Self-observability agrees with the client.
     let api = format!("http://{}", s.running.http_addr);
-    let metrics = s
-        .client
-        .get(format!("{api}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     let want = format!(
         "headroom_otlp_items_accepted_total{{signal=\"traces\"}} {}",
         report.spans_acked

@@ -82,6 +82,18 @@ impl TestServer {
         rows[0][0].clone()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("http://{}/metrics", self.running.http_addr))
+            .send()
+            .await
+            .expect("metrics endpoint reachable")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.scalar(sql).await.as_i64().expect("integer")
     }
