@@ -56,10 +56,35 @@ pub struct ServeConfig {
     /// Query API listen address (SQL, health, metrics).
     #[arg(long, env = "HEADROOM_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
-    /// PostgreSQL wire protocol listen address (reserved; the PostgreSQL server is not part of
-    /// this release).
+    /// PostgreSQL wire protocol listen address (Grafana, psql, JDBC…).
     #[arg(long, env = "HEADROOM_PG_ADDR", default_value = "127.0.0.1:5433")]
     pub pg_addr: SocketAddr,
+    /// The user PostgreSQL clients log in as when `--pg-password` is set.
+    #[arg(long, env = "HEADROOM_PG_USER", default_value = "headroom")]
+    pub pg_user: String,
+    /// Password of `--pg-user` (SCRAM-SHA-256). Empty: PostgreSQL clients log in without one,
+    /// as any user.
+    #[arg(
+        long,
+        env = "HEADROOM_PG_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub pg_password: String,
+    /// PEM certificate chain for TLS on the PostgreSQL port (with `--pg-tls-key-path`).
+    #[arg(long, env = "HEADROOM_PG_TLS_CERT_PATH")]
+    pub pg_tls_cert_path: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for TLS on the PostgreSQL port.
+    #[arg(long, env = "HEADROOM_PG_TLS_KEY_PATH")]
+    pub pg_tls_key_path: Option<PathBuf>,
+    /// Memory one query may reserve; sorts and aggregations spill to disk beyond it, other
+    /// operators cancel the query.
+    #[arg(long, env = "HEADROOM_QUERY_MEMORY_LIMIT_BYTES", default_value_t = 512 << 20,
+          value_parser = clap::value_parser!(u64).range(1 << 20..))]
+    pub query_memory_limit_bytes: u64,
+    /// How long one query may run before it is cancelled.
+    #[arg(long, env = "HEADROOM_QUERY_TIMEOUT_SECONDS", default_value_t = 60.0)]
+    pub query_timeout_seconds: f64,
     /// Largest accepted OTLP request, after decompression.
     #[arg(long, env = "HEADROOM_MAX_REQUEST_BYTES", default_value_t = 16 << 20,
           value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
@@ -166,6 +191,17 @@ impl ServeConfig {
                 return Err(format!("{name} must be a number ≥ 0, got {value}"));
             }
         }
+        if self.pg_tls_cert_path.is_some() != self.pg_tls_key_path.is_some() {
+            return Err(
+                "--pg-tls-cert-path and --pg-tls-key-path go together: give both or neither".into(),
+            );
+        }
+        if !(self.query_timeout_seconds.is_finite() && self.query_timeout_seconds > 0.0) {
+            return Err(format!(
+                "--query-timeout-seconds must be a positive number, got {}",
+                self.query_timeout_seconds
+            ));
+        }
         if self.maintenance_interval_seconds == 0.0 {
             return Err("--maintenance-interval-seconds must be above 0".into());
         }
@@ -178,6 +214,14 @@ impl ServeConfig {
         Ok(())
     }
 
+    /// What one query may use.
+    pub fn query_limits(&self) -> headroom_analytics::QueryLimits {
+        headroom_analytics::QueryLimits {
+            memory_bytes: usize::try_from(self.query_memory_limit_bytes).unwrap_or(usize::MAX),
+            timeout: Duration::from_secs_f64(self.query_timeout_seconds),
+        }
+    }
+
     /// Defaults with every address on an ephemeral loopback port (tests, demos).
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -187,6 +231,12 @@ impl ServeConfig {
             otlp_http_addr: any,
             http_addr: any,
             pg_addr: any,
+            pg_user: "headroom".into(),
+            pg_password: String::new(),
+            pg_tls_cert_path: None,
+            pg_tls_key_path: None,
+            query_memory_limit_bytes: 512 << 20,
+            query_timeout_seconds: 60.0,
             max_request_bytes: 16 << 20,
             flush_max_rows: 500_000,
             flush_max_bytes: 64 << 20,

@@ -45,6 +45,7 @@ pub struct Running {
     pub otlp_grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub pg_addr: SocketAddr,
     pub store: Arc<Store>,
     pub engine: QueryEngine,
     ingester: Arc<Ingester>,
@@ -55,6 +56,7 @@ pub struct Running {
     maintenance: JoinHandle<()>,
     receivers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
     api_server: JoinHandle<Result<(), String>>,
+    pg_server: JoinHandle<Result<(), String>>,
     flusher: JoinHandle<()>,
     shutdown_timeout: Duration,
 }
@@ -160,6 +162,15 @@ async fn run_maintenance(store: Arc<Store>, m: Maintenance, stop: CancellationTo
 /// Binds every listener and starts serving.
 pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     cfg.validate().map_err(ServeError::Config)?;
+    let pg_tls = match (&cfg.pg_tls_cert_path, &cfg.pg_tls_key_path) {
+        (Some(cert), Some(key)) => Some(api::pg::load_tls(cert, key).map_err(ServeError::Config)?),
+        _ => None,
+    };
+    let pg_login =
+        (!cfg.pg_password.is_empty()).then(|| (cfg.pg_user.clone(), cfg.pg_password.clone()));
+    if pg_login.is_none() && !cfg.pg_addr.ip().is_loopback() {
+        tracing::warn!(pg_addr = %cfg.pg_addr, "PostgreSQL clients log in without a password; set --pg-password");
+    }
     let store = Arc::new(Store::open(StoreConfig {
         root: cfg.data_dir.clone(),
         flush_rows: cfg.flush_max_rows as usize,
@@ -205,15 +216,17 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         }
     };
     let ingester = Arc::new(Ingester::new(store.clone(), wal.clone()));
-    let engine = QueryEngine::new(store.clone())?;
+    let engine = QueryEngine::new(store.clone(), cfg.query_limits())?;
     let max_request_bytes = cfg.max_request_bytes as usize;
 
     let grpc_listener = bind("OTLP/gRPC", cfg.otlp_grpc_addr).await?;
     let http_listener = bind("OTLP/HTTP", cfg.otlp_http_addr).await?;
     let api_listener = bind("HTTP API", cfg.http_addr).await?;
+    let pg_listener = bind("PostgreSQL", cfg.pg_addr).await?;
     let otlp_grpc_addr = local("OTLP/gRPC", &grpc_listener)?;
     let otlp_http_addr = local("OTLP/HTTP", &http_listener)?;
     let http_addr = local("HTTP API", &api_listener)?;
+    let pg_addr = local("PostgreSQL", &pg_listener)?;
 
     let receivers_stop = CancellationToken::new();
     let api_stop = CancellationToken::new();
@@ -260,6 +273,13 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
             .map_err(|e| e.to_string())
     });
 
+    let pg_server = tokio::spawn(api::pg::serve(
+        pg_listener,
+        Arc::new(api::pg::PgHandlers::new(engine.clone(), pg_login)),
+        pg_tls,
+        api_stop.clone(),
+    ));
+
     let flusher = tokio::spawn(run_flusher(store.clone(), wal, flusher_stop.clone()));
     let maintenance_stop = CancellationToken::new();
     let maintenance = tokio::spawn(run_maintenance(
@@ -275,11 +295,12 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         },
         maintenance_stop.clone(),
     ));
-    tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, data_dir = %store.root().display(), "headroom serving");
+    tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, %pg_addr, data_dir = %store.root().display(), "headroom serving");
     Ok(Running {
         otlp_grpc_addr,
         otlp_http_addr,
         http_addr,
+        pg_addr,
         store,
         engine,
         ingester,
@@ -290,6 +311,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         maintenance,
         receivers: vec![("OTLP/gRPC", grpc), ("OTLP/HTTP", http)],
         api_server,
+        pg_server,
         flusher,
         shutdown_timeout: Duration::from_secs_f64(cfg.shutdown_timeout_seconds),
     })
@@ -303,8 +325,8 @@ impl Running {
     /// The line scripts read to find the ports.
     pub fn ready_line(&self) -> String {
         format!(
-            "headroom ready otlp_grpc={} otlp_http={} http={}",
-            self.otlp_grpc_addr, self.otlp_http_addr, self.http_addr
+            "headroom ready otlp_grpc={} otlp_http={} http={} pg={}",
+            self.otlp_grpc_addr, self.otlp_http_addr, self.http_addr, self.pg_addr
         )
     }
 
@@ -355,11 +377,17 @@ impl Running {
         })??;
         tracing::info!(rows, "flushed buffered rows on shutdown");
         self.api_stop.cancel();
-        let api = tokio::time::timeout(deadline, self.api_server).await;
-        match api {
-            Ok(Ok(Ok(()))) | Err(_) => {}
-            Ok(Ok(Err(reason))) => tracing::error!(reason, "HTTP API failed while stopping"),
-            Ok(Err(e)) => tracing::error!(error = %e, "HTTP API task failed"),
+        for (what, server) in [
+            ("HTTP API", self.api_server),
+            ("PostgreSQL", self.pg_server),
+        ] {
+            match tokio::time::timeout(deadline, server).await {
+                Ok(Ok(Ok(()))) | Err(_) => {}
+                Ok(Ok(Err(reason))) => {
+                    tracing::error!(what, reason, "server failed while stopping")
+                }
+                Ok(Err(e)) => tracing::error!(what, error = %e, "server task failed"),
+            }
         }
         // No query can be reading them any more.
         let store = self.store.clone();

@@ -1,17 +1,28 @@
-//! The one query engine behind every SQL surface (HTTP API, `headroom query`, later the
-//! PostgreSQL wire): a DataFusion session with the stored tables and JSON attribute functions.
+//! The one query engine behind every SQL surface (HTTP API, PostgreSQL wire, `headroom query`):
+//! a DataFusion session with the stored tables, JSON attribute functions, the PostgreSQL
+//! catalogs, and per-query limits. Query users are read-only: every plan is checked before it
+//! runs.
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
+use datafusion::sql::sqlparser::ast::Statement;
 use headroom_collector::schema;
 use serde_json::Value;
 
 use crate::catalog::{SnapshotSource, StoredTable};
 use crate::error::QueryError;
+use crate::guard::{GuardRule, QueryLimits};
+use crate::readable::ToJson;
+
+/// The catalog and schema the stored tables live in.
+pub const CATALOG: &str = "headroom";
+pub const SCHEMA: &str = "public";
 
 /// A query's answer in the shape of the HTTP API: column names and rows of JSON values.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -25,28 +36,81 @@ pub struct QueryEngine {
     ctx: SessionContext,
 }
 
+/// What query users may run: queries only. No DDL (`CREATE EXTERNAL TABLE` reads arbitrary
+/// files), no DML (`COPY … TO` writes them), no session statements (`SET` would change the
+/// shared session for everyone).
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
 impl QueryEngine {
-    /// A session over every table of the storage contract, read from `source`.
-    pub fn new(source: Arc<dyn SnapshotSource>) -> Result<Self, QueryError> {
+    /// A session over every table of the storage contract, read from `source`; each query
+    /// runs within `limits`.
+    pub fn new(source: Arc<dyn SnapshotSource>, limits: QueryLimits) -> Result<Self, QueryError> {
+        // `information_schema` comes from `pg_compat`, in PostgreSQL's terms.
         let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("headroom", "public");
-        let mut ctx = SessionContext::new_with_config(config);
+            .with_information_schema(false)
+            .with_default_catalog_and_schema(CATALOG, SCHEMA);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(GuardRule::new(limits)))
+            .build();
+        let mut ctx = SessionContext::new_with_state(state);
         datafusion_functions_json::register_all(&mut ctx)?;
+        ctx.register_udf(ScalarUDF::from(ToJson::new()));
         for def in schema::tables() {
             let table = StoredTable::new(def.name, def.schema(), source.clone());
             ctx.register_table(def.name, Arc::new(table))?;
         }
+        crate::pg_compat::register(&ctx, CATALOG)?;
         Ok(Self { ctx })
     }
 
-    /// Plans one read-only statement: DDL, DML and `SET`-style statements are refused.
+    /// The session, for servers that drive it themselves (the PostgreSQL wire protocol).
+    /// Statements must go through [`QueryEngine::plan_statement`] first.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Plans one parsed statement if query users may run it.
+    pub async fn plan_statement(&self, statement: Statement) -> Result<LogicalPlan, QueryError> {
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                statement,
+            )))
+            .await?;
+        check_read_only(&plan)?;
+        Ok(plan)
+    }
+
+    /// Plans one read-only statement.
     async fn plan(&self, sql: &str) -> Result<DataFrame, QueryError> {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        Ok(self.ctx.sql_with_options(sql, options).await?)
+        // Checked before `execute_logical_plan`, which runs DDL on the spot.
+        let plan = self.ctx.state().create_logical_plan(sql).await?;
+        check_read_only(&plan)?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Runs one read-only statement and returns its schema and batches; with `readable`,
+    /// binary and nested columns come as text ([`crate::readable`]), for formats without such
+    /// types (CSV).
+    pub async fn sql_with_schema(
+        &self,
+        sql: &str,
+        readable: bool,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+        let mut df = self.plan(sql).await?;
+        if readable {
+            let plan = crate::readable::readable(df.into_unoptimized_plan())?;
+            df = self.ctx.execute_logical_plan(plan).await?;
+        }
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        Ok((schema, df.collect().await?))
     }
 
     /// Runs one read-only statement.
@@ -69,6 +133,12 @@ impl QueryEngine {
             columns,
         })
     }
+}
+
+fn check_read_only(plan: &LogicalPlan) -> Result<(), QueryError> {
+    read_only()
+        .verify_plan(plan)
+        .map_err(|e| QueryError::ReadOnly(e.strip_backtrace()))
 }
 
 /// Rows as JSON arrays in column order. Binary ids become hex, timestamps RFC 3339 text,

@@ -8,6 +8,8 @@ pub enum QueryError {
     DataFusion(#[from] DataFusionError),
     #[error("Arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error("Headroom's SQL is read-only; only queries can run here ({0})")]
+    ReadOnly(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -23,7 +25,9 @@ impl QueryError {
                     | DataFusionError::Plan(_)
                     | DataFusionError::SchemaError(..)
                     | DataFusionError::NotImplemented(_)
+                    | DataFusionError::ResourcesExhausted(_)
             ),
+            QueryError::ReadOnly(_) => true,
             QueryError::Arrow(_) | QueryError::Internal(_) => false,
         }
     }

@@ -3,6 +3,10 @@
 pub mod catalog;
 pub mod engine;
 pub mod error;
+pub mod guard;
+pub mod pg_compat;
+pub mod readable;
 
 pub use engine::{JsonRows, QueryEngine};
 pub use error::QueryError;
+pub use guard::QueryLimits;

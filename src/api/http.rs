@@ -3,8 +3,9 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use arrow::error::ArrowError;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -32,14 +33,77 @@ pub fn router(state: ApiState) -> Router {
 #[derive(Deserialize)]
 struct SqlRequest {
     sql: String,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SqlParams {
+    format: Option<String>,
 }
 
 fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
+/// Result formats of `POST /api/v1/sql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+    Arrow,
+}
+
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+impl Format {
+    fn from_name(name: &str) -> Result<Self, String> {
+        match name.to_ascii_lowercase().as_str() {
+            "json" => Ok(Format::Json),
+            "csv" => Ok(Format::Csv),
+            "arrow" => Ok(Format::Arrow),
+            other => Err(format!("unknown format {other:?}: use json, csv or arrow")),
+        }
+    }
+
+    /// The first media type of `Accept` that names a format; JSON when none does.
+    fn from_accept(accept: &str) -> Self {
+        accept
+            .split(',')
+            .map(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .find_map(|t| match t.as_str() {
+                "text/csv" => Some(Format::Csv),
+                ARROW_STREAM => Some(Format::Arrow),
+                "application/json" => Some(Format::Json),
+                _ => None,
+            })
+            .unwrap_or(Format::Json)
+    }
+}
+
+/// The error answer for a failed query: 400 when the query is at fault, 500 when we are.
+fn query_error(e: QueryError) -> Response {
+    if e.is_invalid_input() {
+        error(StatusCode::BAD_REQUEST, e.to_string())
+    } else {
+        tracing::warn!(error = %e, "query failed");
+        error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+/// `POST /api/v1/sql` with `{"sql": "...", "format": "json|csv|arrow"}`; the format may also
+/// come as `?format=` or from the `Accept` header (`text/csv`,
+/// `application/vnd.apache.arrow.stream`).
 async fn sql(
     State(state): State<ApiState>,
+    Query(params): Query<SqlParams>,
+    headers: HeaderMap,
     body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(req) = match body {
@@ -54,16 +118,78 @@ async fn sql(
             );
         }
     };
-    match state.engine.sql_json(&req.sql).await {
-        Ok(rows) => Json(rows).into_response(),
-        Err(e @ QueryError::DataFusion(_)) if e.is_invalid_input() => {
-            error(StatusCode::BAD_REQUEST, e.to_string())
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "query failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    let format = match req.format.as_deref().or(params.format.as_deref()) {
+        Some(name) => match Format::from_name(name) {
+            Ok(f) => f,
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        },
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map_or(Format::Json, Format::from_accept),
+    };
+    match format {
+        Format::Json => match state.engine.sql_json(&req.sql).await {
+            Ok(rows) => Json(rows).into_response(),
+            Err(e) => query_error(e),
+        },
+        Format::Csv | Format::Arrow => {
+            let (schema, batches) = match state
+                .engine
+                .sql_with_schema(&req.sql, format == Format::Csv)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => return query_error(e),
+            };
+            let encoded = if format == Format::Csv {
+                encode_csv(&schema, &batches).map(|b| (b, "text/csv; charset=utf-8"))
+            } else {
+                encode_arrow(&schema, &batches).map(|b| (b, ARROW_STREAM))
+            };
+            match encoded {
+                Ok((bytes, content_type)) => {
+                    ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
+                }
+                Err(e) => query_error(QueryError::Arrow(e)),
+            }
         }
     }
+}
+
+fn encode_csv(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[arrow::array::RecordBatch],
+) -> Result<Vec<u8>, ArrowError> {
+    let mut out = Vec::new();
+    let mut writer = arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(&mut out);
+    // The header line is written with the first batch, so an empty result still gets one.
+    let empty = [arrow::array::RecordBatch::new_empty(schema.clone())];
+    for batch in if batches.is_empty() {
+        &empty[..]
+    } else {
+        batches
+    } {
+        writer.write(batch)?;
+    }
+    drop(writer);
+    Ok(out)
+}
+
+fn encode_arrow(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[arrow::array::RecordBatch],
+) -> Result<Vec<u8>, ArrowError> {
+    let mut out = Vec::new();
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, schema)?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    drop(writer);
+    Ok(out)
 }
 
 /// Prometheus text exposition of ingest and storage counters. Written by hand: a dozen series

@@ -1,3 +1,4 @@
 //! Query-facing servers.
 
 pub mod http;
+pub mod pg;

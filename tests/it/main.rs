@@ -11,6 +11,7 @@ mod errors;
 mod json_fixtures;
 mod lifecycle;
 mod loadgen;
+mod pg;
 mod process;
 mod sdk_exporters;
 

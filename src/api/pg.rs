@@ -1,0 +1,393 @@
+//! The PostgreSQL wire protocol on `--pg-addr`, so Grafana's built-in PostgreSQL data source,
+//! psql, psycopg, pgx and JDBC query Headroom unchanged.
+//!
+//! `datafusion-postgres` provides the protocol handling (simple and extended query, text and
+//! binary results, `SET`/`SHOW`, transactions, cursors) over the one query session. Its
+//! `serve` binds its own port, cannot be stopped and falls back to plain text when TLS cannot
+//! be set up, so the accept loop here is our own. Every statement passes [`ReadOnlyHook`]
+//! first: queries are planned by the engine (read-only check, binary and nested columns as
+//! text), anything that would change the session or the data is refused.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use datafusion_postgres::hooks::HookClient;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
+use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use datafusion_postgres::pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use datafusion_postgres::pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+};
+use datafusion_postgres::pgwire::api::cancel::DefaultCancelHandler;
+use datafusion_postgres::pgwire::api::portal::Format;
+use datafusion_postgres::pgwire::api::results::Response;
+use datafusion_postgres::pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use datafusion_postgres::pgwire::types::format::FormatOptions;
+use datafusion_postgres::{DfSessionService, QueryHook};
+use futures::Sink;
+use headroom_analytics::{QueryEngine, QueryError};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_util::sync::CancellationToken;
+
+/// How PostgreSQL clients connect.
+#[derive(Clone, Default)]
+pub struct PgSecurity {
+    /// The one user and password accepted (SCRAM-SHA-256); `None`: no password asked.
+    pub login: Option<(String, String)>,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Reads the TLS certificate chain and key. Any problem is an error: a server configured for
+/// TLS never falls back to plain text.
+pub fn load_tls(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| format!("cannot read TLS certificate {}: {e}", cert_path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "no certificate in {} (expected PEM \"BEGIN CERTIFICATE\")",
+            cert_path.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .map_err(|e| format!("cannot read TLS private key {}: {e}", key_path.display()))?;
+    let config = ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+    .map_err(|e| {
+        format!(
+            "cannot use TLS certificate {} with key {}: {e}",
+            cert_path.display(),
+            key_path.display()
+        )
+    })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The handlers of every connection.
+pub struct PgHandlers {
+    service: Arc<DfSessionService>,
+    connections: Arc<ConnectionManager>,
+    cancel: Arc<DefaultCancelHandler>,
+    passwords: Option<Arc<Passwords>>,
+}
+
+impl PgHandlers {
+    pub fn new(engine: QueryEngine, login: Option<(String, String)>) -> Self {
+        let session = Arc::new(engine.session().clone());
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(ReadOnlyHook { engine }),
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+        ];
+        let connections = Arc::new(ConnectionManager::new());
+        Self {
+            service: Arc::new(DfSessionService::new_with_hooks(session, hooks)),
+            cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
+            connections,
+            passwords: login.map(|(user, password)| Arc::new(Passwords::new(user, &password))),
+        }
+    }
+}
+
+impl PgWireServerHandlers for PgHandlers {
+    fn simple_query_handler(
+        &self,
+    ) -> Arc<impl datafusion_postgres::pgwire::api::query::SimpleQueryHandler> {
+        self.service.clone()
+    }
+
+    fn extended_query_handler(
+        &self,
+    ) -> Arc<impl datafusion_postgres::pgwire::api::query::ExtendedQueryHandler> {
+        self.service.clone()
+    }
+
+    /// Called once per connection: SCRAM keeps per-connection state in its handler.
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(match &self.passwords {
+            None => Startup::Open(OpenStartup {
+                connections: self.connections.clone(),
+            }),
+            Some(passwords) => {
+                let mut scram = ScramAuth::new(passwords.clone());
+                scram.set_iterations(SCRAM_ITERATIONS);
+                Startup::Scram(
+                    SASLAuthStartupHandler::new(
+                        Arc::new(DefaultServerParameterProvider::default()),
+                    )
+                    .with_scram(scram)
+                    .with_connection_manager(self.connections.clone()),
+                )
+            }
+        })
+    }
+
+    fn cancel_handler(&self) -> Arc<impl datafusion_postgres::pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Connection start-up: open, or SCRAM-SHA-256 with the configured password.
+enum Startup {
+    Open(OpenStartup),
+    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Open(h) => h.on_startup(client, message).await,
+            Startup::Scram(h) => h.on_startup(client, message).await,
+        }
+    }
+}
+
+struct OpenStartup {
+    connections: Arc<ConnectionManager>,
+}
+
+impl NoopStartupHandler for OpenStartup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+}
+
+const SCRAM_ITERATIONS: usize = 4096;
+
+/// The salted password of the one configured user; the plain password is not kept.
+#[derive(Debug)]
+struct Passwords {
+    user: String,
+    salt: Vec<u8>,
+    salted: Vec<u8>,
+}
+
+impl Passwords {
+    fn new(user: String, password: &str) -> Self {
+        let salt: [u8; 16] = rand::random();
+        Self {
+            salted: gen_salted_password(password, &salt, SCRAM_ITERATIONS),
+            salt: salt.to_vec(),
+            user,
+        }
+    }
+}
+
+#[async_trait]
+impl AuthSource for Passwords {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        if login.user() != Some(self.user.as_str()) {
+            return Err(PgWireError::InvalidPassword(
+                login.user().unwrap_or_default().to_owned(),
+            ));
+        }
+        Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
+    }
+}
+
+/// Accepts connections until `stop`, then closes the open ones.
+pub async fn serve(
+    listener: TcpListener,
+    handlers: Arc<PgHandlers>,
+    tls: Option<TlsAcceptor>,
+    stop: CancellationToken,
+) -> Result<(), String> {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let handlers = handlers.clone();
+                    let tls = tls.clone();
+                    connections.spawn(async move {
+                        if let Err(e) = datafusion_postgres::pgwire::tokio::process_socket(socket, tls, handlers).await {
+                            tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
+                        }
+                    });
+                }
+                // Out of file descriptors and the like: keep serving the open connections.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a PostgreSQL connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// What a statement is, for the read-only gate.
+enum Kind {
+    /// Planned and run by the engine.
+    Query,
+    /// Left to the protocol hooks (`SHOW`, harmless `SET`, transactions, cursors).
+    Protocol,
+    Refused(String),
+}
+
+fn classify(statement: &Statement) -> Kind {
+    match statement {
+        Statement::Query(_)
+        | Statement::Explain { .. }
+        | Statement::ExplainTable { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. } => Kind::Query,
+        // Session settings of the engine itself are shared by every user of the server.
+        Statement::Set(_)
+            if statement
+                .to_string()
+                .to_ascii_lowercase()
+                .contains("datafusion.") =>
+        {
+            Kind::Refused("settings of the query engine cannot be changed by a session".into())
+        }
+        Statement::Set(_)
+        | Statement::ShowVariable { .. }
+        | Statement::ShowStatus { .. }
+        | Statement::ShowCatalogs { .. }
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Declare { .. }
+        | Statement::Fetch { .. }
+        | Statement::Close { .. } => Kind::Protocol,
+        other => {
+            let text = other.to_string();
+            let verb: String = text
+                .split_whitespace()
+                .take(if text.to_ascii_uppercase().starts_with("CREATE") {
+                    3
+                } else {
+                    1
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_ascii_uppercase();
+            Kind::Refused(format!("{verb} is not allowed"))
+        }
+    }
+}
+
+/// SQLSTATE codes for what a query user did wrong or what stopped the query.
+fn pg_error(e: QueryError) -> PgWireError {
+    let code = match &e {
+        QueryError::ReadOnly(_) => "25006", // read_only_sql_transaction
+        QueryError::DataFusion(df) => match df.find_root() {
+            datafusion::error::DataFusionError::ResourcesExhausted(_) => "53000", // insufficient_resources
+            _ if e.is_invalid_input() => "42000", // syntax_error_or_access_rule_violation
+            _ => "XX000",
+        },
+        QueryError::Arrow(_) | QueryError::Internal(_) => "XX000",
+    };
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        code.into(),
+        e.to_string(),
+    )))
+}
+
+fn refused(reason: String) -> PgWireError {
+    pg_error(QueryError::ReadOnly(reason))
+}
+
+/// The read-only gate and the planner of every query arriving over the wire.
+struct ReadOnlyHook {
+    engine: QueryEngine,
+}
+
+impl ReadOnlyHook {
+    async fn plan(&self, statement: &Statement) -> PgWireResult<LogicalPlan> {
+        let plan = self
+            .engine
+            .plan_statement(statement.clone())
+            .await
+            .map_err(pg_error)?;
+        headroom_analytics::readable::readable(plan).map_err(|e| pg_error(e.into()))
+    }
+}
+
+#[async_trait]
+impl QueryHook for ReadOnlyHook {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        session: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        match classify(statement) {
+            Kind::Protocol => None,
+            Kind::Refused(reason) => Some(Err(refused(reason))),
+            Kind::Query => Some(
+                async {
+                    let plan = self.plan(statement).await?;
+                    let df = session
+                        .execute_logical_plan(plan)
+                        .await
+                        .map_err(|e| pg_error(e.into()))?;
+                    let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                    let result = encode_dataframe(df, &Format::UnifiedText, Some(options)).await?;
+                    Ok(Response::Query(result))
+                }
+                .await,
+            ),
+        }
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _session: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        match classify(statement) {
+            Kind::Protocol => None,
+            Kind::Refused(reason) => Some(Err(refused(reason))),
+            // Executed by the session service with the portal's parameters and formats.
+            Kind::Query => Some(self.plan(statement).await),
+        }
+    }
+
+    async fn handle_extended_query(
+        &self,
+        _statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        _session: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        None
+    }
+}
