@@ -389,6 +389,7 @@ impl Running {
                 Ok(Err(e)) => tracing::error!(what, error = %e, "server task failed"),
             }
         }
+        self.engine.close();
         // No query can be reading them any more.
         let store = self.store.clone();
         let deleted = tokio::task::spawn_blocking(move || store.collect_garbage(Duration::ZERO))

@@ -70,6 +70,15 @@ impl QueryEngine {
         Ok(Self { ctx })
     }
 
+    /// Releases what the session holds once no query will run any more (the store among
+    /// them); later queries fail.
+    pub fn close(&self) {
+        crate::pg_compat::unregister(&self.ctx, CATALOG);
+        for def in schema::tables() {
+            let _ = self.ctx.deregister_table(def.name);
+        }
+    }
+
     /// The session, for servers that drive it themselves (the PostgreSQL wire protocol).
     /// Statements must go through [`QueryEngine::plan_statement`] first.
     pub fn session(&self) -> &SessionContext {

@@ -7,7 +7,7 @@
 //! and has no `udt_name`; Grafana's query builder and JDBC metadata need PostgreSQL's names, so
 //! this one replaces it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arrow::array::{ArrayBuilder, ArrayRef, Int32Builder, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -40,7 +40,7 @@ pub fn register(ctx: &SessionContext, catalog: &str) -> Result<()> {
     )
     .map_err(|e| *e)?;
     let info = Arc::new(InformationSchema {
-        catalogs: ctx.state().catalog_list().clone(),
+        catalogs: Arc::downgrade(ctx.state().catalog_list()),
     });
     ctx.catalog(catalog)
         .ok_or_else(|| DataFusionError::Plan(format!("no catalog {catalog}")))?
@@ -48,6 +48,14 @@ pub fn register(ctx: &SessionContext, catalog: &str) -> Result<()> {
     ctx.register_udf(ScalarUDF::from(Version::new()));
     ctx.register_udf(ScalarUDF::from(CurrentSetting::new()));
     Ok(())
+}
+
+/// Removes `pg_catalog` from the session: its tables hold the session's catalog list, a
+/// reference cycle that would otherwise keep the session and the store alive after shutdown.
+pub fn unregister(ctx: &SessionContext, catalog: &str) {
+    if let Some(c) = ctx.catalog(catalog) {
+        let _ = c.deregister_schema(PG_CATALOG, true);
+    }
 }
 
 /// PostgreSQL's names for an Arrow type as a client receives it: (`data_type`, `udt_name`).
@@ -92,17 +100,25 @@ fn numeric_precision(udt: &str) -> Option<i32> {
 /// time a query names them, so tables and views registered later appear.
 #[derive(Debug)]
 struct InformationSchema {
-    catalogs: Arc<dyn CatalogProviderList>,
+    /// Weak: the catalog list holds this schema.
+    catalogs: Weak<dyn CatalogProviderList>,
 }
 
 /// One user table or view: (catalog, schema, name, provider).
 type TableEntry = (String, String, String, Arc<dyn TableProvider>);
 
 impl InformationSchema {
+    fn catalogs(&self) -> Result<Arc<dyn CatalogProviderList>> {
+        self.catalogs
+            .upgrade()
+            .ok_or_else(|| DataFusionError::Internal("the query session is closed".into()))
+    }
+
     async fn user_tables(&self) -> Result<Vec<TableEntry>> {
         let mut out = Vec::new();
-        for catalog_name in self.catalogs.catalog_names() {
-            let Some(catalog) = self.catalogs.catalog(&catalog_name) else {
+        let catalogs = self.catalogs()?;
+        for catalog_name in catalogs.catalog_names() {
+            let Some(catalog) = catalogs.catalog(&catalog_name) else {
                 continue;
             };
             let mut schemas = catalog.schema_names();
@@ -128,8 +144,9 @@ impl InformationSchema {
 
     fn schemata(&self) -> Result<RecordBatch> {
         let (mut catalog_col, mut schema_col) = (StringBuilder::new(), StringBuilder::new());
-        for catalog_name in self.catalogs.catalog_names() {
-            let Some(catalog) = self.catalogs.catalog(&catalog_name) else {
+        let catalogs = self.catalogs()?;
+        for catalog_name in catalogs.catalog_names() {
+            let Some(catalog) = catalogs.catalog(&catalog_name) else {
                 continue;
             };
             let mut schemas = catalog.schema_names();

@@ -34,10 +34,8 @@ async fn server_with_traffic(tweak: impl FnOnce(&mut headroom::config::ServeConf
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    out
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// psql against the server: unaligned, tuples only, stop at the first error.
