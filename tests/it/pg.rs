@@ -53,7 +53,7 @@ async fn psql_with(s: &TestServer, sql: &str, env: &[(&str, &str)]) -> Output {
         .collect();
     tokio::task::spawn_blocking(move || {
         run(Command::new("psql")
-            .args(["-X", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1"])
+            .args(["-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
             .args(["-U", "grafana", "-d", "headroom", "-c", &sql])
             .env("PGCONNECT_TIMEOUT", "10")
@@ -145,6 +145,18 @@ async fn psql_lists_describes_and_queries() {
     let lines: Vec<&str> = settings.lines().collect();
     assert_eq!(lines[0], "1600", "{settings}");
     assert!(lines[1].starts_with("PostgreSQL 16"), "{settings}");
+    assert_eq!(lines[2], "public", "{settings}");
+    // Session settings clients send on connect are taken and shown back.
+    let set = stdout(
+        &psql(
+            &s,
+            "SET application_name = 'grafana'; SET extra_float_digits = 3; SET statement_timeout = '5s'; \
+             SET TIME ZONE 'UTC'; SHOW application_name; SHOW statement_timeout; SHOW TimeZone",
+        )
+        .await,
+    );
+    let shown: Vec<&str> = set.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(shown, ["grafana", "5000ms", "UTC"], "{set}");
 
     // Binary ids are hex text, nested values JSON text, timestamps timestamptz.
     let span = rows(&stdout(
