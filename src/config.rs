@@ -77,6 +77,26 @@ pub struct ServeConfig {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) for TLS on the PostgreSQL port.
     #[arg(long, env = "HEADROOM_PG_TLS_KEY_PATH")]
     pub pg_tls_key_path: Option<PathBuf>,
+    /// Routes (or URL paths, for spans without a route) of health checks: not requests in the
+    /// KPIs (comma-separated).
+    #[arg(
+        long,
+        env = "HEADROOM_KPI_HEALTH_CHECK_ROUTES",
+        value_delimiter = ',',
+        default_value = "/healthz,/readyz,/livez,/health,/ready,/live"
+    )]
+    pub kpi_health_check_routes: Vec<String>,
+    /// Count HTTP 429 and gRPC RESOURCE_EXHAUSTED as bad requests of the server.
+    #[arg(long, env = "HEADROOM_KPI_THROTTLED_IS_BAD", default_value_t = false)]
+    pub kpi_throttled_is_bad: bool,
+    /// Apdex threshold T: requests up to T are satisfied, up to 4T tolerating.
+    #[arg(long, env = "HEADROOM_KPI_APDEX_THRESHOLD_MS", default_value_t = 500.0)]
+    pub kpi_apdex_threshold_ms: f64,
+    /// Apdex threshold of one service, `SERVICE=MS` (repeat the flag, or separate with commas
+    /// in the environment variable).
+    #[arg(long, env = "HEADROOM_KPI_SERVICE_APDEX_THRESHOLD_MS", value_delimiter = ',',
+          value_parser = parse_service_threshold)]
+    pub kpi_service_apdex_threshold_ms: Vec<(String, f64)>,
     /// Memory one query may reserve; sorts and aggregations spill to disk beyond it, other
     /// operators cancel the query.
     #[arg(long, env = "HEADROOM_QUERY_MEMORY_LIMIT_BYTES", default_value_t = 512 << 20,
@@ -196,6 +216,31 @@ impl ServeConfig {
                 "--pg-tls-cert-path and --pg-tls-key-path go together: give both or neither".into(),
             );
         }
+        for (name, ms) in std::iter::once(("--kpi-apdex-threshold-ms", self.kpi_apdex_threshold_ms))
+            .chain(
+                self.kpi_service_apdex_threshold_ms
+                    .iter()
+                    .map(|(_, ms)| ("--kpi-service-apdex-threshold-ms", *ms)),
+            )
+        {
+            if !(ms.is_finite() && ms > 0.0) {
+                return Err(format!(
+                    "{name} must be a positive number of milliseconds, got {ms}"
+                ));
+            }
+        }
+        let mut services: Vec<&str> = self
+            .kpi_service_apdex_threshold_ms
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .collect();
+        services.sort_unstable();
+        if let Some(w) = services.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!(
+                "--kpi-service-apdex-threshold-ms names service {:?} twice",
+                w[0]
+            ));
+        }
         if !(self.query_timeout_seconds.is_finite() && self.query_timeout_seconds > 0.0) {
             return Err(format!(
                 "--query-timeout-seconds must be a positive number, got {}",
@@ -212,6 +257,16 @@ impl ServeConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The operator's choices in the KPI definitions.
+    pub fn kpi_settings(&self) -> headroom_analytics::KpiSettings {
+        headroom_analytics::KpiSettings {
+            health_check_routes: self.kpi_health_check_routes.clone(),
+            throttled_is_bad: self.kpi_throttled_is_bad,
+            apdex_threshold_ms: self.kpi_apdex_threshold_ms,
+            service_apdex_threshold_ms: self.kpi_service_apdex_threshold_ms.clone(),
+        }
     }
 
     /// What one query may use.
@@ -235,6 +290,10 @@ impl ServeConfig {
             pg_password: String::new(),
             pg_tls_cert_path: None,
             pg_tls_key_path: None,
+            kpi_health_check_routes: headroom_analytics::KpiSettings::default().health_check_routes,
+            kpi_throttled_is_bad: false,
+            kpi_apdex_threshold_ms: 500.0,
+            kpi_service_apdex_threshold_ms: Vec::new(),
             query_memory_limit_bytes: 512 << 20,
             query_timeout_seconds: 60.0,
             max_request_bytes: 16 << 20,
@@ -252,6 +311,21 @@ impl ServeConfig {
             shutdown_timeout_seconds: 30.0,
         }
     }
+}
+
+/// `--kpi-service-apdex-threshold-ms`: `SERVICE=MS`.
+fn parse_service_threshold(text: &str) -> Result<(String, f64), String> {
+    let (service, ms) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{text:?} is not SERVICE=MILLISECONDS"))?;
+    let ms: f64 = ms
+        .trim()
+        .parse()
+        .map_err(|_| format!("{ms:?} in {text:?} is not a number of milliseconds"))?;
+    if service.trim().is_empty() {
+        return Err(format!("{text:?} names no service"));
+    }
+    Ok((service.trim().to_owned(), ms))
 }
 
 /// How long data is kept; `None`: forever.

@@ -21,7 +21,12 @@ pub enum QueryCommandError {
 /// Runs `sql` over the files under `data_dir` and returns the printed table.
 pub async fn run(data_dir: &Path, sql: &str) -> Result<String, QueryCommandError> {
     let store = Arc::new(Store::open_read_only(data_dir)?);
-    let engine = QueryEngine::new(store, headroom_analytics::QueryLimits::default())?;
+    let engine = QueryEngine::new(
+        store,
+        headroom_analytics::QueryLimits::default(),
+        &headroom_analytics::KpiSettings::default(),
+    )
+    .await?;
     let batches = engine.sql(sql).await?;
     Ok(arrow::util::pretty::pretty_format_batches(&batches)?.to_string())
 }

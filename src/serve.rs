@@ -216,7 +216,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         }
     };
     let ingester = Arc::new(Ingester::new(store.clone(), wal.clone()));
-    let engine = QueryEngine::new(store.clone(), cfg.query_limits())?;
+    let engine = QueryEngine::new(store.clone(), cfg.query_limits(), &cfg.kpi_settings()).await?;
     let max_request_bytes = cfg.max_request_bytes as usize;
 
     let grpc_listener = bind("OTLP/gRPC", cfg.otlp_grpc_addr).await?;

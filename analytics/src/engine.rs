@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
@@ -18,6 +19,7 @@ use serde_json::Value;
 use crate::catalog::{SnapshotSource, StoredTable};
 use crate::error::QueryError;
 use crate::guard::{GuardRule, QueryLimits};
+use crate::kpi::KpiSettings;
 use crate::readable::ToJson;
 
 /// The catalog and schema the stored tables live in.
@@ -47,9 +49,31 @@ fn read_only() -> SQLOptions {
 }
 
 impl QueryEngine {
-    /// A session over every table of the storage contract, read from `source`; each query
-    /// runs within `limits`.
-    pub fn new(source: Arc<dyn SnapshotSource>, limits: QueryLimits) -> Result<Self, QueryError> {
+    /// A session over every table of the storage contract, read from `source`, with the KPI
+    /// views; each query runs within `limits`.
+    pub async fn new(
+        source: Arc<dyn SnapshotSource>,
+        limits: QueryLimits,
+        kpi: &KpiSettings,
+    ) -> Result<Self, QueryError> {
+        let tables = schema::tables()
+            .iter()
+            .map(|def| {
+                let table: Arc<dyn TableProvider> =
+                    Arc::new(StoredTable::new(def.name, def.schema(), source.clone()));
+                (def.name, table)
+            })
+            .collect();
+        Self::with_tables(tables, limits, kpi).await
+    }
+
+    /// A session over the given tables (named as in the storage contract), with everything
+    /// else [`QueryEngine::new`] sets up. Golden SQL tests use it with in-memory tables.
+    pub async fn with_tables(
+        tables: Vec<(&str, Arc<dyn TableProvider>)>,
+        limits: QueryLimits,
+        kpi: &KpiSettings,
+    ) -> Result<Self, QueryError> {
         // `information_schema` comes from `pg_compat`, in PostgreSQL's terms.
         let config = SessionConfig::new()
             .with_information_schema(false)
@@ -62,11 +86,11 @@ impl QueryEngine {
         let mut ctx = SessionContext::new_with_state(state);
         datafusion_functions_json::register_all(&mut ctx)?;
         ctx.register_udf(ScalarUDF::from(ToJson::new()));
-        for def in schema::tables() {
-            let table = StoredTable::new(def.name, def.schema(), source.clone());
-            ctx.register_table(def.name, Arc::new(table))?;
+        for (name, table) in tables {
+            ctx.register_table(name, table)?;
         }
         crate::pg_compat::register(&ctx, CATALOG)?;
+        crate::kpi::register(&ctx, kpi).await?;
         Ok(Self { ctx })
     }
 
@@ -74,6 +98,9 @@ impl QueryEngine {
     /// them); later queries fail.
     pub fn close(&self) {
         crate::pg_compat::unregister(&self.ctx, CATALOG);
+        for (view, _) in crate::kpi::VIEWS {
+            let _ = self.ctx.deregister_table(view);
+        }
         for def in schema::tables() {
             let _ = self.ctx.deregister_table(def.name);
         }

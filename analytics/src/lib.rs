@@ -4,9 +4,11 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod guard;
+pub mod kpi;
 pub mod pg_compat;
 pub mod readable;
 
 pub use engine::{JsonRows, QueryEngine};
 pub use error::QueryError;
 pub use guard::QueryLimits;
+pub use kpi::KpiSettings;

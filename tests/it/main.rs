@@ -14,6 +14,7 @@ mod loadgen;
 mod pg;
 mod process;
 mod sdk_exporters;
+mod slt;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,123 @@
+//! The KPI catalogue: SQL views over the stored tables, one file each in `queries/`, compiled
+//! into the binary and created in the query session at start-up, after the tables. They are
+//! queryable like tables over every SQL surface and listed in `information_schema`.
+//!
+//! A few definitions depend on settings (health-check routes, whether throttling is bad, Apdex
+//! thresholds). Those are written into the view text as SQL literals when the views are
+//! created (`{name}` placeholders), or read from the small `kpi_apdex_thresholds` table.
+
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::MemTable;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::prelude::SessionContext;
+
+/// The views, in creation order (a view is created after the views it reads).
+pub const VIEWS: [(&str, &str); 4] = [
+    (
+        "server_requests",
+        include_str!("../../queries/server_requests.sql"),
+    ),
+    (
+        "server_requests_apdex",
+        include_str!("../../queries/server_requests_apdex.sql"),
+    ),
+    (
+        "service_kpi_1m",
+        include_str!("../../queries/service_kpi_1m.sql"),
+    ),
+    (
+        "endpoint_kpi_1m",
+        include_str!("../../queries/endpoint_kpi_1m.sql"),
+    ),
+];
+
+/// What the KPI definitions leave to the operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KpiSettings {
+    /// Routes (or URL paths, for spans without a route) that are health checks, not requests.
+    pub health_check_routes: Vec<String>,
+    /// Whether HTTP 429 and gRPC RESOURCE_EXHAUSTED count as bad for the server.
+    pub throttled_is_bad: bool,
+    /// Apdex threshold T for services without their own.
+    pub apdex_threshold_ms: f64,
+    /// Apdex thresholds of individual services.
+    pub service_apdex_threshold_ms: Vec<(String, f64)>,
+}
+
+impl Default for KpiSettings {
+    fn default() -> Self {
+        Self {
+            health_check_routes: [
+                "/healthz", "/readyz", "/livez", "/health", "/ready", "/live",
+            ]
+            .map(String::from)
+            .to_vec(),
+            throttled_is_bad: false,
+            apdex_threshold_ms: 500.0,
+            service_apdex_threshold_ms: Vec::new(),
+        }
+    }
+}
+
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn nanos(ms: f64) -> i64 {
+    (ms * 1e6).round() as i64
+}
+
+/// The view text with the settings written in.
+pub fn render(template: &str, settings: &KpiSettings) -> String {
+    let routes = if settings.health_check_routes.is_empty() {
+        // `NOT IN ()` is not SQL; a NULL never equals a route.
+        "NULL".to_owned()
+    } else {
+        settings
+            .health_check_routes
+            .iter()
+            .map(|r| sql_string(r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    template
+        .replace("{health_check_routes}", &routes)
+        .replace("{throttled_is_bad}", &settings.throttled_is_bad.to_string())
+        .replace(
+            "{default_apdex_threshold_ns}",
+            &nanos(settings.apdex_threshold_ms).to_string(),
+        )
+}
+
+/// Creates `kpi_apdex_thresholds` and every view of [`VIEWS`] in `ctx`.
+pub async fn register(ctx: &SessionContext, settings: &KpiSettings) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("service_name", DataType::Utf8, false),
+        Field::new("threshold_ns", DataType::Int64, false),
+    ]));
+    let (services, thresholds): (Vec<&str>, Vec<i64>) = settings
+        .service_apdex_threshold_ms
+        .iter()
+        .map(|(s, ms)| (s.as_str(), nanos(*ms)))
+        .unzip();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(services)),
+            Arc::new(Int64Array::from(thresholds)),
+        ],
+    )?;
+    ctx.register_table(
+        "kpi_apdex_thresholds",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    for (name, template) in VIEWS {
+        ctx.sql(&render(template, settings))
+            .await
+            .map_err(|e| DataFusionError::Plan(format!("KPI view {name}: {e}")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Golden SQL tests: every `tests/slt/*.slt` file runs against a query engine set up as the
+//! server's (PostgreSQL catalogs, KPI views, functions) whose tables are empty in-memory tables
+//! with the storage contract's column types. The files insert their own fixtures and state
+//! the expected answers, computed by hand.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Field, Schema};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use async_trait::async_trait;
+use datafusion::catalog::{MemTable, TableProvider};
+use headroom_analytics::{KpiSettings, QueryEngine, QueryError, QueryLimits};
+use headroom_collector::schema;
+use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
+
+/// Settings the golden files are written for: the defaults, and an Apdex threshold of 100 ms
+/// for the service `api`.
+fn settings() -> KpiSettings {
+    KpiSettings {
+        service_apdex_threshold_ms: vec![("api".into(), 100.0)],
+        ..KpiSettings::default()
+    }
+}
+
+struct Engine(QueryEngine);
+
+impl Engine {
+    async fn new() -> Self {
+        let tables = schema::tables()
+            .iter()
+            .map(|def| {
+                // Nullable, so fixtures name only the columns they need.
+                let fields: Vec<Field> = def
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_nullable(true))
+                    .collect();
+                let table: Arc<dyn TableProvider> = Arc::new(
+                    MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]]).unwrap(),
+                );
+                (def.name, table)
+            })
+            .collect();
+        Self(
+            QueryEngine::with_tables(tables, QueryLimits::default(), &settings())
+                .await
+                .unwrap(),
+        )
+    }
+}
+
+fn render(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, QueryError> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| {
+                        let v = f.value(row).to_string();
+                        if v.is_empty() { "(empty)".into() } else { v }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+#[async_trait]
+impl AsyncDB for Engine {
+    type Error = QueryError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, QueryError> {
+        let first = sql.split_whitespace().next().unwrap_or("");
+        if first.eq_ignore_ascii_case("INSERT") {
+            // Fixtures go straight to the session: query users cannot write.
+            self.0.session().sql(sql).await?.collect().await?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let batches = self.0.sql(sql).await?;
+        let columns = batches.first().map_or(0, RecordBatch::num_columns);
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; columns],
+            rows: render(&batches)?,
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    async fn sleep(dur: std::time::Duration) {
+        tokio::time::sleep(dur).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_sql_files() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/slt");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files in {dir}");
+    for file in files {
+        let mut runner = sqllogictest::Runner::new(|| async { Ok(Engine::new().await) });
+        if let Err(e) = runner.run_file_async(&file).await {
+            panic!("{}: {e}", file.display());
+        }
+    }
+}
