@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
+use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
@@ -31,6 +32,17 @@ pub const SCHEMA: &str = "public";
 pub struct JsonRows {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
+}
+
+impl JsonRows {
+    /// Each row as a JSON object keyed by column name.
+    pub fn into_objects(self) -> Vec<serde_json::Map<String, Value>> {
+        let columns = self.columns;
+        self.rows
+            .into_iter()
+            .map(|row| columns.iter().cloned().zip(row).collect())
+            .collect()
+    }
 }
 
 #[derive(Clone)]
@@ -156,7 +168,19 @@ impl QueryEngine {
 
     /// Runs `sql` and renders the result as JSON rows.
     pub async fn sql_json(&self, sql: &str) -> Result<JsonRows, QueryError> {
-        let df = self.plan(sql).await?;
+        self.sql_json_params(sql, Vec::new()).await
+    }
+
+    /// [`QueryEngine::sql_json`] with values for the placeholders `$1`, `$2`, … of `sql`.
+    pub async fn sql_json_params(
+        &self,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<JsonRows, QueryError> {
+        let mut df = self.plan(sql).await?;
+        if !params.is_empty() {
+            df = df.with_param_values(params)?;
+        }
         let columns: Vec<String> = df
             .schema()
             .fields()

@@ -1,4 +1,5 @@
-//! The HTTP API: `POST /api/v1/sql`, `/healthz`, `/metrics` (Prometheus text).
+//! The HTTP API: `POST /api/v1/sql`, the KPI endpoints (`kpis.rs`), `/healthz`, `/metrics`
+//! (Prometheus text).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -25,6 +26,11 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/sql", post(sql))
+        .route("/api/v1/services", get(super::kpis::services))
+        .route(
+            "/api/v1/services/{service}/kpis",
+            get(super::kpis::service_kpis),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -42,7 +48,7 @@ struct SqlParams {
     format: Option<String>,
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
@@ -88,7 +94,7 @@ impl Format {
 }
 
 /// The error answer for a failed query: 400 when the query is at fault, 500 when we are.
-fn query_error(e: QueryError) -> Response {
+pub(crate) fn query_error(e: QueryError) -> Response {
     if e.is_invalid_input() {
         error(StatusCode::BAD_REQUEST, e.to_string())
     } else {

@@ -1,4 +1,5 @@
 //! Query-facing servers.
 
 pub mod http;
+pub mod kpis;
 pub mod pg;

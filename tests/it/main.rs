@@ -9,6 +9,7 @@ mod compaction;
 mod crash;
 mod errors;
 mod json_fixtures;
+mod kpis;
 mod lifecycle;
 mod loadgen;
 mod pg;
@@ -107,6 +108,30 @@ impl TestServer {
             .expect("clean shutdown");
         self.dir
     }
+}
+
+/// A server with a second of simulated shop traffic, flushed to Parquet.
+pub async fn server_with_traffic(
+    tweak: impl FnOnce(&mut headroom::config::ServeConfig),
+) -> TestServer {
+    let s = TestServer::start_with(tweak).await;
+    let report = headroom::loadgen::run(&headroom::loadgen::LoadgenArgs {
+        endpoint: s.grpc_endpoint(),
+        rate: 2_000,
+        duration_seconds: 1,
+        batch_spans: 100,
+        concurrency: 1,
+        ..headroom::loadgen::LoadgenArgs::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.errors, 0, "{report}");
+    let store = s.running.store.clone();
+    tokio::task::spawn_blocking(move || store.flush_all(true))
+        .await
+        .unwrap()
+        .unwrap();
+    s
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {

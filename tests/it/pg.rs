@@ -6,32 +6,9 @@ use std::io::Cursor;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use headroom::loadgen::{self, LoadgenArgs};
 use serde_json::{Value, json};
 
-use crate::TestServer;
-
-/// A server with a second of simulated shop traffic, flushed to Parquet.
-async fn server_with_traffic(tweak: impl FnOnce(&mut headroom::config::ServeConfig)) -> TestServer {
-    let s = TestServer::start_with(tweak).await;
-    let report = loadgen::run(&LoadgenArgs {
-        endpoint: s.grpc_endpoint(),
-        rate: 2_000,
-        duration_seconds: 1,
-        batch_spans: 100,
-        concurrency: 1,
-        ..LoadgenArgs::default()
-    })
-    .await
-    .unwrap();
-    assert_eq!(report.errors, 0, "{report}");
-    let store = s.running.store.clone();
-    tokio::task::spawn_blocking(move || store.flush_all(true))
-        .await
-        .unwrap()
-        .unwrap();
-    s
-}
+use crate::{TestServer, server_with_traffic};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
