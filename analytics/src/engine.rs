@@ -98,6 +98,7 @@ impl QueryEngine {
         let mut ctx = SessionContext::new_with_state(state);
         datafusion_functions_json::register_all(&mut ctx)?;
         ctx.register_udf(ScalarUDF::from(ToJson::new()));
+        crate::histogram::register(&ctx);
         for (name, table) in tables {
             ctx.register_table(name, table)?;
         }

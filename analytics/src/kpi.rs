@@ -15,7 +15,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
 /// The views, in creation order (a view is created after the views it reads).
-pub const VIEWS: [(&str, &str); 4] = [
+pub const VIEWS: [(&str, &str); 6] = [
     (
         "server_requests",
         include_str!("../../queries/server_requests.sql"),
@@ -31,6 +31,14 @@ pub const VIEWS: [(&str, &str); 4] = [
     (
         "endpoint_kpi_1m",
         include_str!("../../queries/endpoint_kpi_1m.sql"),
+    ),
+    (
+        "server_duration_increases",
+        include_str!("../../queries/server_duration_increases.sql"),
+    ),
+    (
+        "service_metrics_kpi_1m",
+        include_str!("../../queries/service_metrics_kpi_1m.sql"),
     ),
 ];
 

@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod guard;
+pub mod histogram;
 pub mod kpi;
 pub mod pg_compat;
 pub mod readable;
