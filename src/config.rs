@@ -97,6 +97,10 @@ pub struct ServeConfig {
     #[arg(long, env = "HEADROOM_KPI_SERVICE_APDEX_THRESHOLD_MS", value_delimiter = ',',
           value_parser = parse_service_threshold)]
     pub kpi_service_apdex_threshold_ms: Vec<(String, f64)>,
+    /// SLO file (TOML; see the README). Without one, every service gets a 99.9 % availability
+    /// SLO over 28 days.
+    #[arg(long, env = "HEADROOM_SLO_CONFIG_PATH")]
+    pub slo_config_path: Option<PathBuf>,
     /// Memory one query may reserve; sorts and aggregations spill to disk beyond it, other
     /// operators cancel the query.
     #[arg(long, env = "HEADROOM_QUERY_MEMORY_LIMIT_BYTES", default_value_t = 512 << 20,
@@ -259,14 +263,19 @@ impl ServeConfig {
         Ok(())
     }
 
-    /// The operator's choices in the KPI definitions.
-    pub fn kpi_settings(&self) -> headroom_analytics::KpiSettings {
-        headroom_analytics::KpiSettings {
+    /// The operator's choices in the KPI definitions; reads the SLO file.
+    pub fn kpi_settings(&self) -> Result<headroom_analytics::KpiSettings, String> {
+        let slos = match &self.slo_config_path {
+            Some(path) => headroom_analytics::slo::SloConfig::load(path)?,
+            None => headroom_analytics::slo::SloConfig::default(),
+        };
+        Ok(headroom_analytics::KpiSettings {
             health_check_routes: self.kpi_health_check_routes.clone(),
             throttled_is_bad: self.kpi_throttled_is_bad,
             apdex_threshold_ms: self.kpi_apdex_threshold_ms,
             service_apdex_threshold_ms: self.kpi_service_apdex_threshold_ms.clone(),
-        }
+            slos,
+        })
     }
 
     /// What one query may use.
@@ -294,6 +303,7 @@ impl ServeConfig {
             kpi_throttled_is_bad: false,
             kpi_apdex_threshold_ms: 500.0,
             kpi_service_apdex_threshold_ms: Vec::new(),
+            slo_config_path: None,
             query_memory_limit_bytes: 512 << 20,
             query_timeout_seconds: 60.0,
             max_request_bytes: 16 << 20,

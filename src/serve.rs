@@ -162,6 +162,8 @@ async fn run_maintenance(store: Arc<Store>, m: Maintenance, stop: CancellationTo
 /// Binds every listener and starts serving.
 pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     cfg.validate().map_err(ServeError::Config)?;
+    // Read before anything is opened: a broken SLO file stops the start.
+    let kpi_settings = cfg.kpi_settings().map_err(ServeError::Config)?;
     let pg_tls = match (&cfg.pg_tls_cert_path, &cfg.pg_tls_key_path) {
         (Some(cert), Some(key)) => Some(api::pg::load_tls(cert, key).map_err(ServeError::Config)?),
         _ => None,
@@ -216,7 +218,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         }
     };
     let ingester = Arc::new(Ingester::new(store.clone(), wal.clone()));
-    let engine = QueryEngine::new(store.clone(), cfg.query_limits(), &cfg.kpi_settings()).await?;
+    let engine = QueryEngine::new(store.clone(), cfg.query_limits(), &kpi_settings).await?;
     let max_request_bytes = cfg.max_request_bytes as usize;
 
     let grpc_listener = bind("OTLP/gRPC", cfg.otlp_grpc_addr).await?;

@@ -14,8 +14,10 @@ use datafusion::catalog::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
+use crate::slo::SloConfig;
+
 /// The views, in creation order (a view is created after the views it reads).
-pub const VIEWS: [(&str, &str); 6] = [
+pub const VIEWS: [(&str, &str); 7] = [
     (
         "server_requests",
         include_str!("../../queries/server_requests.sql"),
@@ -40,6 +42,7 @@ pub const VIEWS: [(&str, &str); 6] = [
         "service_metrics_kpi_1m",
         include_str!("../../queries/service_metrics_kpi_1m.sql"),
     ),
+    ("slo_status", include_str!("../../queries/slo_status.sql")),
 ];
 
 /// What the KPI definitions leave to the operator.
@@ -53,6 +56,8 @@ pub struct KpiSettings {
     pub apdex_threshold_ms: f64,
     /// Apdex thresholds of individual services.
     pub service_apdex_threshold_ms: Vec<(String, f64)>,
+    /// The SLOs `slo_status` evaluates.
+    pub slos: SloConfig,
 }
 
 impl Default for KpiSettings {
@@ -66,6 +71,7 @@ impl Default for KpiSettings {
             throttled_is_bad: false,
             apdex_threshold_ms: 500.0,
             service_apdex_threshold_ms: Vec::new(),
+            slos: SloConfig::default(),
         }
     }
 }
@@ -100,7 +106,7 @@ pub fn render(template: &str, settings: &KpiSettings) -> String {
         )
 }
 
-/// Creates `kpi_apdex_thresholds` and every view of [`VIEWS`] in `ctx`.
+/// Creates `kpi_apdex_thresholds`, `slo_definitions` and every view of [`VIEWS`] in `ctx`.
 pub async fn register(ctx: &SessionContext, settings: &KpiSettings) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("service_name", DataType::Utf8, false),
@@ -122,6 +128,7 @@ pub async fn register(ctx: &SessionContext, settings: &KpiSettings) -> Result<()
         "kpi_apdex_thresholds",
         Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
     )?;
+    crate::slo::register(ctx, &settings.slos)?;
     for (name, template) in VIEWS {
         ctx.sql(&render(template, settings))
             .await

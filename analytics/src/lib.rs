@@ -8,6 +8,7 @@ pub mod histogram;
 pub mod kpi;
 pub mod pg_compat;
 pub mod readable;
+pub mod slo;
 
 pub use engine::{JsonRows, QueryEngine};
 pub use error::QueryError;

@@ -27,6 +27,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/services", get(super::kpis::services))
+        .route("/api/v1/slos", get(super::kpis::slos))
         .route(
             "/api/v1/services/{service}/kpis",
             get(super::kpis::service_kpis),

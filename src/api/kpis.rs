@@ -1,5 +1,5 @@
-//! KPI endpoints over the KPI views: `GET /api/v1/services` and
-//! `GET /api/v1/services/{service}/kpis?from=RFC3339&to=RFC3339`.
+//! KPI endpoints over the KPI views: `GET /api/v1/services`,
+//! `GET /api/v1/services/{service}/kpis?from=RFC3339&to=RFC3339` and `GET /api/v1/slos`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -141,4 +141,16 @@ pub async fn service_kpis(
         "series": series,
     }))
     .into_response()
+}
+
+/// Every SLO's status now: the `slo_status` view as JSON objects.
+pub async fn slos(State(state): State<ApiState>) -> Response {
+    match state
+        .engine
+        .sql_json("SELECT * FROM slo_status ORDER BY service_name, slo_name")
+        .await
+    {
+        Ok(rows) => Json(json!({ "slos": rows.into_objects() })).into_response(),
+        Err(e) => query_error(e),
+    }
 }

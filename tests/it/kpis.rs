@@ -74,6 +74,10 @@ async fn service_kpis_match_the_raw_spans() {
         .await;
     assert_eq!(services.len() as i64, distinct, "{list}");
 
+    let (status, slos) = get(&s, "/api/v1/slos").await;
+    assert_eq!(status, 200, "{slos}");
+    let slos = slos["slos"].as_array().unwrap().clone();
+
     let (mut all_requests, mut all_bad) = (0, 0);
     for listed in services {
         let service = listed["service_name"].as_str().unwrap();
@@ -111,12 +115,26 @@ async fn service_kpis_match_the_raw_spans() {
         let summary = &kpis["summary"];
         assert_eq!(summary["requests"], n, "{service}: {kpis}");
         let series = kpis["series"].as_array().unwrap();
+        // Without an SLO file, every service that served requests gets the default SLO.
+        let slo = slos
+            .iter()
+            .find(|o| o["slo_name"] == format!("{service}-availability"));
         if n == 0 {
             // A service that only calls others serves no requests.
             assert!(listed["latest"].is_null(), "{listed}");
             assert!(series.is_empty(), "{kpis}");
+            assert!(slo.is_none(), "{slo:?}");
             continue;
         }
+        let slo = slo.unwrap_or_else(|| panic!("no SLO for {service}"));
+        assert_eq!(slo["objective"], 0.999, "{slo}");
+        assert_eq!(slo["requests"], n, "{slo}");
+        assert_eq!(slo["bad_requests"], bad, "{slo}");
+        let sli = slo["sli"].as_f64().unwrap();
+        assert!((sli - (1.0 - bad as f64 / n as f64)).abs() < 1e-12, "{slo}");
+        // Everything happened in the last minutes: the 5-minute burn rate sees all of it.
+        let burn = slo["burn_rate_5m"].as_f64().unwrap();
+        assert!((burn - bad as f64 / n as f64 / 0.001).abs() < 1e-6, "{slo}");
         assert_eq!(summary["errors"], bad, "{service}: {kpis}");
         let availability = summary["availability"].as_f64().unwrap();
         assert!(

@@ -10,15 +10,49 @@ use arrow::datatypes::{Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use datafusion::catalog::{MemTable, TableProvider};
+use headroom_analytics::slo::SloConfig;
 use headroom_analytics::{KpiSettings, QueryEngine, QueryError, QueryLimits};
 use headroom_collector::schema;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 
-/// Settings the golden files are written for: the defaults, and an Apdex threshold of 100 ms
-/// for the service `api`.
+/// Settings the golden files are written for: the defaults, an Apdex threshold of 100 ms for
+/// the service `api`, and the SLOs of `slo.slt`.
 fn settings() -> KpiSettings {
+    let slos = SloConfig::from_toml(
+        r#"
+        [defaults]
+        objective_percent = 99
+        window_days = 28
+        min_requests = 2
+
+        [[slo]]
+        name = "api-latency"
+        service = "api"
+        indicator = "latency"
+        latency_threshold_ms = 100
+        objective_percent = 90
+        window_days = 1
+
+        [[slo]]
+        name = "ghost-availability"
+        service = "ghost"
+        indicator = "availability"
+
+        [[slo]]
+        name = "web-slices"
+        service = "web"
+        indicator = "availability"
+        objective_percent = 50
+        window_days = 1
+        budgeting = "timeslices"
+        timeslice_minutes = 60
+        timeslice_target_percent = 75
+        "#,
+    )
+    .unwrap();
     KpiSettings {
         service_apdex_threshold_ms: vec![("api".into(), 100.0)],
+        slos,
         ..KpiSettings::default()
     }
 }

@@ -1,0 +1,400 @@
+//! Service level objectives: declared in a TOML file (`--slo-config-path`), or one default
+//! per service, and evaluated by the `slo_status` view (`queries/slo_status.sql`) over
+//! `server_requests`.
+//!
+//! The file covers the fields of OpenSLO's `SLO` and Sloth's `slos` entries:
+//!
+//! ```toml
+//! [defaults]                   # for services without an SLO of their own
+//! objective_percent = 99.9     # OpenSLO objectives[].target, Sloth objective
+//! window_days = 28             # OpenSLO timeWindow (rolling), Sloth: the SLO period
+//! min_requests = 10            # no alert below this many requests in the alert's long window
+//!
+//! [[slo]]
+//! name = "checkout-latency"    # OpenSLO metadata.name, Sloth slos[].name
+//! service = "checkout"         # OpenSLO service, Sloth service
+//! indicator = "latency"        # "availability" (good = not bad) or "latency" (good = not bad
+//!                              # and no slower than latency_threshold_ms): OpenSLO indicator
+//! latency_threshold_ms = 300
+//! objective_percent = 99.0
+//! window_days = 7
+//! budgeting = "timeslices"     # "occurrences" (default) or "timeslices": OpenSLO
+//! timeslice_minutes = 1        # budgetingMethod, timeSliceWindow, timeSliceTarget
+//! timeslice_target_percent = 95
+//! ```
+//!
+//! Alerting follows the multi-window, multi-burn-rate alerts of the SRE workbook (Sloth's and
+//! Pyrra's defaults): page when the burn rate is above 14.4 over 1 h and 5 min, or above 6 over
+//! 6 h and 30 min; ticket when above 1 over 3 d and 6 h.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::MemTable;
+use datafusion::error::Result;
+use datafusion::prelude::SessionContext;
+use serde::Deserialize;
+
+const NANOS_PER_MINUTE: i64 = 60_000_000_000;
+const NANOS_PER_DAY: i64 = 24 * 60 * NANOS_PER_MINUTE;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Indicator {
+    Availability,
+    Latency,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Budgeting {
+    #[default]
+    Occurrences,
+    Timeslices,
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
+    slo: Vec<SloEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Defaults {
+    #[serde(default = "default_objective")]
+    objective_percent: f64,
+    #[serde(default = "default_window_days")]
+    window_days: f64,
+    #[serde(default = "default_min_requests")]
+    min_requests: i64,
+}
+
+fn default_objective() -> f64 {
+    99.9
+}
+fn default_window_days() -> f64 {
+    28.0
+}
+fn default_min_requests() -> i64 {
+    10
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            objective_percent: default_objective(),
+            window_days: default_window_days(),
+            min_requests: default_min_requests(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SloEntry {
+    name: String,
+    service: String,
+    indicator: Indicator,
+    latency_threshold_ms: Option<f64>,
+    objective_percent: Option<f64>,
+    window_days: Option<f64>,
+    #[serde(default)]
+    budgeting: Budgeting,
+    timeslice_minutes: Option<f64>,
+    timeslice_target_percent: Option<f64>,
+}
+
+/// One objective, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slo {
+    pub name: String,
+    pub service: String,
+    pub indicator: Indicator,
+    pub latency_threshold_ns: Option<i64>,
+    /// Fraction of good events, e.g. 0.999.
+    pub objective: f64,
+    pub window_ns: i64,
+    pub budgeting: Budgeting,
+    pub timeslice_ns: i64,
+    /// Fraction of good events that makes a time slice good.
+    pub timeslice_target: f64,
+}
+
+/// Every SLO, and the default for services without one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloConfig {
+    pub slos: Vec<Slo>,
+    pub default_objective: f64,
+    pub default_window_ns: i64,
+    pub min_requests: i64,
+}
+
+impl Default for SloConfig {
+    fn default() -> Self {
+        Self::from_toml("").expect("the empty configuration is valid")
+    }
+}
+
+fn percent(what: &str, value: f64) -> Result<f64, String> {
+    if value.is_finite() && value > 0.0 && value < 100.0 {
+        // Rounded to 1e-10 so 99.9 % is the double nearest 0.999, not 0.9990000000000001.
+        Ok((value * 1e8).round() / 1e10)
+    } else {
+        Err(format!(
+            "{what} must be a percentage above 0 and below 100, got {value}"
+        ))
+    }
+}
+
+fn positive(what: &str, value: f64, unit_ns: i64) -> Result<i64, String> {
+    if value.is_finite() && value > 0.0 {
+        Ok((value * unit_ns as f64).round() as i64)
+    } else {
+        Err(format!("{what} must be a positive number, got {value}"))
+    }
+}
+
+impl SloConfig {
+    /// Reads and checks an SLO file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read SLO file {}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| format!("SLO file {}: {e}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+        let d = &file.defaults;
+        let default_objective = percent("defaults.objective_percent", d.objective_percent)?;
+        let default_window_ns = positive("defaults.window_days", d.window_days, NANOS_PER_DAY)?;
+        if d.min_requests < 0 {
+            return Err(format!(
+                "defaults.min_requests must be 0 or more, got {}",
+                d.min_requests
+            ));
+        }
+        let mut slos: Vec<Slo> = Vec::new();
+        for e in file.slo {
+            let at = format!("slo {:?}", e.name);
+            if e.name.trim().is_empty() || e.service.trim().is_empty() {
+                return Err("every [[slo]] needs a name and a service".into());
+            }
+            if slos.iter().any(|s| s.name == e.name) {
+                return Err(format!("{at} is declared twice"));
+            }
+            let latency_threshold_ns = match (e.indicator, e.latency_threshold_ms) {
+                (Indicator::Latency, Some(ms)) => Some(positive(
+                    &format!("{at}: latency_threshold_ms"),
+                    ms,
+                    1_000_000,
+                )?),
+                (Indicator::Latency, None) => {
+                    return Err(format!("{at}: a latency SLO needs latency_threshold_ms"));
+                }
+                (Indicator::Availability, Some(_)) => {
+                    return Err(format!(
+                        "{at}: latency_threshold_ms is for indicator = \"latency\""
+                    ));
+                }
+                (Indicator::Availability, None) => None,
+            };
+            let objective = match e.objective_percent {
+                Some(p) => percent(&format!("{at}: objective_percent"), p)?,
+                None => default_objective,
+            };
+            let window_ns = match e.window_days {
+                Some(days) => positive(&format!("{at}: window_days"), days, NANOS_PER_DAY)?,
+                None => default_window_ns,
+            };
+            let (timeslice_ns, timeslice_target) = match e.budgeting {
+                Budgeting::Occurrences => {
+                    if e.timeslice_minutes.is_some() || e.timeslice_target_percent.is_some() {
+                        return Err(format!(
+                            "{at}: timeslice_* settings need budgeting = \"timeslices\""
+                        ));
+                    }
+                    (NANOS_PER_MINUTE, objective)
+                }
+                Budgeting::Timeslices => (
+                    positive(
+                        &format!("{at}: timeslice_minutes"),
+                        e.timeslice_minutes.unwrap_or(1.0),
+                        NANOS_PER_MINUTE,
+                    )?,
+                    match e.timeslice_target_percent {
+                        Some(p) => percent(&format!("{at}: timeslice_target_percent"), p)?,
+                        None => objective,
+                    },
+                ),
+            };
+            slos.push(Slo {
+                name: e.name,
+                service: e.service,
+                indicator: e.indicator,
+                latency_threshold_ns,
+                objective,
+                window_ns,
+                budgeting: e.budgeting,
+                timeslice_ns,
+                timeslice_target,
+            });
+        }
+        Ok(Self {
+            slos,
+            default_objective,
+            default_window_ns,
+            min_requests: d.min_requests,
+        })
+    }
+}
+
+/// Registers `slo_definitions`: one row per declared SLO, and a row with service `*` for the
+/// default that `slo_status` applies to every other service.
+pub fn register(ctx: &SessionContext, config: &SloConfig) -> Result<()> {
+    let default = Slo {
+        name: "availability".into(),
+        service: "*".into(),
+        indicator: Indicator::Availability,
+        latency_threshold_ns: None,
+        objective: config.default_objective,
+        window_ns: config.default_window_ns,
+        budgeting: Budgeting::Occurrences,
+        timeslice_ns: NANOS_PER_MINUTE,
+        timeslice_target: config.default_objective,
+    };
+    let rows: Vec<&Slo> = config.slos.iter().chain([&default]).collect();
+    let text = |f: fn(&Slo) -> String| -> Arc<StringArray> {
+        Arc::new(rows.iter().map(|s| Some(f(s))).collect::<StringArray>())
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("slo_name", DataType::Utf8, false),
+        Field::new("service_name", DataType::Utf8, false),
+        Field::new("indicator", DataType::Utf8, false),
+        Field::new("latency_threshold_ns", DataType::Int64, true),
+        Field::new("objective", DataType::Float64, false),
+        Field::new("window_ns", DataType::Int64, false),
+        Field::new("budgeting", DataType::Utf8, false),
+        Field::new("timeslice_ns", DataType::Int64, false),
+        Field::new("timeslice_target", DataType::Float64, false),
+        Field::new("min_requests", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            text(|s| s.name.clone()),
+            text(|s| s.service.clone()),
+            text(|s| format!("{:?}", s.indicator).to_lowercase()),
+            Arc::new(
+                rows.iter()
+                    .map(|s| s.latency_threshold_ns)
+                    .collect::<Int64Array>(),
+            ),
+            Arc::new(
+                rows.iter()
+                    .map(|s| Some(s.objective))
+                    .collect::<Float64Array>(),
+            ),
+            Arc::new(
+                rows.iter()
+                    .map(|s| Some(s.window_ns))
+                    .collect::<Int64Array>(),
+            ),
+            text(|s| format!("{:?}", s.budgeting).to_lowercase()),
+            Arc::new(
+                rows.iter()
+                    .map(|s| Some(s.timeslice_ns))
+                    .collect::<Int64Array>(),
+            ),
+            Arc::new(
+                rows.iter()
+                    .map(|s| Some(s.timeslice_target))
+                    .collect::<Float64Array>(),
+            ),
+            Arc::new(Int64Array::from(vec![config.min_requests; rows.len()])),
+        ],
+    )?;
+    ctx.register_table(
+        "slo_definitions",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_a_file() {
+        let c = SloConfig::default();
+        assert!(c.slos.is_empty());
+        assert_eq!(c.default_objective, 0.999);
+        assert_eq!(c.default_window_ns, 28 * NANOS_PER_DAY);
+    }
+
+    #[test]
+    fn a_file_with_both_indicators() {
+        let c = SloConfig::from_toml(
+            r#"
+            [defaults]
+            objective_percent = 99.5
+            [[slo]]
+            name = "checkout-latency"
+            service = "checkout"
+            indicator = "latency"
+            latency_threshold_ms = 300
+            objective_percent = 99
+            window_days = 7
+            budgeting = "timeslices"
+            timeslice_minutes = 5
+            timeslice_target_percent = 95
+            [[slo]]
+            name = "cart"
+            service = "cart"
+            indicator = "availability"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.slos[0].latency_threshold_ns, Some(300_000_000));
+        assert_eq!(c.slos[0].objective, 0.99);
+        assert_eq!(c.slos[0].window_ns, 7 * NANOS_PER_DAY);
+        assert_eq!(c.slos[0].timeslice_ns, 5 * NANOS_PER_MINUTE);
+        assert_eq!(c.slos[0].timeslice_target, 0.95);
+        assert_eq!(c.slos[1].objective, 0.995);
+        assert_eq!(c.slos[1].budgeting, Budgeting::Occurrences);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (text, expect) in [
+            (
+                "[[slo]]\nname='a'\nservice='s'\nindicator='latency'",
+                "latency_threshold_ms",
+            ),
+            ("[[slo]]\nname='a'\nservice='s'\nindicator='speed'", "speed"),
+            (
+                "[[slo]]\nname='a'\nservice='s'\nindicator='availability'\nobjective_percent=100",
+                "objective_percent",
+            ),
+            ("[defaults]\nwindow_days=0", "window_days"),
+            (
+                "[[slo]]\nname='a'\nservice='s'\nindicator='availability'\ntypo=1",
+                "typo",
+            ),
+            (
+                "[[slo]]\nname='a'\nservice='s'\nindicator='availability'\n[[slo]]\nname='a'\nservice='t'\nindicator='availability'",
+                "twice",
+            ),
+        ] {
+            let e = SloConfig::from_toml(text).unwrap_err();
+            assert!(e.contains(expect), "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+-- slo_status: every SLO (slo_definitions: the SLO file's, and the default for every other
+-- service that served requests within the default window) evaluated now over server_requests.
+--
+-- A request is bad for an availability SLO when is_bad, for a latency SLO also when it took
+-- longer than the threshold. Over the SLO's rolling window:
+--   sli: good / all requests (occurrences), or good slices / slices with requests (timeslices:
+--        a slice is good when its good fraction reaches the slice target);
+--   error_budget_total: bad requests (or slices) the objective allows, (1 - objective) x total;
+--   error_budget_consumed: bad requests (or slices); error_budget_remaining: the fraction
+--        left, 1 - consumed / total (negative once overspent; NULL without requests).
+-- burn_rate_<w>: the bad fraction over the last w divided by (1 - objective): 1 spends the
+-- budget exactly over the window. Windows longer than the SLO's still see 3 days back.
+-- page: burn rate above 14.4 over both 1 h and 5 min, or above 6 over both 6 h and 30 min;
+-- ticket: above 1 over both 3 d and 6 h (SRE workbook). An alert needs at least min_requests
+-- requests in its long window.
+CREATE VIEW slo_status AS
+WITH slos AS (
+  SELECT * FROM slo_definitions WHERE service_name <> '*'
+  UNION ALL
+  SELECT
+    s.service_name || '-' || d.slo_name AS slo_name,
+    s.service_name,
+    d.indicator,
+    d.latency_threshold_ns,
+    d.objective,
+    d.window_ns,
+    d.budgeting,
+    d.timeslice_ns,
+    d.timeslice_target,
+    d.min_requests
+  FROM slo_definitions d
+  CROSS JOIN (
+    SELECT DISTINCT service_name FROM server_requests
+    WHERE CAST(start_time AS BIGINT) > CAST(now() AS BIGINT)
+      - (SELECT max(window_ns) FROM slo_definitions WHERE service_name = '*')
+  ) s
+  WHERE d.service_name = '*'
+    AND s.service_name NOT IN (SELECT service_name FROM slo_definitions WHERE service_name <> '*')
+),
+events AS (
+  SELECT
+    o.slo_name,
+    CAST(now() AS BIGINT) - CAST(r.start_time AS BIGINT) AS age_ns,
+    o.window_ns,
+    CAST(r.start_time AS BIGINT) / o.timeslice_ns AS slice,
+    CASE
+      WHEN r.is_bad THEN 1
+      WHEN o.indicator = 'latency' AND r.duration_ns > o.latency_threshold_ns THEN 1
+      ELSE 0
+    END AS bad
+  FROM slos o
+  JOIN server_requests r ON r.service_name = o.service_name
+  WHERE r.start_time <= now()
+    AND CAST(r.start_time AS BIGINT) > CAST(now() AS BIGINT)
+      - greatest(o.window_ns, 3 * 86400000000000)
+),
+totals AS (
+  SELECT
+    slo_name,
+    sum(CASE WHEN age_ns < window_ns THEN 1 ELSE 0 END) AS requests,
+    sum(CASE WHEN age_ns < window_ns THEN bad ELSE 0 END) AS bad_requests,
+    sum(CASE WHEN age_ns < 300000000000 THEN 1 ELSE 0 END) AS requests_5m,
+    sum(CASE WHEN age_ns < 300000000000 THEN bad ELSE 0 END) AS bad_5m,
+    sum(CASE WHEN age_ns < 1800000000000 THEN 1 ELSE 0 END) AS requests_30m,
+    sum(CASE WHEN age_ns < 1800000000000 THEN bad ELSE 0 END) AS bad_30m,
+    sum(CASE WHEN age_ns < 3600000000000 THEN 1 ELSE 0 END) AS requests_1h,
+    sum(CASE WHEN age_ns < 3600000000000 THEN bad ELSE 0 END) AS bad_1h,
+    sum(CASE WHEN age_ns < 21600000000000 THEN 1 ELSE 0 END) AS requests_6h,
+    sum(CASE WHEN age_ns < 21600000000000 THEN bad ELSE 0 END) AS bad_6h,
+    sum(CASE WHEN age_ns < 86400000000000 THEN 1 ELSE 0 END) AS requests_1d,
+    sum(CASE WHEN age_ns < 86400000000000 THEN bad ELSE 0 END) AS bad_1d,
+    sum(CASE WHEN age_ns < 259200000000000 THEN 1 ELSE 0 END) AS requests_3d,
+    sum(CASE WHEN age_ns < 259200000000000 THEN bad ELSE 0 END) AS bad_3d
+  FROM events
+  GROUP BY slo_name
+),
+slices AS (
+  SELECT slo_name, slice, count(*) AS requests, sum(bad) AS bad
+  FROM events WHERE age_ns < window_ns
+  GROUP BY slo_name, slice
+),
+slice_totals AS (
+  SELECT
+    s.slo_name,
+    count(*) AS slices,
+    sum(CASE WHEN 1.0 - CAST(s.bad AS DOUBLE) / s.requests >= o.timeslice_target THEN 0 ELSE 1 END)
+      AS bad_slices
+  FROM slices s JOIN slos o ON o.slo_name = s.slo_name
+  GROUP BY s.slo_name
+),
+burn AS (
+  SELECT
+    o.*,
+    COALESCE(t.requests, 0) AS requests,
+    COALESCE(t.bad_requests, 0) AS bad_requests,
+    COALESCE(st.slices, 0) AS slices,
+    COALESCE(st.bad_slices, 0) AS bad_slices,
+    CAST(t.bad_5m AS DOUBLE) / NULLIF(t.requests_5m, 0) / (1 - o.objective) AS burn_rate_5m,
+    CAST(t.bad_30m AS DOUBLE) / NULLIF(t.requests_30m, 0) / (1 - o.objective) AS burn_rate_30m,
+    CAST(t.bad_1h AS DOUBLE) / NULLIF(t.requests_1h, 0) / (1 - o.objective) AS burn_rate_1h,
+    CAST(t.bad_6h AS DOUBLE) / NULLIF(t.requests_6h, 0) / (1 - o.objective) AS burn_rate_6h,
+    CAST(t.bad_1d AS DOUBLE) / NULLIF(t.requests_1d, 0) / (1 - o.objective) AS burn_rate_1d,
+    CAST(t.bad_3d AS DOUBLE) / NULLIF(t.requests_3d, 0) / (1 - o.objective) AS burn_rate_3d,
+    COALESCE(t.requests_1h, 0) AS requests_1h,
+    COALESCE(t.requests_6h, 0) AS requests_6h,
+    COALESCE(t.requests_3d, 0) AS requests_3d
+  FROM slos o
+  LEFT JOIN totals t ON t.slo_name = o.slo_name
+  LEFT JOIN slice_totals st ON st.slo_name = o.slo_name
+)
+SELECT
+  slo_name,
+  service_name,
+  indicator,
+  CAST(latency_threshold_ns AS DOUBLE) / 1e6 AS latency_threshold_ms,
+  objective,
+  CAST(window_ns AS DOUBLE) / 86400e9 AS window_days,
+  budgeting,
+  requests,
+  bad_requests,
+  CASE
+    WHEN budgeting = 'timeslices' THEN 1.0 - CAST(bad_slices AS DOUBLE) / NULLIF(slices, 0)
+    ELSE 1.0 - CAST(bad_requests AS DOUBLE) / NULLIF(requests, 0)
+  END AS sli,
+  CASE
+    WHEN budgeting = 'timeslices' THEN (1 - objective) * (CAST(window_ns AS DOUBLE) / timeslice_ns)
+    ELSE (1 - objective) * requests
+  END AS error_budget_total,
+  CASE WHEN budgeting = 'timeslices' THEN bad_slices ELSE bad_requests END
+    AS error_budget_consumed,
+  CASE
+    WHEN budgeting = 'timeslices'
+      THEN 1.0 - bad_slices / ((1 - objective) * (CAST(window_ns AS DOUBLE) / timeslice_ns))
+    ELSE 1.0 - bad_requests / NULLIF((1 - objective) * requests, 0)
+  END AS error_budget_remaining,
+  burn_rate_5m,
+  burn_rate_30m,
+  burn_rate_1h,
+  burn_rate_6h,
+  burn_rate_1d,
+  burn_rate_3d,
+  COALESCE(
+    (requests_1h >= min_requests AND burn_rate_1h > 14.4 AND burn_rate_5m > 14.4)
+    OR (requests_6h >= min_requests AND burn_rate_6h > 6 AND burn_rate_30m > 6),
+    false
+  ) AS page,
+  COALESCE(
+    requests_3d >= min_requests AND burn_rate_3d > 1 AND burn_rate_6h > 1,
+    false
+  ) AS ticket
+FROM burn
