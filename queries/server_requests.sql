@@ -46,4 +46,4 @@ SELECT
   parent_span_id
 FROM spans
 WHERE span_kind IN ('SERVER', 'CONSUMER')
-  AND COALESCE(http_route, url_path, '') NOT IN ({health_check_routes})
+  AND NOT COALESCE(COALESCE(http_route, url_path) IN ({health_check_routes}), false)

@@ -14,47 +14,7 @@
 -- ticket: above 1 over both 3 d and 6 h (SRE workbook). An alert needs at least min_requests
 -- requests in its long window.
 CREATE VIEW slo_status AS
-WITH slos AS (
-  SELECT * FROM slo_definitions WHERE service_name <> '*'
-  UNION ALL
-  SELECT
-    s.service_name || '-' || d.slo_name AS slo_name,
-    s.service_name,
-    d.indicator,
-    d.latency_threshold_ns,
-    d.objective,
-    d.window_ns,
-    d.budgeting,
-    d.timeslice_ns,
-    d.timeslice_target,
-    d.min_requests
-  FROM slo_definitions d
-  CROSS JOIN (
-    SELECT DISTINCT service_name FROM server_requests
-    WHERE CAST(start_time AS BIGINT) > CAST(now() AS BIGINT)
-      - (SELECT max(window_ns) FROM slo_definitions WHERE service_name = '*')
-  ) s
-  WHERE d.service_name = '*'
-    AND s.service_name NOT IN (SELECT service_name FROM slo_definitions WHERE service_name <> '*')
-),
-events AS (
-  SELECT
-    o.slo_name,
-    CAST(now() AS BIGINT) - CAST(r.start_time AS BIGINT) AS age_ns,
-    o.window_ns,
-    CAST(r.start_time AS BIGINT) / o.timeslice_ns AS slice,
-    CASE
-      WHEN r.is_bad THEN 1
-      WHEN o.indicator = 'latency' AND r.duration_ns > o.latency_threshold_ns THEN 1
-      ELSE 0
-    END AS bad
-  FROM slos o
-  JOIN server_requests r ON r.service_name = o.service_name
-  WHERE r.start_time <= now()
-    AND CAST(r.start_time AS BIGINT) > CAST(now() AS BIGINT)
-      - greatest(o.window_ns, 3 * 86400000000000)
-),
-totals AS (
+WITH totals AS (
   SELECT
     slo_name,
     sum(CASE WHEN age_ns < window_ns THEN 1 ELSE 0 END) AS requests,
@@ -71,12 +31,12 @@ totals AS (
     sum(CASE WHEN age_ns < 86400000000000 THEN bad ELSE 0 END) AS bad_1d,
     sum(CASE WHEN age_ns < 259200000000000 THEN 1 ELSE 0 END) AS requests_3d,
     sum(CASE WHEN age_ns < 259200000000000 THEN bad ELSE 0 END) AS bad_3d
-  FROM events
+  FROM slo_events
   GROUP BY slo_name
 ),
 slices AS (
   SELECT slo_name, slice, count(*) AS requests, sum(bad) AS bad
-  FROM events WHERE age_ns < window_ns
+  FROM slo_events WHERE age_ns < window_ns
   GROUP BY slo_name, slice
 ),
 slice_totals AS (
@@ -85,7 +45,7 @@ slice_totals AS (
     count(*) AS slices,
     sum(CASE WHEN 1.0 - CAST(s.bad AS DOUBLE) / s.requests >= o.timeslice_target THEN 0 ELSE 1 END)
       AS bad_slices
-  FROM slices s JOIN slos o ON o.slo_name = s.slo_name
+  FROM slices s JOIN slo_objectives o ON o.slo_name = s.slo_name
   GROUP BY s.slo_name
 ),
 burn AS (
@@ -104,7 +64,7 @@ burn AS (
     COALESCE(t.requests_1h, 0) AS requests_1h,
     COALESCE(t.requests_6h, 0) AS requests_6h,
     COALESCE(t.requests_3d, 0) AS requests_3d
-  FROM slos o
+  FROM slo_objectives o
   LEFT JOIN totals t ON t.slo_name = o.slo_name
   LEFT JOIN slice_totals st ON st.slo_name = o.slo_name
 )

@@ -379,26 +379,44 @@ impl Running {
         })??;
         tracing::info!(rows, "flushed buffered rows on shutdown");
         self.api_stop.cancel();
-        for (what, server) in [
+        // One deadline for both query servers; a server still busy after it is stopped, so
+        // that no query is left reading the files deleted below.
+        let servers_deadline = tokio::time::Instant::now() + deadline;
+        let mut queries_done = true;
+        for (what, mut server) in [
             ("HTTP API", self.api_server),
             ("PostgreSQL", self.pg_server),
         ] {
-            match tokio::time::timeout(deadline, server).await {
-                Ok(Ok(Ok(()))) | Err(_) => {}
+            match tokio::time::timeout_at(servers_deadline, &mut server).await {
+                Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(reason))) => {
                     tracing::error!(what, reason, "server failed while stopping")
                 }
                 Ok(Err(e)) => tracing::error!(what, error = %e, "server task failed"),
+                Err(_) => {
+                    tracing::warn!(
+                        what,
+                        ?deadline,
+                        "queries still running at the deadline; stopping them"
+                    );
+                    server.abort();
+                    let _ = server.await;
+                    queries_done = false;
+                }
             }
         }
         self.engine.close();
-        // No query can be reading them any more.
-        let store = self.store.clone();
-        let deleted = tokio::task::spawn_blocking(move || store.collect_garbage(Duration::ZERO))
-            .await
-            .unwrap_or(0);
-        if deleted > 0 {
-            tracing::info!(files = deleted, "deleted files replaced by compaction");
+        // Once no query can be reading them any more. Otherwise the next start removes the
+        // files compaction replaced, and retention the expired ones.
+        if queries_done {
+            let store = self.store.clone();
+            let deleted =
+                tokio::task::spawn_blocking(move || store.collect_garbage(Duration::ZERO))
+                    .await
+                    .unwrap_or(0);
+            if deleted > 0 {
+                tracing::info!(files = deleted, "deleted files replaced by compaction");
+            }
         }
         if drained {
             Ok(())

@@ -130,3 +130,38 @@ impl TableProvider for StoredTable {
         UnionExec::try_new(inputs)
     }
 }
+
+/// A fixed table of settings (Apdex thresholds, SLO definitions) that queries read and nothing
+/// can write: unlike `MemTable`, it does not take `INSERT`.
+#[derive(Debug)]
+pub struct SettingsTable(datafusion::catalog::MemTable);
+
+impl SettingsTable {
+    pub fn new(batch: arrow::array::RecordBatch) -> Result<Self> {
+        Ok(Self(datafusion::catalog::MemTable::try_new(
+            batch.schema(),
+            vec![vec![batch]],
+        )?))
+    }
+}
+
+#[async_trait]
+impl TableProvider for SettingsTable {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
+    }
+}

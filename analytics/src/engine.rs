@@ -14,6 +14,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::sql::sqlparser::ast::Statement;
+use futures::StreamExt;
 use headroom_collector::schema;
 use serde_json::Value;
 
@@ -48,6 +49,7 @@ impl JsonRows {
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
+    limits: QueryLimits,
 }
 
 /// What query users may run: queries only. No DDL (`CREATE EXTERNAL TABLE` reads arbitrary
@@ -104,7 +106,7 @@ impl QueryEngine {
         }
         crate::pg_compat::register(&ctx, CATALOG)?;
         crate::kpi::register(&ctx, kpi).await?;
-        Ok(Self { ctx })
+        Ok(Self { ctx, limits })
     }
 
     /// Releases what the session holds once no query will run any more (the store among
@@ -159,12 +161,33 @@ impl QueryEngine {
             df = self.ctx.execute_logical_plan(plan).await?;
         }
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        Ok((schema, df.collect().await?))
+        Ok((schema, self.collect(df).await?))
     }
 
     /// Runs one read-only statement.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
-        Ok(self.plan(sql).await?.collect().await?)
+        self.collect(self.plan(sql).await?).await
+    }
+
+    /// A result held in memory counts against the query's memory limit too.
+    async fn collect(&self, df: DataFrame) -> Result<Vec<RecordBatch>, QueryError> {
+        let mut stream = df.execute_stream().await?;
+        let (mut batches, mut bytes) = (Vec::new(), 0usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            bytes += batch.get_array_memory_size();
+            if bytes > self.limits.memory_bytes {
+                return Err(QueryError::DataFusion(
+                    datafusion::error::DataFusionError::ResourcesExhausted(format!(
+                        "the result is larger than the {} a query may use; add a LIMIT, or \
+                         read it over the PostgreSQL protocol, which streams it",
+                        crate::guard::bytes(self.limits.memory_bytes)
+                    )),
+                ));
+            }
+            batches.push(batch);
+        }
+        Ok(batches)
     }
 
     /// Runs `sql` and renders the result as JSON rows.
@@ -188,7 +211,7 @@ impl QueryEngine {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let batches = df.collect().await?;
+        let batches = self.collect(df).await?;
         Ok(JsonRows {
             rows: to_json_rows(&batches)?,
             columns,

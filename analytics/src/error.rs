@@ -15,18 +15,31 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// True when the query was stopped at its deadline.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            QueryError::DataFusion(e) => matches!(
+                e.find_root(),
+                DataFusionError::External(inner) if inner.is::<crate::guard::QueryTimeout>()
+            ),
+            _ => false,
+        }
+    }
+
     /// True when the query itself is at fault (syntax, unknown table or column, refused
     /// statement, type error): an HTTP 400, not a 500.
     pub fn is_invalid_input(&self) -> bool {
         match self {
-            QueryError::DataFusion(e) => matches!(
-                e.find_root(),
-                DataFusionError::SQL(..)
-                    | DataFusionError::Plan(_)
-                    | DataFusionError::SchemaError(..)
-                    | DataFusionError::NotImplemented(_)
-                    | DataFusionError::ResourcesExhausted(_)
-            ),
+            QueryError::DataFusion(e) => {
+                matches!(
+                    e.find_root(),
+                    DataFusionError::SQL(..)
+                        | DataFusionError::Plan(_)
+                        | DataFusionError::SchemaError(..)
+                        | DataFusionError::NotImplemented(_)
+                        | DataFusionError::ResourcesExhausted(_)
+                ) || self.is_timeout()
+            }
             QueryError::ReadOnly(_) => true,
             QueryError::Arrow(_) | QueryError::Internal(_) => false,
         }

@@ -47,6 +47,11 @@ impl Default for QueryLimits {
     }
 }
 
+/// The error of a query stopped at its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("query cancelled: it ran longer than the {0:?} a query may take")]
+pub struct QueryTimeout(pub Duration);
+
 /// Wraps the root of every physical plan in a [`GuardExec`]. Runs last among the physical
 /// optimizer rules.
 #[derive(Debug)]
@@ -209,9 +214,8 @@ impl Stream for GuardStream {
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
             self.done = true;
-            return Poll::Ready(Some(Err(DataFusionError::ResourcesExhausted(format!(
-                "query cancelled: it ran longer than the {:?} a query may take",
-                self.limits.timeout
+            return Poll::Ready(Some(Err(DataFusionError::External(Box::new(
+                QueryTimeout(self.limits.timeout),
             )))));
         }
         let memory_bytes = self.limits.memory_bytes;
@@ -219,8 +223,8 @@ impl Stream for GuardStream {
             item.map(|r| {
                 r.map_err(|e| match e.find_root() {
                     DataFusionError::ResourcesExhausted(_) => e.context(format!(
-                        "query cancelled: it needs more than the {} MiB of memory a query may use",
-                        memory_bytes >> 20
+                        "query cancelled: it needs more than the {} of memory a query may use",
+                        bytes(memory_bytes)
                     )),
                     _ => e,
                 })
@@ -232,5 +236,15 @@ impl Stream for GuardStream {
 impl RecordBatchStream for GuardStream {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+}
+
+/// A byte count as people write it: `4 MiB`, `512 KiB`, `100 bytes`.
+pub fn bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        n if n >= 1 << 20 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
     }
 }

@@ -6,6 +6,7 @@
 //!   is the highest finite bound; NULL for an empty histogram).
 //! - `bucket_sum(counts)`: aggregate, the element-wise sum of bucket counts (delta points of
 //!   one window, or the per-point increases of cumulative ones).
+//! - `bucket_total(counts)`: the observations a histogram holds.
 //! - `bucket_delta(counts, previous)`: the increase of a cumulative histogram since its
 //!   previous point; the whole of `counts` after a reset (any bucket went down, the previous
 //!   point is missing or has other buckets).
@@ -104,11 +105,54 @@ fn bounds_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Float64, true)))
 }
 
-/// Registers `histogram_quantile`, `bucket_sum` and `bucket_delta`.
+/// Registers `histogram_quantile`, `bucket_sum`, `bucket_delta` and `bucket_total`.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(HistogramQuantile::new()));
     ctx.register_udf(ScalarUDF::from(BucketDelta::new()));
+    ctx.register_udf(ScalarUDF::from(BucketTotal::new()));
     ctx.register_udaf(AggregateUDF::from(BucketSum::new()));
+}
+
+/// `bucket_total(counts)`: the number of observations, the sum of the bucket counts.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BucketTotal {
+    signature: Signature,
+}
+
+impl BucketTotal {
+    fn new() -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for BucketTotal {
+    fn name(&self) -> &str {
+        "bucket_total"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [_] => Ok(vec![counts_type()]),
+            _ => Err(DataFusionError::Plan(
+                "bucket_total(counts) takes one argument".into(),
+            )),
+        }
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let counts = list_arg(&args.args[0], rows, "bucket_total counts")?;
+        let totals: arrow::array::Int64Array = (0..rows)
+            .map(|row| i64_values(&counts, row).map(|c| c.iter().sum::<i64>()))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(totals)))
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -119,10 +163,7 @@ struct HistogramQuantile {
 impl HistogramQuantile {
     fn new() -> Self {
         Self {
-            signature: Signature::exact(
-                vec![DataType::Float64, bounds_type(), counts_type()],
-                Volatility::Immutable,
-            ),
+            signature: Signature::user_defined(Volatility::Immutable),
         }
     }
 }
@@ -175,7 +216,7 @@ struct BucketDelta {
 impl BucketDelta {
     fn new() -> Self {
         Self {
-            signature: Signature::exact(vec![counts_type(), counts_type()], Volatility::Immutable),
+            signature: Signature::user_defined(Volatility::Immutable),
         }
     }
 }
@@ -238,7 +279,7 @@ struct BucketSum {
 impl BucketSum {
     fn new() -> Self {
         Self {
-            signature: Signature::exact(vec![counts_type()], Volatility::Immutable),
+            signature: Signature::user_defined(Volatility::Immutable),
         }
     }
 }

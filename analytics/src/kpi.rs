@@ -10,14 +10,13 @@ use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use datafusion::catalog::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
 use crate::slo::SloConfig;
 
 /// The views, in creation order (a view is created after the views it reads).
-pub const VIEWS: [(&str, &str); 7] = [
+pub const VIEWS: [(&str, &str); 9] = [
     (
         "server_requests",
         include_str!("../../queries/server_requests.sql"),
@@ -42,6 +41,11 @@ pub const VIEWS: [(&str, &str); 7] = [
         "service_metrics_kpi_1m",
         include_str!("../../queries/service_metrics_kpi_1m.sql"),
     ),
+    (
+        "slo_objectives",
+        include_str!("../../queries/slo_objectives.sql"),
+    ),
+    ("slo_events", include_str!("../../queries/slo_events.sql")),
     ("slo_status", include_str!("../../queries/slo_status.sql")),
 ];
 
@@ -87,7 +91,7 @@ fn nanos(ms: f64) -> i64 {
 /// The view text with the settings written in.
 pub fn render(template: &str, settings: &KpiSettings) -> String {
     let routes = if settings.health_check_routes.is_empty() {
-        // `NOT IN ()` is not SQL; a NULL never equals a route.
+        // `IN ()` is not SQL; `IN (NULL)` is never true, so no request is a health check.
         "NULL".to_owned()
     } else {
         settings
@@ -126,7 +130,7 @@ pub async fn register(ctx: &SessionContext, settings: &KpiSettings) -> Result<()
     )?;
     ctx.register_table(
         "kpi_apdex_thresholds",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+        Arc::new(crate::catalog::SettingsTable::new(batch)?),
     )?;
     crate::slo::register(ctx, &settings.slos)?;
     for (name, template) in VIEWS {

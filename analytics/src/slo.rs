@@ -32,7 +32,6 @@ use std::sync::Arc;
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use datafusion::catalog::MemTable;
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 use serde::Deserialize;
@@ -322,7 +321,7 @@ pub fn register(ctx: &SessionContext, config: &SloConfig) -> Result<()> {
     )?;
     ctx.register_table(
         "slo_definitions",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+        Arc::new(crate::catalog::SettingsTable::new(batch)?),
     )?;
     Ok(())
 }

@@ -6,16 +6,20 @@
 //! `serve` binds its own port, cannot be stopped and falls back to plain text when TLS cannot
 //! be set up, so the accept loop here is our own. Every statement passes [`ReadOnlyHook`]
 //! first: queries are planned by the engine (read-only check, binary and nested columns as
-//! text), anything that would change the session or the data is refused.
+//! text); cursors may only be declared over a query; `SET` reaches the hooks only for the
+//! settings they keep per connection, engine settings are refused and the rest is answered
+//! and ignored; every other statement is refused.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::common::DFSchema;
 use datafusion::common::ParamValues;
+use datafusion::logical_expr::EmptyRelation;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{Set, Statement};
 use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
@@ -29,7 +33,7 @@ use datafusion_postgres::pgwire::api::auth::{
 };
 use datafusion_postgres::pgwire::api::cancel::DefaultCancelHandler;
 use datafusion_postgres::pgwire::api::portal::Format;
-use datafusion_postgres::pgwire::api::results::Response;
+use datafusion_postgres::pgwire::api::results::{Response, Tag};
 use datafusion_postgres::pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -253,9 +257,55 @@ pub async fn serve(
 enum Kind {
     /// Planned and run by the engine.
     Query,
-    /// Left to the protocol hooks (`SHOW`, harmless `SET`, transactions, cursors).
+    /// Left to the protocol hooks: `SHOW`, transactions, cursors over a read-only query, and
+    /// the per-connection settings those hooks keep for the client.
     Protocol,
+    /// Answered `SET` and otherwise ignored: settings of PostgreSQL that Headroom does not
+    /// have. Passing them on would run them on the shared session.
+    Ignored,
     Refused(String),
+}
+
+/// `SET` variables the protocol hooks keep per connection (client metadata), never on the
+/// shared session.
+const CLIENT_SETTINGS: [&str; 7] = [
+    "statement_timeout",
+    "datestyle",
+    "bytea_output",
+    "intervalstyle",
+    "application_name",
+    "extra_float_digits",
+    "search_path",
+];
+
+fn classify_set(set: &Set) -> Kind {
+    match set {
+        Set::SingleAssignment {
+            scope: None,
+            hivevar: false,
+            variable,
+            ..
+        } => {
+            let name = variable
+                .0
+                .iter()
+                .map(|part| part.to_string().trim_matches('"').to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .join(".");
+            if CLIENT_SETTINGS.contains(&name.as_str()) {
+                Kind::Protocol
+            } else if name.starts_with("datafusion.") {
+                Kind::Refused(format!(
+                    "{name} is a setting of the query engine, shared by every session"
+                ))
+            } else {
+                Kind::Ignored
+            }
+        }
+        // Kept in the client's metadata and a copy of the session state.
+        Set::SetTimeZone { local: false, .. } => Kind::Protocol,
+        _ => Kind::Ignored,
+    }
 }
 
 fn classify(statement: &Statement) -> Kind {
@@ -265,23 +315,16 @@ fn classify(statement: &Statement) -> Kind {
         | Statement::ExplainTable { .. }
         | Statement::ShowTables { .. }
         | Statement::ShowColumns { .. } => Kind::Query,
-        // Session settings of the engine itself are shared by every user of the server.
-        Statement::Set(_)
-            if statement
-                .to_string()
-                .to_ascii_lowercase()
-                .contains("datafusion.") =>
-        {
-            Kind::Refused("settings of the query engine cannot be changed by a session".into())
-        }
-        Statement::Set(_)
+        Statement::Set(set) => classify_set(set),
+        // The cursor hook runs the cursor's statement on the session itself: only a query may
+        // be declared (checked by the engine in `ReadOnlyHook::check_cursor`).
+        Statement::Declare { .. }
         | Statement::ShowVariable { .. }
         | Statement::ShowStatus { .. }
         | Statement::ShowCatalogs { .. }
         | Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
-        | Statement::Declare { .. }
         | Statement::Fetch { .. }
         | Statement::Close { .. } => Kind::Protocol,
         other => {
@@ -304,6 +347,7 @@ fn classify(statement: &Statement) -> Kind {
 /// SQLSTATE codes for what a query user did wrong or what stopped the query.
 fn pg_error(e: QueryError) -> PgWireError {
     let code = match &e {
+        _ if e.is_timeout() => "57014",     // query_canceled
         QueryError::ReadOnly(_) => "25006", // read_only_sql_transaction
         QueryError::DataFusion(df) => match df.find_root() {
             datafusion::error::DataFusionError::ResourcesExhausted(_) => "53000", // insufficient_resources
@@ -337,6 +381,29 @@ impl ReadOnlyHook {
             .map_err(pg_error)?;
         headroom_analytics::readable::readable(plan).map_err(|e| pg_error(e.into()))
     }
+
+    /// What the statement is, after checking that a cursor declares nothing but a query.
+    async fn classify(&self, statement: &Statement) -> Kind {
+        if let Statement::Declare { stmts } = statement {
+            for declare in stmts {
+                let Some(query) = &declare.for_query else {
+                    return Kind::Refused("DECLARE is only for cursors over a query".into());
+                };
+                if let Err(e) = self
+                    .engine
+                    .plan_statement(Statement::Query(query.clone()))
+                    .await
+                {
+                    return Kind::Refused(format!("cursor: {e}"));
+                }
+            }
+        }
+        classify(statement)
+    }
+}
+
+fn ignored_set() -> Response {
+    Response::Execution(Tag::new("SET"))
 }
 
 #[async_trait]
@@ -347,8 +414,9 @@ impl QueryHook for ReadOnlyHook {
         session: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        match classify(statement) {
+        match self.classify(statement).await {
             Kind::Protocol => None,
+            Kind::Ignored => Some(Ok(ignored_set())),
             Kind::Refused(reason) => Some(Err(refused(reason))),
             Kind::Query => Some(
                 async {
@@ -372,8 +440,13 @@ impl QueryHook for ReadOnlyHook {
         _session: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        match classify(statement) {
+        match self.classify(statement).await {
             Kind::Protocol => None,
+            // Answered in `handle_extended_query`; nothing to plan.
+            Kind::Ignored => Some(Ok(LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: false,
+                schema: Arc::new(DFSchema::empty()),
+            }))),
             Kind::Refused(reason) => Some(Err(refused(reason))),
             // Executed by the session service with the portal's parameters and formats.
             Kind::Query => Some(self.plan(statement).await),
@@ -382,12 +455,17 @@ impl QueryHook for ReadOnlyHook {
 
     async fn handle_extended_query(
         &self,
-        _statement: &Statement,
+        statement: &Statement,
         _plan: &LogicalPlan,
         _params: &ParamValues,
         _session: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        None
+        match statement {
+            Statement::Set(set) if matches!(classify_set(set), Kind::Ignored) => {
+                Some(Ok(ignored_set()))
+            }
+            _ => None,
+        }
     }
 }

@@ -177,6 +177,41 @@ async fn writes_settings_and_files_are_refused_on_both_surfaces() {
         assert!(err.contains("read-only"), "{sql}: {err}");
     }
     assert!(!std::path::Path::new("/tmp/headroom-leak.csv").exists());
+
+    // Over the wire, cursors and SET are gates too.
+    let before = s.scalar("SELECT arrow_typeof(now())").await;
+    for sql in [
+        "BEGIN; DECLARE c CURSOR FOR INSERT INTO kpi_apdex_thresholds VALUES ('x', 1); FETCH ALL FROM c",
+        "SET \"datafusion\".runtime.temp_directory = '/tmp/headroom-leak'",
+    ] {
+        let out = psql(&s, sql).await;
+        assert!(!out.status.success(), "{sql} was run over the wire");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("read-only"), "{sql}: {err}");
+    }
+    // Settings PostgreSQL has and Headroom does not are answered and ignored, not applied to
+    // everyone's session.
+    stdout(
+        &psql(
+            &s,
+            "SET timezone = 'Asia/Tokyo'; SET client_encoding = 'UTF8'",
+        )
+        .await,
+    );
+    assert_eq!(s.scalar("SELECT arrow_typeof(now())").await, before);
+    assert_eq!(
+        s.count("SELECT count(*) FROM kpi_apdex_thresholds").await,
+        0
+    );
+    // A cursor over a query works.
+    let fetched = stdout(
+        &psql(
+            &s,
+            "BEGIN; DECLARE c CURSOR FOR SELECT 41 + 1 AS n; FETCH ALL FROM c; COMMIT",
+        )
+        .await,
+    );
+    assert_eq!(fetched.trim(), "42", "{fetched}");
     // The session still answers, and its tables are intact.
     assert_eq!(s.count("SELECT count(*) FROM spans").await, 0);
     assert_eq!(stdout(&psql(&s, "SELECT 1").await).trim(), "1");
@@ -209,8 +244,23 @@ async fn queries_over_budget_are_cancelled_and_others_still_run() {
             .contains("ran longer than the 1s"),
         "{body}"
     );
-    let err = String::from_utf8_lossy(&psql(&s, endless).await.stderr).into_owned();
+    let out = psql_with(&s, endless, &[("PGOPTIONS", "")]).await;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.contains("ran longer than the 1s"), "{err}");
+
+    // A result held in memory for an HTTP answer counts too; the wire protocol streams it.
+    let big = "SELECT value FROM generate_series(1, 2000000)";
+    let (status, body) = s.sql_raw(big).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("result is larger than the 4 MiB"),
+        "{body}"
+    );
+    let streamed = stdout(&psql(&s, big).await);
+    assert_eq!(streamed.lines().count(), 2_000_000);
 
     // Within budget, the same kind of query runs.
     assert_eq!(

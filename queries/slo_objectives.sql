@@ -1,0 +1,25 @@
+-- slo_objectives: every SLO in force: those of the SLO file (slo_definitions), and the
+-- default one (service '*') for every other service that served requests within the default
+-- window, named "<service>-availability".
+CREATE VIEW slo_objectives AS
+SELECT * FROM slo_definitions WHERE service_name <> '*'
+  UNION ALL
+  SELECT
+    s.service_name || '-' || d.slo_name AS slo_name,
+    s.service_name,
+    d.indicator,
+    d.latency_threshold_ns,
+    d.objective,
+    d.window_ns,
+    d.budgeting,
+    d.timeslice_ns,
+    d.timeslice_target,
+    d.min_requests
+  FROM slo_definitions d
+  CROSS JOIN (
+    SELECT DISTINCT service_name FROM server_requests
+    WHERE CAST(start_time AS BIGINT) > CAST(now() AS BIGINT)
+      - (SELECT max(window_ns) FROM slo_definitions WHERE service_name = '*')
+  ) s
+  WHERE d.service_name = '*'
+    AND s.service_name NOT IN (SELECT service_name FROM slo_definitions WHERE service_name <> '*')
