@@ -122,7 +122,8 @@ impl QueryEngine {
     }
 
     /// The session, for servers that drive it themselves (the PostgreSQL wire protocol).
-    /// Statements must go through [`QueryEngine::plan_statement`] first.
+    /// Queries must be planned with [`QueryEngine::plan_statement`]; whatever else runs on
+    /// the session directly must not change it (the PostgreSQL gate in `src/api/pg.rs`).
     pub fn session(&self) -> &SessionContext {
         &self.ctx
     }
