@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 use crate::slo::SloConfig;
 
 /// The views, in creation order (a view is created after the views it reads).
-pub const VIEWS: [(&str, &str); 9] = [
+pub const VIEWS: [(&str, &str); 12] = [
     (
         "server_requests",
         include_str!("../../queries/server_requests.sql"),
@@ -47,6 +47,12 @@ pub const VIEWS: [(&str, &str); 9] = [
     ),
     ("slo_events", include_str!("../../queries/slo_events.sql")),
     ("slo_status", include_str!("../../queries/slo_status.sql")),
+    ("slo_minutes", include_str!("../../queries/slo_minutes.sql")),
+    ("incidents", include_str!("../../queries/incidents.sql")),
+    (
+        "incident_stats",
+        include_str!("../../queries/incident_stats.sql"),
+    ),
 ];
 
 /// What the KPI definitions leave to the operator.
@@ -107,6 +113,10 @@ pub fn render(template: &str, settings: &KpiSettings) -> String {
         .replace(
             "{default_apdex_threshold_ns}",
             &nanos(settings.apdex_threshold_ms).to_string(),
+        )
+        .replace(
+            "{incident_merge_gap_minutes}",
+            &settings.slos.incident_merge_gap_minutes.to_string(),
         )
 }
 

@@ -9,6 +9,7 @@
 //! objective_percent = 99.9     # OpenSLO objectives[].target, Sloth objective
 //! window_days = 28             # OpenSLO timeWindow (rolling), Sloth: the SLO period
 //! min_requests = 10            # no alert below this many requests in the alert's long window
+//! incident_merge_gap_minutes = 5  # breaching minutes this close belong to one incident
 //!
 //! [[slo]]
 //! name = "checkout-latency"    # OpenSLO metadata.name, Sloth slos[].name
@@ -73,6 +74,12 @@ struct Defaults {
     window_days: f64,
     #[serde(default = "default_min_requests")]
     min_requests: i64,
+    #[serde(default = "default_merge_gap")]
+    incident_merge_gap_minutes: i64,
+}
+
+fn default_merge_gap() -> i64 {
+    5
 }
 
 fn default_objective() -> f64 {
@@ -91,6 +98,7 @@ impl Default for Defaults {
             objective_percent: default_objective(),
             window_days: default_window_days(),
             min_requests: default_min_requests(),
+            incident_merge_gap_minutes: default_merge_gap(),
         }
     }
 }
@@ -133,6 +141,8 @@ pub struct SloConfig {
     pub default_objective: f64,
     pub default_window_ns: i64,
     pub min_requests: i64,
+    /// Breaching minutes at most this many minutes apart belong to one incident.
+    pub incident_merge_gap_minutes: i64,
 }
 
 impl Default for SloConfig {
@@ -177,6 +187,12 @@ impl SloConfig {
             return Err(format!(
                 "defaults.min_requests must be 0 or more, got {}",
                 d.min_requests
+            ));
+        }
+        if d.incident_merge_gap_minutes < 0 {
+            return Err(format!(
+                "defaults.incident_merge_gap_minutes must be 0 or more, got {}",
+                d.incident_merge_gap_minutes
             ));
         }
         let mut slos: Vec<Slo> = Vec::new();
@@ -250,6 +266,7 @@ impl SloConfig {
             default_objective,
             default_window_ns,
             min_requests: d.min_requests,
+            incident_merge_gap_minutes: d.incident_merge_gap_minutes,
         })
     }
 }

@@ -169,6 +169,12 @@ async fn service_kpis_match_the_raw_spans() {
         "{all_requests} requests, {all_bad} bad: the shop should fail sometimes"
     );
 
+    // The incident views run over the same data (what they find is checked in incidents.slt).
+    for view in ["slo_minutes", "incidents", "incident_stats"] {
+        let (status, body) = s.sql_raw(&format!("SELECT * FROM {view}")).await;
+        assert_eq!(status, 200, "{view}: {body}");
+    }
+
     // Bad ranges and unknown services are the caller's fault.
     let service = "checkout";
     for (path, want) in [

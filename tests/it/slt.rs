@@ -34,6 +34,13 @@ fn settings() -> KpiSettings {
         window_days = 1
 
         [[slo]]
+        name = "inc-availability"
+        service = "inc"
+        indicator = "availability"
+        objective_percent = 99
+        window_days = 1
+
+        [[slo]]
         name = "ghost-availability"
         service = "ghost"
         indicator = "availability"
