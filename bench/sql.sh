@@ -16,26 +16,26 @@ cargo build --release --quiet
 bin=target/release/headroom
 data=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data".*' EXIT
-$bin serve --data-dir "$data" --otlp-grpc-addr 127.0.0.1:0 --otlp-http-addr 127.0.0.1:0 \
-  --http-addr 127.0.0.1:0 --pg-addr 127.0.0.1:0 > "$data.ready" 2> "$data.log" &
-pid=$!
-for _ in $(seq 600); do grep -q ready "$data.ready" 2>/dev/null && break; sleep 0.05; done
-grpc=$(grep -o 'otlp_grpc=[^ ]*' "$data.ready" | cut -d= -f2)
-http=$(grep -o ' http=[^ ]*' "$data.ready" | cut -d= -f2)
-pg=$(grep -o 'pg=[^ ]*' "$data.ready" | cut -d= -f2)
+# Starts the server on $data and reads its ports from the ready line.
+start() {
+  $bin serve --data-dir "$data" --otlp-grpc-addr 127.0.0.1:0 --otlp-http-addr 127.0.0.1:0 \
+    --http-addr 127.0.0.1:0 --pg-addr 127.0.0.1:0 > "$data.ready" 2> "$data.log" &
+  pid=$!
+  for _ in $(seq 600); do grep -q ready "$data.ready" 2>/dev/null && break; sleep 0.05; done
+  grpc=$(grep -o 'otlp_grpc=[^ ]*' "$data.ready" | cut -d= -f2)
+  http=$(grep -o ' http=[^ ]*' "$data.ready" | cut -d= -f2)
+  pg=$(grep -o 'pg=[^ ]*' "$data.ready" | cut -d= -f2)
+}
+sql() { curl -sf "http://$http/api/v1/sql" -H 'content-type: application/json' -d "{\"sql\": \"$1\"}"; }
+
+start
 rate=100000
 $bin loadgen --endpoint "http://$grpc" --protocol grpc --rate $rate \
   --duration-seconds $(( (spans + rate - 1) / rate )) --batch-spans 512 --concurrency 4 \
   --metrics=false > /dev/null
-sql() { curl -sf "http://$http/api/v1/sql" -H 'content-type: application/json' -d "{\"sql\": \"$1\"}"; }
 # Everything in Parquet, as after a normal flush.
 kill -TERM $pid; wait $pid || true
-$bin serve --data-dir "$data" --otlp-grpc-addr 127.0.0.1:0 --otlp-http-addr 127.0.0.1:0 \
-  --http-addr 127.0.0.1:0 --pg-addr 127.0.0.1:0 > "$data.ready" 2> "$data.log" &
-pid=$!
-for _ in $(seq 600); do grep -q ready "$data.ready" 2>/dev/null && break; sleep 0.05; done
-http=$(grep -o ' http=[^ ]*' "$data.ready" | cut -d= -f2)
-pg=$(grep -o 'pg=[^ ]*' "$data.ready" | cut -d= -f2)
+start
 echo "spans stored: $(sql 'SELECT count(*) FROM spans' | grep -o '[0-9]\+]' | tr -d ])"
 
 cat > "$data.kpi.sql" <<'SQL'
