@@ -97,6 +97,20 @@ fn list_arg(arg: &ColumnarValue, rows: usize, name: &str) -> Result<ListArray> {
     })
 }
 
+/// The argument types of `call` (e.g. `"bucket_sum(counts)"`), when it got as many arguments as
+/// it takes.
+fn coerce_to(call: &str, arg_types: &[DataType], want: Vec<DataType>) -> Result<Vec<DataType>> {
+    if arg_types.len() == want.len() {
+        Ok(want)
+    } else {
+        Err(DataFusionError::Plan(format!(
+            "{call} takes {} argument(s), got {}",
+            want.len(),
+            arg_types.len()
+        )))
+    }
+}
+
 fn counts_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Int64, true)))
 }
@@ -135,12 +149,7 @@ impl ScalarUDFImpl for BucketTotal {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        match arg_types {
-            [_] => Ok(vec![counts_type()]),
-            _ => Err(DataFusionError::Plan(
-                "bucket_total(counts) takes one argument".into(),
-            )),
-        }
+        coerce_to("bucket_total(counts)", arg_types, vec![counts_type()])
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(DataType::Int64)
@@ -176,12 +185,11 @@ impl ScalarUDFImpl for HistogramQuantile {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        match arg_types {
-            [_, _, _] => Ok(vec![DataType::Float64, bounds_type(), counts_type()]),
-            _ => Err(DataFusionError::Plan(
-                "histogram_quantile(phi, bounds, counts) takes three arguments".into(),
-            )),
-        }
+        coerce_to(
+            "histogram_quantile(phi, bounds, counts)",
+            arg_types,
+            vec![DataType::Float64, bounds_type(), counts_type()],
+        )
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(DataType::Float64)
@@ -241,12 +249,11 @@ impl ScalarUDFImpl for BucketDelta {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        match arg_types {
-            [_, _] => Ok(vec![counts_type(), counts_type()]),
-            _ => Err(DataFusionError::Plan(
-                "bucket_delta(counts, previous) takes two arguments".into(),
-            )),
-        }
+        coerce_to(
+            "bucket_delta(counts, previous)",
+            arg_types,
+            vec![counts_type(), counts_type()],
+        )
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(counts_type())
@@ -292,12 +299,7 @@ impl AggregateUDFImpl for BucketSum {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        match arg_types {
-            [_] => Ok(vec![counts_type()]),
-            _ => Err(DataFusionError::Plan(
-                "bucket_sum(counts) takes one argument".into(),
-            )),
-        }
+        coerce_to("bucket_sum(counts)", arg_types, vec![counts_type()])
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(counts_type())
