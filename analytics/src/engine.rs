@@ -101,6 +101,7 @@ impl QueryEngine {
         datafusion_functions_json::register_all(&mut ctx)?;
         ctx.register_udf(ScalarUDF::from(ToJson::new()));
         crate::histogram::register(&ctx);
+        crate::exp_histogram::register(&ctx);
         for (name, table) in tables {
             ctx.register_table(name, table)?;
         }

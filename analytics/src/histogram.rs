@@ -69,7 +69,7 @@ pub fn explicit_quantile(phi: f64, bounds: &[f64], counts: &[i64]) -> Option<f64
     None
 }
 
-fn i64_values(list: &ListArray, row: usize) -> Option<Vec<i64>> {
+pub(crate) fn i64_values(list: &ListArray, row: usize) -> Option<Vec<i64>> {
     if list.is_null(row) {
         return None;
     }
@@ -99,7 +99,11 @@ fn list_arg(arg: &ColumnarValue, rows: usize, name: &str) -> Result<ListArray> {
 
 /// The argument types of `call` (e.g. `"bucket_sum(counts)"`), when it got as many arguments as
 /// it takes.
-fn coerce_to(call: &str, arg_types: &[DataType], want: Vec<DataType>) -> Result<Vec<DataType>> {
+pub(crate) fn coerce_to(
+    call: &str,
+    arg_types: &[DataType],
+    want: Vec<DataType>,
+) -> Result<Vec<DataType>> {
     if arg_types.len() == want.len() {
         Ok(want)
     } else {
@@ -111,7 +115,7 @@ fn coerce_to(call: &str, arg_types: &[DataType], want: Vec<DataType>) -> Result<
     }
 }
 
-fn counts_type() -> DataType {
+pub(crate) fn counts_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Int64, true)))
 }
 

@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 use crate::slo::SloConfig;
 
 /// The views, in creation order (a view is created after the views it reads).
-pub const VIEWS: [(&str, &str); 12] = [
+pub const VIEWS: [(&str, &str); 13] = [
     (
         "server_requests",
         include_str!("../../queries/server_requests.sql"),
@@ -36,6 +36,10 @@ pub const VIEWS: [(&str, &str); 12] = [
     (
         "server_duration_increases",
         include_str!("../../queries/server_duration_increases.sql"),
+    ),
+    (
+        "server_exp_duration_increases",
+        include_str!("../../queries/server_exp_duration_increases.sql"),
     ),
     (
         "service_metrics_kpi_1m",

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod engine;
 pub mod error;
+pub mod exp_histogram;
 pub mod guard;
 pub mod histogram;
 pub mod kpi;

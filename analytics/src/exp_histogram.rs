@@ -1,0 +1,824 @@
+//! Latency from OTLP exponential histograms, as SQL functions over one struct type, the
+//! columns of `exp_histogram_points` (`scale`, `zero_count`, `zero_threshold`,
+//! `positive_offset`, `positive_bucket_counts`, `negative_offset`, `negative_bucket_counts`):
+//!
+//! - `exp_histogram(scale, zero_count, zero_threshold, positive_offset, positive_bucket_counts,
+//!   negative_offset, negative_bucket_counts)`: that struct from the stored columns; NULL when
+//!   they do not make a histogram (negative counts, scale outside [-10, 20]).
+//! - `exp_histogram_merge(h)`: aggregate, the sum of histograms. Histograms of different scales
+//!   are merged at the finest scale every input can be brought down to, and coarser still when
+//!   one side would need more than [`MAX_BUCKETS`] buckets (as the OpenTelemetry SDKs do); the
+//!   result does not depend on the order of the inputs. With different zero thresholds the
+//!   largest wins, and the buckets wholly inside it move to the zero bucket.
+//! - `exp_histogram_delta(h, previous)`: the increase of a cumulative histogram since its
+//!   previous point (both brought to a common scale); the whole of `h` after a reset (a count
+//!   went down, or there is no previous point).
+//! - `exp_histogram_quantile(phi, h)`: the φ-quantile by Prometheus' rules for native
+//!   histograms: log-linear interpolation inside a bucket, linear inside the zero bucket (from
+//!   0 when the histogram has no negative buckets).
+//! - `exp_histogram_count(h)`: the observations a histogram holds.
+//!
+//! Bucket `i` at scale `s` holds the magnitudes in (base^i, base^(i+1)], base = 2^(2^-s);
+//! bucket `i` at scale `s - 1` is buckets `2i` and `2i + 1` at scale `s`. No crate implements
+//! these rules over Arrow, so they are written here; the rollup sketches use the same struct,
+//! so one set of functions serves both.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Float64Builder, Int32Array, Int64Array, ListArray,
+    StructArray,
+};
+use arrow::datatypes::{DataType, Field, Fields, Int32Type, Int64Type};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+use crate::histogram::{coerce_to, counts_type, i64_values};
+
+/// Buckets per sign a merged histogram may use before it is downscaled (the OpenTelemetry
+/// SDKs' default maximum size).
+pub const MAX_BUCKETS: usize = 160;
+/// The scales OpenTelemetry allows.
+pub const MIN_SCALE: i32 = -10;
+pub const MAX_SCALE: i32 = 20;
+
+/// One side (positive or negative magnitudes) of an exponential histogram: `counts[k]` is
+/// bucket `offset + k`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets {
+    pub offset: i32,
+    pub counts: Vec<i64>,
+}
+
+impl Buckets {
+    fn total(&self) -> i64 {
+        self.counts.iter().sum()
+    }
+
+    /// The first and last bucket index that holds observations.
+    fn extent(&self) -> Option<(i32, i32)> {
+        let first = self.counts.iter().position(|c| *c != 0)?;
+        let last = self.counts.iter().rposition(|c| *c != 0)?;
+        Some((self.offset + first as i32, self.offset + last as i32))
+    }
+
+    /// Every bucket `by` scales coarser: index i becomes i >> by.
+    fn downscale(&self, by: u32) -> Buckets {
+        let Some((first, last)) = self.extent() else {
+            return Buckets::default();
+        };
+        let offset = first >> by;
+        let mut counts = vec![0; ((last >> by) - offset + 1) as usize];
+        for (k, c) in self.counts.iter().enumerate() {
+            if *c != 0 {
+                counts[((self.offset + k as i32) >> by) as usize - offset as usize] += c;
+            }
+        }
+        Buckets { offset, counts }
+    }
+
+    /// `self + sign * other`, both at the same scale.
+    fn combine(&self, other: &Buckets, sign: i64) -> Buckets {
+        let extents: Vec<(i32, i32)> = [self.extent(), other.extent()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let (Some(first), Some(last)) = (
+            extents.iter().map(|e| e.0).min(),
+            extents.iter().map(|e| e.1).max(),
+        ) else {
+            return Buckets::default();
+        };
+        let mut counts = vec![0; (last - first + 1) as usize];
+        for (side, factor) in [(self, 1), (other, sign)] {
+            for (k, c) in side.counts.iter().enumerate() {
+                let i = side.offset + k as i32;
+                if (first..=last).contains(&i) {
+                    counts[(i - first) as usize] += factor * c;
+                }
+            }
+        }
+        Buckets {
+            offset: first,
+            counts,
+        }
+    }
+}
+
+/// An OTLP exponential histogram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpHistogram {
+    pub scale: i32,
+    pub zero_count: i64,
+    pub zero_threshold: f64,
+    pub positive: Buckets,
+    pub negative: Buckets,
+}
+
+/// base^index at `scale`, for a fractional index too: the lower boundary of bucket `index`.
+fn boundary(index: f64, scale: i32) -> f64 {
+    (index * (-f64::from(scale)).exp2()).exp2()
+}
+
+impl ExpHistogram {
+    /// A histogram from its parts; `None` when they do not make one.
+    pub fn new(
+        scale: i32,
+        zero_count: i64,
+        zero_threshold: f64,
+        positive: Buckets,
+        negative: Buckets,
+    ) -> Option<Self> {
+        let valid = (MIN_SCALE..=MAX_SCALE).contains(&scale)
+            && zero_count >= 0
+            && zero_threshold >= 0.0
+            && positive
+                .counts
+                .iter()
+                .chain(&negative.counts)
+                .all(|c| *c >= 0);
+        valid.then_some(Self {
+            scale,
+            zero_count,
+            zero_threshold,
+            positive,
+            negative,
+        })
+    }
+
+    pub fn count(&self) -> i64 {
+        self.zero_count + self.positive.total() + self.negative.total()
+    }
+
+    fn downscale(&self, to: i32) -> ExpHistogram {
+        let by = (self.scale - to).max(0) as u32;
+        ExpHistogram {
+            scale: self.scale.min(to),
+            zero_count: self.zero_count,
+            zero_threshold: self.zero_threshold,
+            positive: self.positive.downscale(by),
+            negative: self.negative.downscale(by),
+        }
+    }
+
+    /// Moves the buckets whose magnitudes all lie within `threshold` into the zero bucket.
+    fn widen_zero(&mut self, threshold: f64) {
+        self.zero_threshold = self.zero_threshold.max(threshold);
+        for side in [&mut self.positive, &mut self.negative] {
+            let mut moved = 0;
+            for (k, c) in side.counts.iter_mut().enumerate() {
+                let upper = boundary(f64::from(side.offset + k as i32 + 1), self.scale);
+                if upper > self.zero_threshold {
+                    break;
+                }
+                moved += std::mem::take(c);
+            }
+            self.zero_count += moved;
+        }
+    }
+
+    /// The scale at which `self` and `other` can be added.
+    fn common_scale(&self, other: &ExpHistogram) -> i32 {
+        let mut scale = self.scale.min(other.scale);
+        while scale > MIN_SCALE {
+            let fits = [
+                (&self.positive, &other.positive),
+                (&self.negative, &other.negative),
+            ]
+            .into_iter()
+            .all(|(a, b)| {
+                let by_a = (self.scale - scale) as u32;
+                let by_b = (other.scale - scale) as u32;
+                let indexes: Vec<i32> =
+                    [a.extent().map(|e| (e, by_a)), b.extent().map(|e| (e, by_b))]
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|((first, last), by)| [first >> by, last >> by])
+                        .collect();
+                match (indexes.iter().min(), indexes.iter().max()) {
+                    (Some(lo), Some(hi)) => ((hi - lo) as usize) < MAX_BUCKETS,
+                    _ => true,
+                }
+            });
+            if fits {
+                break;
+            }
+            scale -= 1;
+        }
+        scale
+    }
+
+    /// `self + sign * other` at their common scale and zero threshold.
+    fn combine(&self, other: &ExpHistogram, sign: i64) -> ExpHistogram {
+        let scale = self.common_scale(other);
+        let threshold = self.zero_threshold.max(other.zero_threshold);
+        let mut a = self.downscale(scale);
+        let mut b = other.downscale(scale);
+        a.widen_zero(threshold);
+        b.widen_zero(threshold);
+        ExpHistogram {
+            scale,
+            zero_count: a.zero_count + sign * b.zero_count,
+            zero_threshold: threshold,
+            positive: a.positive.combine(&b.positive, sign),
+            negative: a.negative.combine(&b.negative, sign),
+        }
+    }
+
+    /// The sum of two histograms.
+    pub fn merge(&self, other: &ExpHistogram) -> ExpHistogram {
+        self.combine(other, 1)
+    }
+
+    /// The increase of a cumulative histogram since `previous`, or `self` after a reset.
+    pub fn increase_since(&self, previous: Option<&ExpHistogram>) -> ExpHistogram {
+        let Some(previous) = previous else {
+            return self.clone();
+        };
+        let delta = self.combine(previous, -1);
+        let went_down = delta.zero_count < 0
+            || delta
+                .positive
+                .counts
+                .iter()
+                .chain(&delta.negative.counts)
+                .any(|c| *c < 0);
+        if went_down { self.clone() } else { delta }
+    }
+
+    /// The φ-quantile; `None` for an empty histogram or φ = NaN.
+    pub fn quantile(&self, phi: f64) -> Option<f64> {
+        let total = self.count();
+        if phi.is_nan() || total == 0 {
+            return None;
+        }
+        if phi < 0.0 {
+            return Some(f64::NEG_INFINITY);
+        }
+        if phi > 1.0 {
+            return Some(f64::INFINITY);
+        }
+        let rank = phi * total as f64;
+        let mut below = 0i64;
+        // From the most negative value up: negative buckets by falling magnitude, the zero
+        // bucket, positive buckets by rising magnitude.
+        let negative = self.negative.counts.iter().enumerate().rev();
+        for (k, &count) in negative {
+            if count > 0 && (below + count) as f64 >= rank {
+                let index = f64::from(self.negative.offset + k as i32);
+                let fraction = (rank - below as f64) / count as f64;
+                // From -base^(index+1) towards -base^index.
+                return Some(-boundary(index + 1.0 - fraction, self.scale));
+            }
+            below += count;
+        }
+        if self.zero_count > 0 && (below + self.zero_count) as f64 >= rank {
+            let lower = if self.negative.total() > 0 {
+                -self.zero_threshold
+            } else {
+                0.0
+            };
+            let upper = if self.positive.total() > 0 || self.negative.total() == 0 {
+                self.zero_threshold
+            } else {
+                0.0
+            };
+            let fraction = (rank - below as f64) / self.zero_count as f64;
+            return Some(lower + (upper - lower) * fraction);
+        }
+        below += self.zero_count;
+        let mut last = None;
+        for (k, &count) in self.positive.counts.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let index = f64::from(self.positive.offset + k as i32);
+            if (below + count) as f64 >= rank {
+                let fraction = (rank - below as f64) / count as f64;
+                return Some(boundary(index + fraction, self.scale));
+            }
+            below += count;
+            last = Some(index + 1.0);
+        }
+        // Rounding left the rank past the last bucket: its upper boundary.
+        last.map(|index| boundary(index, self.scale))
+    }
+}
+
+/// The struct type the functions take and return.
+pub fn exp_histogram_type() -> DataType {
+    DataType::Struct(struct_fields())
+}
+
+fn struct_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("scale", DataType::Int32, false),
+        Field::new("zero_count", DataType::Int64, false),
+        Field::new("zero_threshold", DataType::Float64, false),
+        Field::new("positive_offset", DataType::Int32, false),
+        Field::new("positive_bucket_counts", counts_type(), false),
+        Field::new("negative_offset", DataType::Int32, false),
+        Field::new("negative_bucket_counts", counts_type(), false),
+    ])
+}
+
+/// Histograms as a struct array (NULL rows for `None`).
+fn to_array(histograms: &[Option<ExpHistogram>]) -> Result<ArrayRef> {
+    let lists = |side: fn(&ExpHistogram) -> &Buckets| {
+        ListArray::from_iter_primitive::<Int64Type, _, _>(histograms.iter().map(|h| {
+            Some(h.as_ref().map_or(Vec::new(), |h| {
+                side(h).counts.iter().copied().map(Some).collect()
+            }))
+        }))
+    };
+    let offsets = |side: fn(&ExpHistogram) -> &Buckets| {
+        histograms
+            .iter()
+            .map(|h| h.as_ref().map_or(0, |h| side(h).offset))
+            .collect::<Int32Array>()
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            histograms
+                .iter()
+                .map(|h| h.as_ref().map_or(0, |h| h.scale))
+                .collect::<Int32Array>(),
+        ),
+        Arc::new(
+            histograms
+                .iter()
+                .map(|h| h.as_ref().map_or(0, |h| h.zero_count))
+                .collect::<Int64Array>(),
+        ),
+        Arc::new(
+            histograms
+                .iter()
+                .map(|h| h.as_ref().map_or(0.0, |h| h.zero_threshold))
+                .collect::<Float64Array>(),
+        ),
+        Arc::new(offsets(|h| &h.positive)),
+        Arc::new(lists(|h| &h.positive)),
+        Arc::new(offsets(|h| &h.negative)),
+        Arc::new(lists(|h| &h.negative)),
+    ];
+    let nulls = histograms.iter().map(Option::is_some).collect::<Vec<_>>();
+    Ok(Arc::new(StructArray::try_new(
+        struct_fields(),
+        columns,
+        Some(nulls.into()),
+    )?))
+}
+
+/// The histograms of a struct array built by [`to_array`] (or any struct with those fields).
+fn from_array(array: &ArrayRef, name: &str) -> Result<Vec<Option<ExpHistogram>>> {
+    let structs = array.as_struct_opt().ok_or_else(|| {
+        DataFusionError::Plan(format!(
+            "{name}: expected an exp_histogram(...) struct, got {}",
+            array.data_type()
+        ))
+    })?;
+    let column = |field: &str| {
+        structs.column_by_name(field).cloned().ok_or_else(|| {
+            DataFusionError::Plan(format!("{name}: the histogram struct has no field {field}"))
+        })
+    };
+    let scale = arrow::compute::cast(&column("scale")?, &DataType::Int32)?;
+    let scale = scale.as_primitive::<Int32Type>();
+    let zero_count = arrow::compute::cast(&column("zero_count")?, &DataType::Int64)?;
+    let zero_count = zero_count.as_primitive::<Int64Type>();
+    let zero_threshold = arrow::compute::cast(&column("zero_threshold")?, &DataType::Float64)?;
+    let zero_threshold = zero_threshold.as_primitive::<arrow::datatypes::Float64Type>();
+    let side = |offset: &str, counts: &str| -> Result<(ArrayRef, ListArray)> {
+        let offsets = arrow::compute::cast(&column(offset)?, &DataType::Int32)?;
+        let counts = arrow::compute::cast(&column(counts)?, &counts_type())?;
+        Ok((offsets, counts.as_list::<i32>().clone()))
+    };
+    let (pos_offset, pos_counts) = side("positive_offset", "positive_bucket_counts")?;
+    let (neg_offset, neg_counts) = side("negative_offset", "negative_bucket_counts")?;
+    let (pos_offset, neg_offset) = (
+        pos_offset.as_primitive::<Int32Type>(),
+        neg_offset.as_primitive::<Int32Type>(),
+    );
+    Ok((0..structs.len())
+        .map(|row| {
+            let valid = structs.is_valid(row)
+                && scale.is_valid(row)
+                && zero_count.is_valid(row)
+                && zero_threshold.is_valid(row)
+                && pos_offset.is_valid(row)
+                && neg_offset.is_valid(row);
+            if !valid {
+                return None;
+            }
+            ExpHistogram::new(
+                scale.value(row),
+                zero_count.value(row),
+                zero_threshold.value(row),
+                Buckets {
+                    offset: pos_offset.value(row),
+                    counts: i64_values(&pos_counts, row)?,
+                },
+                Buckets {
+                    offset: neg_offset.value(row),
+                    counts: i64_values(&neg_counts, row)?,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Registers the `exp_histogram*` functions.
+pub fn register(ctx: &SessionContext) {
+    ctx.register_udf(ScalarUDF::from(Constructor::new()));
+    ctx.register_udf(ScalarUDF::from(Quantile::new()));
+    ctx.register_udf(ScalarUDF::from(Delta::new()));
+    ctx.register_udf(ScalarUDF::from(Count::new()));
+    ctx.register_udaf(AggregateUDF::from(Merge::new()));
+}
+
+/// The boilerplate of a user-defined function with fixed argument types.
+macro_rules! udf_struct {
+    ($name:ident) => {
+        #[derive(Debug, PartialEq, Eq, Hash)]
+        struct $name {
+            signature: Signature,
+        }
+
+        impl $name {
+            fn new() -> Self {
+                Self {
+                    signature: Signature::user_defined(Volatility::Immutable),
+                }
+            }
+        }
+    };
+}
+
+udf_struct!(Constructor);
+udf_struct!(Quantile);
+udf_struct!(Delta);
+udf_struct!(Count);
+udf_struct!(Merge);
+
+impl ScalarUDFImpl for Constructor {
+    fn name(&self) -> &str {
+        "exp_histogram"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        coerce_to(
+            "exp_histogram(scale, zero_count, zero_threshold, positive_offset, \
+             positive_bucket_counts, negative_offset, negative_bucket_counts)",
+            arg_types,
+            struct_fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect(),
+        )
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(exp_histogram_type())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let columns = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        // Nullable inputs: the struct's own null buffer marks rows with a NULL part, and
+        // `from_array` reads those as NULL histograms.
+        let nulls = (0..rows)
+            .map(|row| columns.iter().all(|c| c.is_valid(row)))
+            .collect::<Vec<_>>();
+        let fields = Fields::from(
+            struct_fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        );
+        let raw: ArrayRef = Arc::new(StructArray::try_new(fields, columns, Some(nulls.into()))?);
+        let histograms = from_array(&raw, "exp_histogram")?;
+        Ok(ColumnarValue::Array(to_array(&histograms)?))
+    }
+}
+
+impl ScalarUDFImpl for Quantile {
+    fn name(&self) -> &str {
+        "exp_histogram_quantile"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let want = vec![
+            DataType::Float64,
+            arg_types.get(1).cloned().unwrap_or(DataType::Null),
+        ];
+        coerce_to("exp_histogram_quantile(phi, histogram)", arg_types, want)
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let phi = args.args[0].to_array(rows)?;
+        let phi: &Float64Array = phi.as_primitive();
+        let histograms = histograms_arg(&args.args[1], rows, "exp_histogram_quantile")?;
+        let mut out = Float64Builder::with_capacity(rows);
+        for (row, h) in histograms.iter().enumerate() {
+            out.append_option(match h {
+                Some(h) if phi.is_valid(row) => h.quantile(phi.value(row)),
+                _ => None,
+            });
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+fn histograms_arg(
+    arg: &ColumnarValue,
+    rows: usize,
+    name: &str,
+) -> Result<Vec<Option<ExpHistogram>>> {
+    let array = arg.to_array(rows)?;
+    if array.data_type() == &DataType::Null {
+        return Ok(vec![None; rows]);
+    }
+    from_array(&array, name)
+}
+
+impl ScalarUDFImpl for Delta {
+    fn name(&self) -> &str {
+        "exp_histogram_delta"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        coerce_to(
+            "exp_histogram_delta(histogram, previous)",
+            arg_types,
+            vec![exp_histogram_type(), exp_histogram_type()],
+        )
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(exp_histogram_type())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let current = histograms_arg(&args.args[0], rows, "exp_histogram_delta")?;
+        let previous = histograms_arg(&args.args[1], rows, "exp_histogram_delta")?;
+        let increases: Vec<Option<ExpHistogram>> = current
+            .iter()
+            .zip(&previous)
+            .map(|(h, p)| h.as_ref().map(|h| h.increase_since(p.as_ref())))
+            .collect();
+        Ok(ColumnarValue::Array(to_array(&increases)?))
+    }
+}
+
+impl ScalarUDFImpl for Count {
+    fn name(&self) -> &str {
+        "exp_histogram_count"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        coerce_to(
+            "exp_histogram_count(histogram)",
+            arg_types,
+            vec![exp_histogram_type()],
+        )
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let histograms = histograms_arg(&args.args[0], rows, "exp_histogram_count")?;
+        let counts: Int64Array = histograms
+            .iter()
+            .map(|h| h.as_ref().map(ExpHistogram::count))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(counts)))
+    }
+}
+
+impl AggregateUDFImpl for Merge {
+    fn name(&self) -> &str {
+        "exp_histogram_merge"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        coerce_to(
+            "exp_histogram_merge(histogram)",
+            arg_types,
+            vec![exp_histogram_type()],
+        )
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(exp_histogram_type())
+    }
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::<MergeAccumulator>::default())
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<Arc<Field>>> {
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[merged]", args.name),
+            exp_histogram_type(),
+            true,
+        ))])
+    }
+}
+
+#[derive(Debug, Default)]
+struct MergeAccumulator {
+    merged: Option<ExpHistogram>,
+}
+
+impl MergeAccumulator {
+    fn add(&mut self, values: &ArrayRef) -> Result<()> {
+        for h in from_array(values, "exp_histogram_merge")?
+            .into_iter()
+            .flatten()
+        {
+            self.merged = Some(match &self.merged {
+                None => h,
+                Some(m) => m.merge(&h),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for MergeAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(&values[0])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.add(&states[0])
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let array = to_array(std::slice::from_ref(&self.merged))?;
+        ScalarValue::try_from_array(&array, 0)
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.merged.as_ref().map_or(0, |h| {
+                (h.positive.counts.capacity() + h.negative.counts.capacity()) * 8
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The histogram of `values` at `scale`, bucketed as the OpenTelemetry SDKs do.
+    fn record(values: &[f64], scale: i32) -> ExpHistogram {
+        let mut h = ExpHistogram::new(scale, 0, 0.0, Buckets::default(), Buckets::default())
+            .expect("valid scale");
+        for v in values {
+            if *v == 0.0 {
+                h.zero_count += 1;
+                continue;
+            }
+            // The index whose bucket (base^i, base^(i+1)] holds |v|.
+            let index = (v.abs().log2() * f64::from(scale).exp2()).ceil() as i32 - 1;
+            let side = if *v > 0.0 {
+                &mut h.positive
+            } else {
+                &mut h.negative
+            };
+            let one = Buckets {
+                offset: index,
+                counts: vec![1],
+            };
+            *side = side.combine(&one, 1);
+        }
+        h
+    }
+
+    #[test]
+    fn quantiles_follow_prometheus_native_histogram_rules() {
+        // Scale 0: bucket i is (2^i, 2^(i+1)]. 4 in (1, 2], 4 in (2, 4].
+        let h = ExpHistogram::new(
+            0,
+            0,
+            0.0,
+            Buckets {
+                offset: 0,
+                counts: vec![4, 4],
+            },
+            Buckets::default(),
+        )
+        .expect("valid");
+        // Rank 4 ends bucket 0: its upper boundary. Rank 6: half-way into (2, 4], log-linear.
+        assert_eq!(h.quantile(0.5), Some(2.0));
+        assert!((h.quantile(0.75).expect("q") - 2.0 * 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(h.quantile(1.0), Some(4.0));
+        assert_eq!(h.quantile(f64::NAN), None);
+        // Negative buckets and the zero bucket: -4..-2 (2), zero (2, threshold 0.5), 1..2 (2).
+        let h = ExpHistogram::new(
+            0,
+            2,
+            0.5,
+            Buckets {
+                offset: 0,
+                counts: vec![2],
+            },
+            Buckets {
+                offset: 1,
+                counts: vec![2],
+            },
+        )
+        .expect("valid");
+        assert_eq!(h.quantile(0.0), Some(-4.0));
+        assert!((h.quantile(1.0 / 6.0).expect("q") + 2.0 * 2f64.sqrt()).abs() < 1e-12);
+        // Rank 3 is half-way through the zero bucket, which spans [-0.5, 0.5].
+        assert_eq!(h.quantile(0.5), Some(0.0));
+        let empty = ExpHistogram::new(0, 0, 0.0, Buckets::default(), Buckets::default());
+        assert_eq!(empty.expect("valid").quantile(0.5), None);
+        assert!(ExpHistogram::new(21, 0, 0.0, Buckets::default(), Buckets::default()).is_none());
+    }
+
+    #[test]
+    fn merging_scales_downscales_the_finer_side() {
+        // Scale 1 buckets 2 and 3 are (2, 2^1.5] and (2^1.5, 4]: bucket 1 at scale 0.
+        let fine = record(&[2.5, 3.5], 1);
+        let coarse = record(&[3.0], 0);
+        let merged = fine.merge(&coarse);
+        assert_eq!(merged.scale, 0);
+        assert_eq!(
+            merged.positive,
+            Buckets {
+                offset: 1,
+                counts: vec![3]
+            }
+        );
+        // A wider zero threshold absorbs the buckets inside it.
+        let mut wide = record(&[], 0);
+        wide.zero_threshold = 2.0;
+        let merged = record(&[1.5, 3.0], 0).merge(&wide);
+        assert_eq!(merged.zero_count, 1);
+        assert_eq!(merged.positive.total(), 1);
+    }
+
+    #[test]
+    fn increases_and_resets() {
+        let before = record(&[1.5, 3.0], 1);
+        let after = record(&[1.5, 3.0, 3.0, -5.0], 1);
+        let delta = after.increase_since(Some(&before));
+        assert_eq!(delta.count(), 2);
+        assert_eq!(delta.quantile(1.0), record(&[3.0], 1).quantile(1.0));
+        // Fewer observations than before: the counter restarted.
+        assert_eq!(before.increase_since(Some(&after)), before);
+    }
+
+    proptest! {
+        /// Merging histograms of different scales keeps every observation and answers each
+        /// quantile within one bucket of the exact value at the merged scale.
+        #[test]
+        fn merged_quantiles_stay_within_a_bucket(
+            a in prop::collection::vec(1e-3f64..1e6, 1..200),
+            b in prop::collection::vec(1e-3f64..1e6, 1..200),
+            scale_a in -2i32..8,
+            scale_b in -2i32..8,
+            phi in 0.0f64..1.0,
+        ) {
+            let merged = record(&a, scale_a).merge(&record(&b, scale_b));
+            let reversed = record(&b, scale_b).merge(&record(&a, scale_a));
+            prop_assert_eq!(&merged, &reversed);
+            let mut all: Vec<f64> = a.iter().chain(&b).copied().collect();
+            all.sort_by(f64::total_cmp);
+            prop_assert_eq!(merged.count(), all.len() as i64);
+            // The exact φ-quantile is the observation of rank ceil(φ n).
+            let rank = ((phi * all.len() as f64).ceil() as usize).clamp(1, all.len());
+            let exact = all[rank - 1];
+            let estimate = merged.quantile(phi).expect("not empty");
+            let base = f64::from(-merged.scale).exp2().exp2();
+            prop_assert!(estimate <= exact * base * (1.0 + 1e-9) && estimate >= exact / base / (1.0 + 1e-9),
+                "estimate {} exact {} scale {}", estimate, exact, merged.scale);
+        }
+    }
+}
