@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 use crate::slo::SloConfig;
 
 /// The views, in creation order (a view is created after the views it reads).
-pub const VIEWS: [(&str, &str); 13] = [
+pub const VIEWS: [(&str, &str); 14] = [
     (
         "server_requests",
         include_str!("../../queries/server_requests.sql"),
@@ -44,6 +44,10 @@ pub const VIEWS: [(&str, &str); 13] = [
     (
         "service_metrics_kpi_1m",
         include_str!("../../queries/service_metrics_kpi_1m.sql"),
+    ),
+    (
+        "service_graph_1m",
+        include_str!("../../queries/service_graph_1m.sql"),
     ),
     (
         "slo_objectives",
