@@ -89,6 +89,15 @@ pub struct ServeConfig {
     /// Count HTTP 429 and gRPC RESOURCE_EXHAUSTED as bad requests of the server.
     #[arg(long, env = "HEADROOM_KPI_THROTTLED_IS_BAD", default_value_t = false)]
     pub kpi_throttled_is_bad: bool,
+    /// `error.type` values that mean a timeout, besides gRPC DEADLINE_EXCEEDED and HTTP 408/504
+    /// (comma-separated).
+    #[arg(
+        long,
+        env = "HEADROOM_KPI_TIMEOUT_ERROR_TYPES",
+        value_delimiter = ',',
+        default_value = "timeout,TimeoutError,java.net.SocketTimeoutException,System.TimeoutException,context.deadlineExceededError,DEADLINE_EXCEEDED,57014"
+    )]
+    pub kpi_timeout_error_types: Vec<String>,
     /// Apdex threshold T: requests up to T are satisfied, up to 4T tolerating.
     #[arg(long, env = "HEADROOM_KPI_APDEX_THRESHOLD_MS", default_value_t = 500.0)]
     pub kpi_apdex_threshold_ms: f64,
@@ -272,6 +281,7 @@ impl ServeConfig {
         Ok(headroom_analytics::KpiSettings {
             health_check_routes: self.kpi_health_check_routes.clone(),
             throttled_is_bad: self.kpi_throttled_is_bad,
+            timeout_error_types: self.kpi_timeout_error_types.clone(),
             apdex_threshold_ms: self.kpi_apdex_threshold_ms,
             service_apdex_threshold_ms: self.kpi_service_apdex_threshold_ms.clone(),
             slos,
@@ -301,6 +311,7 @@ impl ServeConfig {
             pg_tls_key_path: None,
             kpi_health_check_routes: headroom_analytics::KpiSettings::default().health_check_routes,
             kpi_throttled_is_bad: false,
+            kpi_timeout_error_types: headroom_analytics::KpiSettings::default().timeout_error_types,
             kpi_apdex_threshold_ms: 500.0,
             kpi_service_apdex_threshold_ms: Vec::new(),
             slo_config_path: None,
@@ -423,6 +434,12 @@ mod tests {
             Command::Serve(c) => Ok(c),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn kpi_flag_defaults_are_the_kpi_defaults() {
+        let settings = serve(&[]).unwrap().kpi_settings().unwrap();
+        assert_eq!(settings, headroom_analytics::KpiSettings::default());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 use crate::slo::SloConfig;
 
 /// The views, in creation order (a view is created after the views it reads).
-pub const VIEWS: [(&str, &str); 14] = [
+pub const VIEWS: [(&str, &str); 16] = [
     (
         "server_requests",
         include_str!("../../queries/server_requests.sql"),
@@ -50,6 +50,14 @@ pub const VIEWS: [(&str, &str); 14] = [
         include_str!("../../queries/service_graph_1m.sql"),
     ),
     (
+        "service_resilience_1m",
+        include_str!("../../queries/service_resilience_1m.sql"),
+    ),
+    (
+        "service_saturation_1m",
+        include_str!("../../queries/service_saturation_1m.sql"),
+    ),
+    (
         "slo_objectives",
         include_str!("../../queries/slo_objectives.sql"),
     ),
@@ -63,6 +71,19 @@ pub const VIEWS: [(&str, &str); 14] = [
     ),
 ];
 
+/// `error.type` values of timeouts in the common instrumentations: the semantic conventions'
+/// `timeout`, Python's, Java's and .NET's exception types, Go's context error, gRPC's status
+/// name, and PostgreSQL's statement timeout (SQLSTATE 57014).
+pub const DEFAULT_TIMEOUT_ERROR_TYPES: [&str; 7] = [
+    "timeout",
+    "TimeoutError",
+    "java.net.SocketTimeoutException",
+    "System.TimeoutException",
+    "context.deadlineExceededError",
+    "DEADLINE_EXCEEDED",
+    "57014",
+];
+
 /// What the KPI definitions leave to the operator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KpiSettings {
@@ -70,6 +91,8 @@ pub struct KpiSettings {
     pub health_check_routes: Vec<String>,
     /// Whether HTTP 429 and gRPC RESOURCE_EXHAUSTED count as bad for the server.
     pub throttled_is_bad: bool,
+    /// `error.type` values that mean a timeout (besides gRPC DEADLINE_EXCEEDED, HTTP 408/504).
+    pub timeout_error_types: Vec<String>,
     /// Apdex threshold T for services without their own.
     pub apdex_threshold_ms: f64,
     /// Apdex thresholds of individual services.
@@ -87,6 +110,7 @@ impl Default for KpiSettings {
             .map(String::from)
             .to_vec(),
             throttled_is_bad: false,
+            timeout_error_types: DEFAULT_TIMEOUT_ERROR_TYPES.map(String::from).to_vec(),
             apdex_threshold_ms: 500.0,
             service_apdex_threshold_ms: Vec::new(),
             slos: SloConfig::default(),
@@ -98,25 +122,34 @@ fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// A list of SQL string literals for `IN (...)`; `NULL` for none, since `IN ()` is not SQL
+/// and `IN (NULL)` is never true.
+fn sql_strings(values: &[String]) -> String {
+    if values.is_empty() {
+        return "NULL".to_owned();
+    }
+    values
+        .iter()
+        .map(|v| sql_string(v))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn nanos(ms: f64) -> i64 {
     (ms * 1e6).round() as i64
 }
 
 /// The view text with the settings written in.
 pub fn render(template: &str, settings: &KpiSettings) -> String {
-    let routes = if settings.health_check_routes.is_empty() {
-        // `IN ()` is not SQL; `IN (NULL)` is never true, so no request is a health check.
-        "NULL".to_owned()
-    } else {
-        settings
-            .health_check_routes
-            .iter()
-            .map(|r| sql_string(r))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     template
-        .replace("{health_check_routes}", &routes)
+        .replace(
+            "{health_check_routes}",
+            &sql_strings(&settings.health_check_routes),
+        )
+        .replace(
+            "{timeout_error_types}",
+            &sql_strings(&settings.timeout_error_types),
+        )
         .replace("{throttled_is_bad}", &settings.throttled_is_bad.to_string())
         .replace(
             "{default_apdex_threshold_ns}",
