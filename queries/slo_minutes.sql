@@ -19,6 +19,9 @@ rolling AS (
     o.service_name,
     o.objective,
     o.min_requests,
+    o.page_alert,
+    o.page_burn_rate_1h,
+    o.page_burn_rate_6h,
     sum(m.requests) OVER w5 AS requests_5m,
     sum(m.bad_requests) OVER w5 AS bad_5m,
     sum(m.requests) OVER w30 AS requests_30m,
@@ -49,10 +52,12 @@ SELECT
   CAST(bad_30m AS DOUBLE) / requests_30m / (1 - objective) AS burn_rate_30m,
   CAST(bad_1h AS DOUBLE) / requests_1h / (1 - objective) AS burn_rate_1h,
   CAST(bad_6h AS DOUBLE) / requests_6h / (1 - objective) AS burn_rate_6h,
-  (requests_1h >= min_requests
-     AND CAST(bad_1h AS DOUBLE) / requests_1h / (1 - objective) > 14.4
-     AND CAST(bad_5m AS DOUBLE) / requests_5m / (1 - objective) > 14.4)
-  OR (requests_6h >= min_requests
-     AND CAST(bad_6h AS DOUBLE) / requests_6h / (1 - objective) > 6
-     AND CAST(bad_30m AS DOUBLE) / requests_30m / (1 - objective) > 6) AS page
+  page_alert AND (
+    (requests_1h >= min_requests
+       AND CAST(bad_1h AS DOUBLE) / requests_1h / (1 - objective) > page_burn_rate_1h
+       AND CAST(bad_5m AS DOUBLE) / requests_5m / (1 - objective) > page_burn_rate_1h)
+    OR (requests_6h >= min_requests
+       AND CAST(bad_6h AS DOUBLE) / requests_6h / (1 - objective) > page_burn_rate_6h
+       AND CAST(bad_30m AS DOUBLE) / requests_30m / (1 - objective) > page_burn_rate_6h)
+  ) AS page
 FROM rolling

@@ -14,7 +14,12 @@ SELECT * FROM slo_definitions WHERE service_name <> '*'
     d.budgeting,
     d.timeslice_ns,
     d.timeslice_target,
-    d.min_requests
+    d.min_requests,
+    d.page_alert,
+    d.ticket_alert,
+    d.page_burn_rate_1h,
+    d.page_burn_rate_6h,
+    d.ticket_burn_rate_3d
   FROM slo_definitions d
   CROSS JOIN (
     SELECT DISTINCT service_name FROM server_requests

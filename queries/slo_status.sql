@@ -11,8 +11,9 @@
 -- burn_rate_<w>: the bad fraction over the last w divided by (1 - objective): 1 spends the
 -- budget exactly over the window. Windows longer than the SLO's still see 3 days back.
 -- page: burn rate above 14.4 over both 1 h and 5 min, or above 6 over both 6 h and 30 min;
--- ticket: above 1 over both 3 d and 6 h (SRE workbook). An alert needs at least min_requests
--- requests in its long window.
+-- ticket: above 1 over both 3 d and 6 h (SRE workbook; the rates, and whether an SLO pages or
+-- opens tickets at all, come from its alerting settings). An alert needs at least
+-- min_requests requests in its long window.
 CREATE VIEW slo_status AS
 WITH totals AS (
   SELECT
@@ -100,12 +101,17 @@ SELECT
   burn_rate_1d,
   burn_rate_3d,
   COALESCE(
-    (requests_1h >= min_requests AND burn_rate_1h > 14.4 AND burn_rate_5m > 14.4)
-    OR (requests_6h >= min_requests AND burn_rate_6h > 6 AND burn_rate_30m > 6),
+    page_alert AND (
+      (requests_1h >= min_requests AND burn_rate_1h > page_burn_rate_1h
+        AND burn_rate_5m > page_burn_rate_1h)
+      OR (requests_6h >= min_requests AND burn_rate_6h > page_burn_rate_6h
+        AND burn_rate_30m > page_burn_rate_6h)
+    ),
     false
   ) AS page,
   COALESCE(
-    requests_3d >= min_requests AND burn_rate_3d > 1 AND burn_rate_6h > 1,
+    ticket_alert AND requests_3d >= min_requests AND burn_rate_3d > ticket_burn_rate_3d
+      AND burn_rate_6h > ticket_burn_rate_3d,
     false
   ) AS ticket
 FROM burn

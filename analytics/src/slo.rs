@@ -22,16 +22,24 @@
 //! budgeting = "timeslices"     # "occurrences" (default) or "timeslices": OpenSLO
 //! timeslice_minutes = 1        # budgetingMethod, timeSliceWindow, timeSliceTarget
 //! timeslice_target_percent = 95
+//!
+//! [slo.alerting]               # also [defaults.alerting]; Sloth's alerting section
+//! page = true                  # false: never page (Sloth page_alert.disable)
+//! ticket = true                # false: never open a ticket (Sloth ticket_alert.disable)
+//! page_burn_rate_1h = 14.4     # fast page: burn rate above this over 1 h and 5 min
+//! page_burn_rate_6h = 6        # slow page: above this over 6 h and 30 min
+//! ticket_burn_rate_3d = 1      # ticket: above this over 3 d and 6 h
 //! ```
 //!
 //! Alerting follows the multi-window, multi-burn-rate alerts of the SRE workbook (Sloth's and
 //! Pyrra's defaults): page when the burn rate is above 14.4 over 1 h and 5 min, or above 6 over
-//! 6 h and 30 min; ticket when above 1 over 3 d and 6 h.
+//! 6 h and 30 min; ticket when above 1 over 3 d and 6 h. The windows are those four pairs; the
+//! burn rates and which alerts fire are configurable.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
@@ -76,6 +84,73 @@ struct Defaults {
     min_requests: i64,
     #[serde(default = "default_merge_gap")]
     incident_merge_gap_minutes: i64,
+    #[serde(default)]
+    alerting: AlertingEntry,
+}
+
+/// An `alerting` section as written; what it leaves out comes from the defaults.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AlertingEntry {
+    page: Option<bool>,
+    ticket: Option<bool>,
+    page_burn_rate_1h: Option<f64>,
+    page_burn_rate_6h: Option<f64>,
+    ticket_burn_rate_3d: Option<f64>,
+}
+
+/// Which multi-window burn-rate alerts an SLO raises, and at what burn rates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alerting {
+    pub page: bool,
+    pub ticket: bool,
+    pub page_burn_rate_1h: f64,
+    pub page_burn_rate_6h: f64,
+    pub ticket_burn_rate_3d: f64,
+}
+
+impl Default for Alerting {
+    /// The SRE workbook's: 2 % of a 30-day budget in 1 h, 5 % in 6 h, 10 % in 3 days.
+    fn default() -> Self {
+        Self {
+            page: true,
+            ticket: true,
+            page_burn_rate_1h: 14.4,
+            page_burn_rate_6h: 6.0,
+            ticket_burn_rate_3d: 1.0,
+        }
+    }
+}
+
+impl AlertingEntry {
+    fn resolve(&self, base: &Alerting, at: &str) -> Result<Alerting, String> {
+        let rate = |name: &str, value: Option<f64>, default: f64| match value {
+            None => Ok(default),
+            Some(v) if v.is_finite() && v > 0.0 => Ok(v),
+            Some(v) => Err(format!(
+                "{at}alerting.{name} must be a positive number, got {v}"
+            )),
+        };
+        Ok(Alerting {
+            page: self.page.unwrap_or(base.page),
+            ticket: self.ticket.unwrap_or(base.ticket),
+            page_burn_rate_1h: rate(
+                "page_burn_rate_1h",
+                self.page_burn_rate_1h,
+                base.page_burn_rate_1h,
+            )?,
+            page_burn_rate_6h: rate(
+                "page_burn_rate_6h",
+                self.page_burn_rate_6h,
+                base.page_burn_rate_6h,
+            )?,
+            ticket_burn_rate_3d: rate(
+                "ticket_burn_rate_3d",
+                self.ticket_burn_rate_3d,
+                base.ticket_burn_rate_3d,
+            )?,
+        })
+    }
 }
 
 fn default_merge_gap() -> i64 {
@@ -99,6 +174,7 @@ impl Default for Defaults {
             window_days: default_window_days(),
             min_requests: default_min_requests(),
             incident_merge_gap_minutes: default_merge_gap(),
+            alerting: AlertingEntry::default(),
         }
     }
 }
@@ -116,6 +192,8 @@ struct SloEntry {
     budgeting: Budgeting,
     timeslice_minutes: Option<f64>,
     timeslice_target_percent: Option<f64>,
+    #[serde(default)]
+    alerting: AlertingEntry,
 }
 
 /// One objective, checked.
@@ -132,6 +210,7 @@ pub struct Slo {
     pub timeslice_ns: i64,
     /// Fraction of good events that makes a time slice good.
     pub timeslice_target: f64,
+    pub alerting: Alerting,
 }
 
 /// Every SLO, and the default for services without one.
@@ -143,6 +222,8 @@ pub struct SloConfig {
     pub min_requests: i64,
     /// Breaching minutes at most this many minutes apart belong to one incident.
     pub incident_merge_gap_minutes: i64,
+    /// The alerting of the default SLO, and what SLOs without their own inherit.
+    pub default_alerting: Alerting,
 }
 
 impl Default for SloConfig {
@@ -195,6 +276,7 @@ impl SloConfig {
                 d.incident_merge_gap_minutes
             ));
         }
+        let default_alerting = d.alerting.resolve(&Alerting::default(), "defaults.")?;
         let mut slos: Vec<Slo> = Vec::new();
         for e in file.slo {
             let at = format!("slo {:?}", e.name);
@@ -259,6 +341,7 @@ impl SloConfig {
                 budgeting: e.budgeting,
                 timeslice_ns,
                 timeslice_target,
+                alerting: e.alerting.resolve(&default_alerting, &format!("{at}: "))?,
             });
         }
         Ok(Self {
@@ -267,6 +350,7 @@ impl SloConfig {
             default_window_ns,
             min_requests: d.min_requests,
             incident_merge_gap_minutes: d.incident_merge_gap_minutes,
+            default_alerting,
         })
     }
 }
@@ -284,6 +368,7 @@ pub fn register(ctx: &SessionContext, config: &SloConfig) -> Result<()> {
         budgeting: Budgeting::Occurrences,
         timeslice_ns: NANOS_PER_MINUTE,
         timeslice_target: config.default_objective,
+        alerting: config.default_alerting.clone(),
     };
     let rows: Vec<&Slo> = config.slos.iter().chain([&default]).collect();
     let text = |f: fn(&Slo) -> String| -> Arc<StringArray> {
@@ -300,7 +385,18 @@ pub fn register(ctx: &SessionContext, config: &SloConfig) -> Result<()> {
         Field::new("timeslice_ns", DataType::Int64, false),
         Field::new("timeslice_target", DataType::Float64, false),
         Field::new("min_requests", DataType::Int64, false),
+        Field::new("page_alert", DataType::Boolean, false),
+        Field::new("ticket_alert", DataType::Boolean, false),
+        Field::new("page_burn_rate_1h", DataType::Float64, false),
+        Field::new("page_burn_rate_6h", DataType::Float64, false),
+        Field::new("ticket_burn_rate_3d", DataType::Float64, false),
     ]));
+    let flag = |f: fn(&Alerting) -> bool| -> Arc<BooleanArray> {
+        Arc::new(rows.iter().map(|s| Some(f(&s.alerting))).collect())
+    };
+    let rate = |f: fn(&Alerting) -> f64| -> Arc<Float64Array> {
+        Arc::new(rows.iter().map(|s| Some(f(&s.alerting))).collect())
+    };
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
@@ -334,6 +430,11 @@ pub fn register(ctx: &SessionContext, config: &SloConfig) -> Result<()> {
                     .collect::<Float64Array>(),
             ),
             Arc::new(Int64Array::from(vec![config.min_requests; rows.len()])),
+            flag(|a| a.page),
+            flag(|a| a.ticket),
+            rate(|a| a.page_burn_rate_1h),
+            rate(|a| a.page_burn_rate_6h),
+            rate(|a| a.ticket_burn_rate_3d),
         ],
     )?;
     ctx.register_table(
@@ -385,6 +486,38 @@ mod tests {
         assert_eq!(c.slos[0].timeslice_target, 0.95);
         assert_eq!(c.slos[1].objective, 0.995);
         assert_eq!(c.slos[1].budgeting, Budgeting::Occurrences);
+        assert_eq!(c.slos[1].alerting, Alerting::default());
+    }
+
+    #[test]
+    fn alerting_inherits_from_the_defaults() {
+        let c = SloConfig::from_toml(
+            r#"
+            [defaults.alerting]
+            ticket = false
+            page_burn_rate_6h = 5
+            [[slo]]
+            name = "cart"
+            service = "cart"
+            indicator = "availability"
+            [slo.alerting]
+            page_burn_rate_1h = 10
+            "#,
+        )
+        .unwrap();
+        let want = Alerting {
+            ticket: false,
+            page_burn_rate_6h: 5.0,
+            ..Alerting::default()
+        };
+        assert_eq!(c.default_alerting, want);
+        assert_eq!(
+            c.slos[0].alerting,
+            Alerting {
+                page_burn_rate_1h: 10.0,
+                ..want
+            }
+        );
     }
 
     #[test]
@@ -400,6 +533,14 @@ mod tests {
                 "objective_percent",
             ),
             ("[defaults]\nwindow_days=0", "window_days"),
+            (
+                "[defaults.alerting]\npage_burn_rate_1h=0",
+                "defaults.alerting.page_burn_rate_1h",
+            ),
+            (
+                "[[slo]]\nname='a'\nservice='s'\nindicator='availability'\n[slo.alerting]\npage='no'",
+                "page",
+            ),
             (
                 "[[slo]]\nname='a'\nservice='s'\nindicator='availability'\ntypo=1",
                 "typo",

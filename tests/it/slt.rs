@@ -32,6 +32,9 @@ fn settings() -> KpiSettings {
         latency_threshold_ms = 100
         objective_percent = 90
         window_days = 1
+        [slo.alerting]
+        page_burn_rate_1h = 3
+        ticket = false
 
         [[slo]]
         name = "inc-availability"
