@@ -156,6 +156,17 @@ async fn golden_sql_files() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no .slt files in {dir}");
+    // Every KPI view has golden answers.
+    let text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    for (view, _) in headroom_analytics::kpi::VIEWS {
+        assert!(
+            text.contains(&format!("FROM {view}\n")) || text.contains(&format!("FROM {view} ")),
+            "no golden query reads {view}"
+        );
+    }
     for file in files {
         let mut runner = sqllogictest::Runner::new(|| async { Ok(Engine::new().await) });
         if let Err(e) = runner.run_file_async(&file).await {
