@@ -30,6 +30,11 @@ pub enum Command {
     Query(QueryArgs),
     /// Send simulated microservice traffic to an OTLP endpoint.
     Loadgen(LoadgenArgs),
+    /// Forecast benchmarks: rolling-origin backtests and the M4 hourly protocol.
+    Forecast {
+        #[command(subcommand)]
+        command: crate::forecast::ForecastCommand,
+    },
     /// Print the storage schema as Markdown.
     Schema,
 }
@@ -118,6 +123,26 @@ pub struct ServeConfig {
     /// How long one query may run before it is cancelled.
     #[arg(long, env = "HEADROOM_QUERY_TIMEOUT_SECONDS", default_value_t = 60.0)]
     pub query_timeout_seconds: f64,
+    /// How often every service's load forecast is refreshed (the `forecasts` table); 0 turns
+    /// the refresh off.
+    #[arg(
+        long,
+        env = "HEADROOM_FORECAST_INTERVAL_SECONDS",
+        default_value_t = 300
+    )]
+    pub forecast_interval_seconds: u64,
+    /// Step of the published forecasts.
+    #[arg(long, env = "HEADROOM_FORECAST_STEP_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub forecast_step_seconds: u64,
+    /// How far ahead the published forecasts reach.
+    #[arg(long, env = "HEADROOM_FORECAST_HORIZON_SECONDS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    pub forecast_horizon_seconds: u64,
+    /// How much history the forecasts learn from.
+    #[arg(long, env = "HEADROOM_FORECAST_HISTORY_DAYS", default_value_t = 28,
+          value_parser = clap::value_parser!(u64).range(1..=366))]
+    pub forecast_history_days: u64,
     /// Largest accepted OTLP request, after decompression.
     #[arg(long, env = "HEADROOM_MAX_REQUEST_BYTES", default_value_t = 16 << 20,
           value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
@@ -288,6 +313,16 @@ impl ServeConfig {
         })
     }
 
+    /// The grid of the published forecasts.
+    pub fn forecast_span(&self) -> headroom_analytics::forecast::live::Span {
+        let step = self.forecast_step_seconds;
+        headroom_analytics::forecast::live::Span {
+            step_ns: step as i64 * 1_000_000_000,
+            horizon_steps: self.forecast_horizon_seconds.div_ceil(step) as usize,
+            history_steps: (self.forecast_history_days * 86_400 / step) as usize,
+        }
+    }
+
     /// What one query may use.
     pub fn query_limits(&self) -> headroom_analytics::QueryLimits {
         headroom_analytics::QueryLimits {
@@ -317,6 +352,10 @@ impl ServeConfig {
             slo_config_path: None,
             query_memory_limit_bytes: 512 << 20,
             query_timeout_seconds: 60.0,
+            forecast_interval_seconds: 300,
+            forecast_step_seconds: 300,
+            forecast_horizon_seconds: 86_400,
+            forecast_history_days: 28,
             max_request_bytes: 16 << 20,
             flush_max_rows: 500_000,
             flush_max_bytes: 64 << 20,

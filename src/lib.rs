@@ -3,6 +3,7 @@
 pub mod api;
 pub mod config;
 pub mod demo;
+pub mod forecast;
 pub mod loadgen;
 pub mod query;
 pub mod serve;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use headroom::config::{Cli, Command};
-use headroom::{demo, loadgen, query, serve};
+use headroom::{demo, forecast, loadgen, query, serve};
 
 // The ingest path allocates and frees many small buffers across threads; glibc's allocator spent
 // a quarter of the CPU there and fragmented memory.
@@ -65,6 +65,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("load generation against {}", args.endpoint))?;
             println!("{report}");
+        }
+        Command::Forecast { command } => {
+            let report = tokio::task::spawn_blocking(move || forecast::run(&command)).await??;
+            print!("{report}");
         }
         Command::Schema => print!("{}", headroom_collector::schema::markdown()),
     }

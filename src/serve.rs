@@ -54,6 +54,8 @@ pub struct Running {
     flusher_stop: CancellationToken,
     maintenance_stop: CancellationToken,
     maintenance: JoinHandle<()>,
+    forecaster_stop: CancellationToken,
+    forecaster: JoinHandle<()>,
     receivers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
     api_server: JoinHandle<Result<(), String>>,
     pg_server: JoinHandle<Result<(), String>>,
@@ -155,6 +157,30 @@ async fn run_maintenance(store: Arc<Store>, m: Maintenance, stop: CancellationTo
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed; retrying next round"),
             Err(e) => tracing::error!(error = %e, "maintenance task failed"),
+        }
+    }
+}
+
+/// Refreshes the `forecasts` table every `interval`, the first time right away.
+async fn run_forecaster(
+    engine: QueryEngine,
+    span: headroom_analytics::forecast::live::Span,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let started = std::time::Instant::now();
+        tokio::select! {
+            () = stop.cancelled() => return,
+            result = headroom_analytics::forecast::live::refresh(&engine, span, now) => match result {
+                Ok(series) => tracing::info!(series, seconds = started.elapsed().as_secs_f64(), "forecasts refreshed"),
+                Err(e) => tracing::error!(error = %e, "forecast refresh failed; retrying next round"),
+            },
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
         }
     }
 }
@@ -266,6 +292,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     let api_router = api::http::router(api::http::ApiState {
         engine: engine.clone(),
         ingester: ingester.clone(),
+        forecast_history_days: cfg.forecast_history_days,
     });
     let stop = api_stop.clone();
     let api_server = tokio::spawn(async move {
@@ -297,6 +324,17 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         },
         maintenance_stop.clone(),
     ));
+    let forecaster_stop = CancellationToken::new();
+    let forecaster = if cfg.forecast_interval_seconds > 0 {
+        tokio::spawn(run_forecaster(
+            engine.clone(),
+            cfg.forecast_span(),
+            Duration::from_secs(cfg.forecast_interval_seconds),
+            forecaster_stop.clone(),
+        ))
+    } else {
+        tokio::spawn(async {})
+    };
     tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, %pg_addr, data_dir = %store.root().display(), "headroom serving");
     Ok(Running {
         otlp_grpc_addr,
@@ -311,6 +349,8 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         flusher_stop,
         maintenance_stop,
         maintenance,
+        forecaster_stop,
+        forecaster,
         receivers: vec![("OTLP/gRPC", grpc), ("OTLP/HTTP", http)],
         api_server,
         pg_server,
@@ -378,6 +418,9 @@ impl Running {
             reason: e.to_string(),
         })??;
         tracing::info!(rows, "flushed buffered rows on shutdown");
+        // A refresh in progress is dropped; the published forecasts stay as they were.
+        self.forecaster_stop.cancel();
+        let _ = self.forecaster.await;
         self.api_stop.cancel();
         // One deadline for both query servers; a server still busy after it is stopped, so
         // that no query is left reading the files deleted below.

@@ -107,6 +107,8 @@ impl QueryEngine {
         }
         crate::pg_compat::register(&ctx, CATALOG)?;
         crate::kpi::register(&ctx, kpi).await?;
+        // Empty until the first forecasts are published, but always there.
+        crate::forecast::live::publish(&ctx, &[])?;
         Ok(Self { ctx, limits })
     }
 
@@ -117,6 +119,7 @@ impl QueryEngine {
         for (view, _) in crate::kpi::VIEWS {
             let _ = self.ctx.deregister_table(view);
         }
+        let _ = self.ctx.deregister_table(crate::forecast::live::TABLE);
         for def in schema::tables() {
             let _ = self.ctx.deregister_table(def.name);
         }

@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod exp_histogram;
+pub mod forecast;
 pub mod guard;
 pub mod histogram;
 pub mod kpi;

@@ -21,6 +21,8 @@ use serde_json::json;
 pub struct ApiState {
     pub engine: QueryEngine,
     pub ingester: Arc<Ingester>,
+    /// How much history on-demand forecasts learn from.
+    pub forecast_history_days: u64,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -31,6 +33,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/v1/services/{service}/kpis",
             get(super::kpis::service_kpis),
+        )
+        .route(
+            "/api/v1/forecast/{service}",
+            get(super::forecast::service_forecast),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))

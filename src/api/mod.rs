@@ -1,5 +1,6 @@
 //! Query-facing servers.
 
+pub mod forecast;
 pub mod http;
 pub mod kpis;
 pub mod pg;

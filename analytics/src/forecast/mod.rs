@@ -1,0 +1,624 @@
+//! Load forecasts with quantiles, for scaling decisions.
+//!
+//! Per series, candidates compete on a rolling-origin validation over the most recent week of
+//! the history: seasonal naive (a day and a week back) and seasonal regressions on linfa
+//! (ridge; ridge with recency weights and robust reweighting; elastic net). A seasonal
+//! regression forecasts each block of a day's steps from regressors that all lie at least that
+//! far back (lags at the seasonal offsets, the last known day's level, daily and weekly Fourier
+//! terms, trend; [`features`]), so one fit serves every origin; the last residual, decayed by
+//! its measured autocorrelation at each step, carries the most recent level in. Counts are
+//! modelled as log(1 + y), which stabilises their variance.
+//!
+//! Quantiles are split-conformal: the chosen candidate's validation errors, per step ahead
+//! (pooled with neighbouring steps), added to its forecast. With too little history for a
+//! regression, the forecast falls back to the day before (or the mean), flagged, with
+//! intervals from the whole history's spread, widened.
+
+pub mod backtest;
+pub mod features;
+pub mod linear;
+pub mod live;
+pub mod m4;
+pub mod metrics;
+
+use std::time::Instant;
+
+use ndarray::{Array1, Array2};
+
+use features::FeatureSet;
+use linear::{Linear, Penalty};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForecastError {
+    #[error("{0}")]
+    Input(String),
+    #[error("model: {0}")]
+    Model(String),
+    #[error("{0}")]
+    Polars(#[from] polars::error::PolarsError),
+}
+
+/// Steps per day and per week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seasonality {
+    pub day: usize,
+    pub week: usize,
+}
+
+impl Seasonality {
+    pub fn for_step_ns(step_ns: i64) -> Self {
+        let day = ((86_400e9 / step_ns as f64).round() as usize).max(1);
+        Self { day, week: 7 * day }
+    }
+}
+
+/// What to forecast.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForecastOptions {
+    pub horizon: usize,
+    /// Quantile levels besides the point forecast, e.g. 0.1, 0.5, 0.9.
+    pub quantiles: Vec<f64>,
+}
+
+/// One candidate's validation score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    pub model: String,
+    /// Mean absolute error over the validation forecasts.
+    pub mae: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    /// The chosen candidate.
+    pub model: String,
+    /// The point forecast (the median), one per step.
+    pub yhat: Vec<f64>,
+    /// Per requested level, one value per step.
+    pub quantiles: Vec<(f64, Vec<f64>)>,
+    /// Too little history for a model: a fallback with wide intervals.
+    pub short_history: bool,
+    /// Every candidate's validation score, best first.
+    pub scores: Vec<Score>,
+    /// The chosen candidate's validation error relative to the in-sample seasonal naive (daily
+    /// lag) error: its MASE on the last week of the history. None for the fallback.
+    pub validation_mase: Option<f64>,
+    pub fit_seconds: f64,
+}
+
+impl Forecast {
+    /// The values of quantile `level` (nearest requested level).
+    pub fn quantile(&self, level: f64) -> Option<&[f64]> {
+        self.quantiles
+            .iter()
+            .find(|(l, _)| (l - level).abs() < 1e-9)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Counts are modelled as log(1 + y); series with negative values as they are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Transform {
+    Log1p,
+    Identity,
+}
+
+impl Transform {
+    fn for_values(values: &[f64]) -> Self {
+        if values.iter().all(|v| *v >= 0.0) {
+            Self::Log1p
+        } else {
+            Self::Identity
+        }
+    }
+    fn forward(self, y: f64) -> f64 {
+        match self {
+            Self::Log1p => y.ln_1p(),
+            Self::Identity => y,
+        }
+    }
+    fn inverse(self, z: f64) -> f64 {
+        match self {
+            Self::Log1p => z.exp_m1().max(0.0),
+            Self::Identity => z,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Candidate {
+    NaiveDay,
+    NaiveWeek,
+    Regression {
+        name: &'static str,
+        penalty: Penalty,
+        /// Half-life of the recency weights, in days.
+        halflife_days: Option<f64>,
+        /// Refit with outliers down-weighted.
+        robust: bool,
+    },
+}
+
+const CANDIDATES: [Candidate; 5] = [
+    Candidate::NaiveDay,
+    Candidate::NaiveWeek,
+    Candidate::Regression {
+        name: "ridge",
+        penalty: Penalty::Ridge(1e-4),
+        halflife_days: None,
+        robust: false,
+    },
+    Candidate::Regression {
+        name: "ridge_recent_robust",
+        penalty: Penalty::Ridge(1e-4),
+        halflife_days: Some(28.0),
+        robust: true,
+    },
+    Candidate::Regression {
+        name: "elastic_net",
+        penalty: Penalty::ElasticNet {
+            alpha: 1e-3,
+            l1_ratio: 0.5,
+        },
+        halflife_days: Some(28.0),
+        robust: true,
+    },
+];
+
+impl Candidate {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::NaiveDay => "seasonal_naive_day",
+            Self::NaiveWeek => "seasonal_naive_week",
+            Self::Regression { name, .. } => name,
+        }
+    }
+}
+
+/// A candidate fitted on `z[..end]`, able to forecast from any origin `o` with `end <= o` (for
+/// validation) or `o == z.len()`.
+struct Fitted {
+    /// Per block: the model and its regressor columns over `z` and the future steps.
+    blocks: Vec<(Linear, Vec<Vec<f64>>)>,
+    /// Autocorrelation of the residuals at 1..=horizon steps.
+    decay: Vec<f64>,
+}
+
+impl Fitted {
+    fn row(columns: &[Vec<f64>], t: usize) -> Option<Vec<f64>> {
+        let row: Vec<f64> = columns.iter().map(|c| c[t]).collect();
+        row.iter().all(|v| v.is_finite()).then_some(row)
+    }
+
+    /// The block-1 residual at `t`.
+    fn residual(&self, z: &[f64], t: usize) -> Option<f64> {
+        let (model, columns) = &self.blocks[0];
+        Some(z[t] - model.predict(&Self::row(columns, t)?))
+    }
+}
+
+struct Setup<'a> {
+    /// The targets.
+    z: &'a [f64],
+    /// What the regressors are built from: `z` with outliers replaced (see [`clean`]).
+    regressor_source: Vec<f64>,
+    season: Seasonality,
+    horizon: usize,
+}
+
+impl Setup<'_> {
+    fn blocks(&self) -> usize {
+        self.horizon.div_ceil(self.season.day)
+    }
+
+    /// Fits a regression candidate on `z[..end]`.
+    fn fit(&self, candidate: &Candidate, end: usize) -> Result<Fitted, ForecastError> {
+        let Candidate::Regression {
+            penalty,
+            halflife_days,
+            robust,
+            ..
+        } = candidate
+        else {
+            return Err(ForecastError::Model("not a regression".into()));
+        };
+        let set = FeatureSet::for_history(end, self.season);
+        let mut blocks = Vec::new();
+        for block in 1..=self.blocks() {
+            let (_, columns) = features::regressors(
+                &self.regressor_source,
+                self.horizon,
+                self.season,
+                block,
+                set,
+            )?;
+            let rows: Vec<usize> = (0..end)
+                .filter(|t| columns.iter().all(|c| c[*t].is_finite()))
+                .collect();
+            let p = columns.len();
+            if rows.len() < (2 * self.season.day).max(3 * p) {
+                return Err(ForecastError::Model(format!(
+                    "{} rows to fit {p} regressors",
+                    rows.len()
+                )));
+            }
+            let x = Array2::from_shape_fn((rows.len(), p), |(i, j)| columns[j][rows[i]]);
+            let y = Array1::from_iter(rows.iter().map(|t| self.z[*t]));
+            let mut weights: Vec<f64> = match halflife_days {
+                Some(days) => {
+                    let halflife = days * self.season.day as f64;
+                    rows.iter()
+                        .map(|t| 0.5f64.powf((end - 1 - t) as f64 / halflife))
+                        .collect()
+                }
+                None => vec![1.0; rows.len()],
+            };
+            let mut model = linear::fit(&x, &y, &weights, *penalty)?;
+            if *robust {
+                // Down-weight rows more than 2.5 robust deviations off (Huber weights).
+                let residuals: Vec<f64> = (0..rows.len())
+                    .map(|i| y[i] - model.predict(x.row(i).as_slice().unwrap_or(&[])))
+                    .collect();
+                let mut abs: Vec<f64> = residuals.iter().map(|r| r.abs()).collect();
+                abs.sort_by(f64::total_cmp);
+                let limit = 2.5 * 1.4826 * abs[abs.len() / 2];
+                if limit > 0.0 {
+                    for (w, r) in weights.iter_mut().zip(&residuals) {
+                        *w *= (limit / r.abs()).min(1.0);
+                    }
+                    model = linear::fit(&x, &y, &weights, *penalty)?;
+                }
+            }
+            blocks.push((model, columns));
+        }
+        let mut fitted = Fitted {
+            blocks,
+            decay: Vec::new(),
+        };
+        let residuals: Vec<Option<f64>> = (0..end).map(|t| fitted.residual(self.z, t)).collect();
+        fitted.decay = (1..=self.horizon)
+            .map(|h| {
+                let (mut num, mut den) = (0.0, 0.0);
+                for t in h..end {
+                    if let (Some(a), Some(b)) = (residuals[t], residuals[t - h]) {
+                        num += a * b;
+                        den += b * b;
+                    }
+                }
+                if den > 0.0 {
+                    (num / den).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Ok(fitted)
+    }
+
+    /// The forecast (in the transformed scale) of steps 1..=steps after origin `o`.
+    fn predict(
+        &self,
+        candidate: &Candidate,
+        fitted: Option<&Fitted>,
+        o: usize,
+        steps: usize,
+    ) -> Option<Vec<f64>> {
+        let season = self.season;
+        // The value `back` steps before step h's time, known at the origin.
+        let known = |h: usize, period: usize| {
+            let back = period * h.div_ceil(period);
+            (o + h - 1).checked_sub(back).map(|i| self.z[i])
+        };
+        match candidate {
+            Candidate::NaiveDay => (1..=steps).map(|h| known(h, season.day)).collect(),
+            Candidate::NaiveWeek => (1..=steps).map(|h| known(h, season.week)).collect(),
+            Candidate::Regression { .. } => {
+                let fitted = fitted?;
+                let last = o.checked_sub(1).and_then(|t| fitted.residual(self.z, t));
+                (1..=steps)
+                    .map(|h| {
+                        let block = h.div_ceil(season.day);
+                        let (model, columns) = &fitted.blocks[block - 1];
+                        let row = Fitted::row(columns, o + h - 1)?;
+                        Some(model.predict(&row) + fitted.decay[h - 1] * last.unwrap_or(0.0))
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    empirical_quantile(values, 0.5)
+}
+
+/// `z` with outliers (a blizzard, an outage) replaced by the median of the same step in the
+/// three previous weeks (days, with less than four weeks of history), so that one odd day does
+/// not become the lag the next days are forecast from. An outlier lies more than 4 robust
+/// standard deviations from that median. Only the past is used at every step.
+fn clean(z: &[f64], season: Seasonality) -> Vec<f64> {
+    let period = if z.len() >= 4 * season.week {
+        season.week
+    } else {
+        season.day
+    };
+    let baseline: Vec<Option<f64>> = (0..z.len())
+        .map(|t| {
+            let mut past: Vec<f64> = (1..=3)
+                .filter_map(|k| t.checked_sub(k * period).map(|i| z[i]))
+                .collect();
+            (past.len() >= 2).then(|| median(&mut past))
+        })
+        .collect();
+    let mut deviations: Vec<f64> = z
+        .iter()
+        .zip(&baseline)
+        .filter_map(|(v, b)| b.map(|b| v - b))
+        .collect();
+    if deviations.len() < 10 {
+        return z.to_vec();
+    }
+    let centre = median(&mut deviations);
+    let mut spread: Vec<f64> = deviations.iter().map(|d| (d - centre).abs()).collect();
+    let limit = 4.0 * 1.4826 * median(&mut spread);
+    z.iter()
+        .zip(&baseline)
+        .map(|(v, b)| match b {
+            Some(b) if limit > 0.0 && (v - b - centre).abs() > limit => *b,
+            _ => *v,
+        })
+        .collect()
+}
+
+/// The empirical quantile of sorted values (linear interpolation).
+fn empirical_quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
+}
+
+/// Forecasts `horizon` steps after the end of `history` (a regular grid, gaps filled).
+pub fn forecast(
+    history: &[f64],
+    season: Seasonality,
+    options: &ForecastOptions,
+) -> Result<Forecast, ForecastError> {
+    let started = Instant::now();
+    let horizon = options.horizon;
+    if horizon == 0 {
+        return Err(ForecastError::Input(
+            "the horizon must be at least one step".into(),
+        ));
+    }
+    if history.is_empty() {
+        return Err(ForecastError::Input("no history to forecast from".into()));
+    }
+    if let Some(bad) = options.quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+        return Err(ForecastError::Input(format!(
+            "quantile levels lie in [0, 1], got {bad}"
+        )));
+    }
+    let transform = Transform::for_values(history);
+    let z: Vec<f64> = history.iter().map(|y| transform.forward(*y)).collect();
+    let n = z.len();
+    let setup = Setup {
+        regressor_source: clean(&z, season),
+        z: &z,
+        season,
+        horizon,
+    };
+    let blocks = setup.blocks();
+    let validation = (7 * season.day).min(n / 4);
+    let enough = n >= (blocks + 4) * season.day && validation >= season.day;
+    let finish = |model: &str,
+                  point: Vec<f64>,
+                  errors: Vec<Vec<f64>>,
+                  widen: f64,
+                  short: bool,
+                  scores: Vec<Score>| {
+        // Split-conformal quantiles per step, pooled with neighbouring steps.
+        let pool = (horizon / 16).max(1);
+        let all: Vec<f64> = errors.iter().flatten().copied().collect();
+        let quantile_at = |h: usize, q: f64| {
+            let mut pooled: Vec<f64> = errors[h.saturating_sub(pool)..(h + pool + 1).min(horizon)]
+                .iter()
+                .flatten()
+                .copied()
+                .collect();
+            if pooled.len() < 10 {
+                pooled = all.clone();
+            }
+            pooled.sort_by(f64::total_cmp);
+            empirical_quantile(&pooled, q) * widen
+        };
+        let values = |q: f64| -> Vec<f64> {
+            point
+                .iter()
+                .enumerate()
+                .map(|(h, z)| transform.inverse(z + quantile_at(h, q)))
+                .collect()
+        };
+        let validation_mase = scores
+            .first()
+            .map(|s: &Score| s.mae / metrics::seasonal_naive_scale(history, season.day));
+        Forecast {
+            validation_mase: validation_mase.filter(|m| m.is_finite()),
+            model: model.to_owned(),
+            yhat: values(0.5),
+            quantiles: options.quantiles.iter().map(|q| (*q, values(*q))).collect(),
+            short_history: short,
+            scores,
+            fit_seconds: started.elapsed().as_secs_f64(),
+        }
+    };
+
+    if !enough {
+        // Fallback: the day before, or the mean; errors from the whole history, widened.
+        let (model, point, errors): (&str, Vec<f64>, Vec<f64>) = if n > season.day {
+            let point = setup
+                .predict(&Candidate::NaiveDay, None, n, horizon)
+                .unwrap_or_default();
+            let errors = (season.day..n).map(|t| z[t] - z[t - season.day]).collect();
+            ("seasonal_naive_day", point, errors)
+        } else {
+            let mean = z.iter().sum::<f64>() / n as f64;
+            let errors = z.iter().map(|v| v - mean).collect();
+            ("mean", vec![mean; horizon], errors)
+        };
+        let errors = if errors.is_empty() { vec![0.0] } else { errors };
+        return Ok(finish(
+            model,
+            point,
+            vec![errors; horizon],
+            1.5,
+            true,
+            Vec::new(),
+        ));
+    }
+
+    // Validation: fit on all but the last `validation` steps, forecast from origins every
+    // `stride` steps within them.
+    let end = n - validation;
+    let stride = (season.day / 8).max(1);
+    let mut results: Vec<(Candidate, f64, Vec<Vec<f64>>)> = Vec::new();
+    for candidate in CANDIDATES {
+        if candidate == Candidate::NaiveWeek && end < season.week {
+            continue;
+        }
+        let fitted = match candidate {
+            Candidate::Regression { .. } => match setup.fit(&candidate, end) {
+                Ok(f) => Some(f),
+                Err(_) => continue,
+            },
+            _ => None,
+        };
+        let mut errors = vec![Vec::new(); horizon];
+        let (mut abs_sum, mut count) = (0.0, 0usize);
+        let mut complete = true;
+        for o in (end..n).step_by(stride) {
+            let steps = horizon.min(n - o);
+            let Some(pred) = setup.predict(&candidate, fitted.as_ref(), o, steps) else {
+                complete = false;
+                break;
+            };
+            for (h, p) in pred.iter().enumerate() {
+                let actual = z[o + h];
+                errors[h].push(actual - p);
+                abs_sum += (transform.inverse(actual) - transform.inverse(*p)).abs();
+                count += 1;
+            }
+        }
+        if complete && count > 0 {
+            results.push((candidate, abs_sum / count as f64, errors));
+        }
+    }
+    results.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let scores: Vec<Score> = results
+        .iter()
+        .map(|(c, mae, _)| Score {
+            model: c.name().to_owned(),
+            mae: *mae,
+        })
+        .collect();
+    let Some((best, _, errors)) = results.into_iter().next() else {
+        return Err(ForecastError::Model("no candidate could forecast".into()));
+    };
+    let fitted = match best {
+        Candidate::Regression { .. } => Some(setup.fit(&best, n)?),
+        _ => None,
+    };
+    let point = setup
+        .predict(&best, fitted.as_ref(), n, horizon)
+        .ok_or_else(|| ForecastError::Model(format!("{} cannot forecast", best.name())))?;
+    Ok(finish(best.name(), point, errors, 1.0, false, scores))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ForecastOptions {
+        ForecastOptions {
+            horizon: 24,
+            quantiles: vec![0.1, 0.5, 0.9],
+        }
+    }
+
+    /// Hourly load with a daily and a weekly cycle, a trend, and noise.
+    fn synthetic(days: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed;
+        (0..days * 24)
+            .map(|t| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let noise = ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 20.0;
+                let hour = (t % 24) as f64;
+                let weekday = (t / 24) % 7;
+                let daily = 100.0 + 80.0 * (std::f64::consts::PI * hour / 24.0).sin().powi(2);
+                let weekly = if weekday >= 5 { 0.6 } else { 1.0 };
+                daily * weekly + t as f64 * 0.05 + noise
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_regression_beats_seasonal_naive_on_clean_cycles() {
+        let season = Seasonality { day: 24, week: 168 };
+        let series = synthetic(42, 7);
+        let f = forecast(&series[..40 * 24], season, &options()).unwrap();
+        assert!(!f.short_history);
+        assert!(
+            f.model.starts_with("ridge") || f.model == "elastic_net",
+            "{f:?}"
+        );
+        assert_eq!(f.yhat.len(), 24);
+        let actual = &series[40 * 24..41 * 24];
+        let mae: f64 = f
+            .yhat
+            .iter()
+            .zip(actual)
+            .map(|(p, a)| (p - a).abs())
+            .sum::<f64>()
+            / 24.0;
+        // The noise alone has a mean absolute value of 5.
+        assert!(mae < 9.0, "MAE {mae}: {f:?}");
+        let (p10, p90) = (f.quantile(0.1).unwrap(), f.quantile(0.9).unwrap());
+        for h in 0..24 {
+            assert!(
+                p10[h] <= f.yhat[h] && f.yhat[h] <= p90[h],
+                "step {h}: {f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_history_falls_back_with_wide_intervals() {
+        let season = Seasonality { day: 24, week: 168 };
+        let series = synthetic(3, 1);
+        let f = forecast(&series, season, &options()).unwrap();
+        assert!(f.short_history);
+        assert_eq!(f.model, "seasonal_naive_day");
+        let f = forecast(&series[..10], season, &options()).unwrap();
+        assert_eq!(f.model, "mean");
+        assert!(f.quantile(0.9).unwrap()[0] > f.quantile(0.1).unwrap()[0]);
+        // Zeros stay non-negative.
+        let f = forecast(&[0.0; 100], season, &options()).unwrap();
+        assert!(f.yhat.iter().all(|v| *v == 0.0), "{f:?}");
+        assert!(
+            forecast(
+                &series,
+                season,
+                &ForecastOptions {
+                    horizon: 0,
+                    quantiles: vec![]
+                }
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! `GET /api/v1/forecast/{service}?metric=requests&horizon=24h&step=5m`: one service's load
+//! forecast, computed on demand from its recent history: the points with their p10/p50/p90,
+//! the model the validation chose and every candidate's score.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use headroom_analytics::forecast::live::{self, Metric, Span};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::http::{ApiState, error, query_error};
+
+#[derive(Deserialize)]
+pub struct Params {
+    metric: Option<String>,
+    horizon: Option<String>,
+    step: Option<String>,
+}
+
+/// `30s`, `5m`, `24h`, `7d`: a positive duration in whole seconds.
+fn seconds(what: &str, text: &str) -> Result<u64, String> {
+    match crate::config::parse_retention(text) {
+        Ok(r) => {
+            r.0.map(|d| d.as_secs())
+                .ok_or_else(|| format!("{what} must be positive, got {text:?}"))
+        }
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub async fn service_forecast(
+    State(state): State<ApiState>,
+    Path(service): Path<String>,
+    Query(params): Query<Params>,
+) -> Response {
+    let metric_name = params.metric.as_deref().unwrap_or("requests");
+    let Some(metric) = Metric::parse(metric_name) else {
+        let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown metric {metric_name:?}; metrics are {}",
+                known.join(", ")
+            ),
+        );
+    };
+    let (step, horizon) = match (
+        seconds("step", params.step.as_deref().unwrap_or("5m")),
+        seconds("horizon", params.horizon.as_deref().unwrap_or("24h")),
+    ) {
+        (Ok(s), Ok(h)) => (s, h),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let horizon_steps = horizon.div_ceil(step);
+    let history_steps = state.forecast_history_days * 86_400 / step;
+    if step > 86_400 || horizon_steps > 10_000 || history_steps > 200_000 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "a step of {step} s over a horizon of {horizon} s and {} days of history is \
+                 out of range (step at most 1 day, at most 10,000 steps ahead and 200,000 \
+                 behind)",
+                state.forecast_history_days
+            ),
+        );
+    }
+    let span = Span {
+        step_ns: step as i64 * 1_000_000_000,
+        horizon_steps: horizon_steps as usize,
+        history_steps: history_steps as usize,
+    };
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let histories = match live::histories(&state.engine, metric, span, now, Some(&service)).await {
+        Ok(h) => h,
+        Err(e) => return query_error(e),
+    };
+    let Some((_, grid)) = histories.into_iter().next() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no {} data for service {service:?} in the last {} days",
+                metric.name(),
+                state.forecast_history_days
+            ),
+        );
+    };
+    let name = service.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        live::forecast_grid(&name, metric, &grid, span.horizon_steps, now)
+    })
+    .await;
+    let f = match result {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let level = |q: f64, h: usize| f.forecast.quantile(q).map_or(f.forecast.yhat[h], |v| v[h]);
+    let points: Vec<_> = (0..f.forecast.yhat.len())
+        .map(|h| {
+            json!({
+                "time": rfc3339(f.time_ns(h)),
+                "yhat": f.forecast.yhat[h],
+                "p10": level(0.1, h),
+                "p50": level(0.5, h),
+                "p90": level(0.9, h),
+            })
+        })
+        .collect();
+    let scores: Vec<_> = f
+        .forecast
+        .scores
+        .iter()
+        .map(|s| json!({ "model": s.model, "validation_mae": s.mae }))
+        .collect();
+    Json(json!({
+        "service_name": f.service,
+        "metric": metric.name(),
+        "unit": metric.unit(),
+        "step_seconds": step,
+        "horizon_seconds": horizon_steps * step,
+        "generated_at": rfc3339(f.generated_at_ns),
+        "history_points": f.history_points,
+        "model": f.forecast.model,
+        "short_history": f.forecast.short_history,
+        "validation_mase": f.forecast.validation_mase,
+        "scores": scores,
+        "points": points,
+    }))
+    .into_response()
+}
