@@ -239,10 +239,7 @@ mod tests {
     fn gaps_are_filled_from_a_day_earlier_and_flagged() {
         // Hourly, two days; hour 30 missing: filled with hour 6.
         let times: Vec<i64> = (0..48).filter(|h| *h != 30).map(|h| h * HOUR).collect();
-        let values: Vec<f64> = (0..48)
-            .filter(|h| *h != 30)
-            .map(f64::from)
-            .collect();
+        let values: Vec<f64> = (0..48).filter(|h| *h != 30).map(f64::from).collect();
         let grid = regular_grid(&times, &values).unwrap();
         assert_eq!(grid.step_ns, HOUR);
         assert_eq!(grid.values.len(), 48);
