@@ -8,7 +8,6 @@ mod backpressure;
 mod compaction;
 mod crash;
 mod errors;
-mod forecast;
 mod json_fixtures;
 mod kpis;
 mod lifecycle;
