@@ -165,3 +165,60 @@ impl TableProvider for SettingsTable {
         self.0.scan(state, projection, filters, limit).await
     }
 }
+
+/// A read-only table whose whole contents are replaced at once (the published forecasts):
+/// a query reads the contents it planned with, and the table never leaves the catalog.
+#[derive(Debug)]
+pub struct PublishedTable {
+    schema: SchemaRef,
+    current: std::sync::RwLock<Arc<SettingsTable>>,
+}
+
+impl PublishedTable {
+    pub fn new(batch: arrow::array::RecordBatch) -> Result<Self> {
+        Ok(Self {
+            schema: batch.schema(),
+            current: std::sync::RwLock::new(Arc::new(SettingsTable::new(batch)?)),
+        })
+    }
+
+    /// Replaces the contents; the batch must have the table's schema.
+    pub fn replace(&self, batch: arrow::array::RecordBatch) -> Result<()> {
+        if batch.schema() != self.schema {
+            return Err(DataFusionError::Internal(format!(
+                "published rows have schema {:?}, the table {:?}",
+                batch.schema(),
+                self.schema
+            )));
+        }
+        let table = Arc::new(SettingsTable::new(batch)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = table;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TableProvider for PublishedTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        current.scan(state, projection, filters, limit).await
+    }
+}

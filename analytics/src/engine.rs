@@ -50,6 +50,8 @@ impl JsonRows {
 pub struct QueryEngine {
     ctx: SessionContext,
     limits: QueryLimits,
+    /// The `forecasts` table, replaced by each forecast refresh.
+    forecasts: Arc<crate::catalog::PublishedTable>,
 }
 
 /// What query users may run: queries only. No DDL (`CREATE EXTERNAL TABLE` reads arbitrary
@@ -108,8 +110,15 @@ impl QueryEngine {
         crate::pg_compat::register(&ctx, CATALOG)?;
         crate::kpi::register(&ctx, kpi).await?;
         // Empty until the first forecasts are published, but always there.
-        crate::forecast::live::publish(&ctx, &[])?;
-        Ok(Self { ctx, limits })
+        let forecasts = Arc::new(crate::catalog::PublishedTable::new(
+            crate::forecast::live::batch(&[])?,
+        )?);
+        ctx.register_table(crate::forecast::live::TABLE, forecasts.clone())?;
+        Ok(Self {
+            ctx,
+            limits,
+            forecasts,
+        })
     }
 
     /// Releases what the session holds once no query will run any more (the store among
@@ -123,6 +132,11 @@ impl QueryEngine {
         for def in schema::tables() {
             let _ = self.ctx.deregister_table(def.name);
         }
+    }
+
+    /// Replaces the rows of the `forecasts` table.
+    pub fn publish_forecasts(&self, batch: arrow::array::RecordBatch) -> Result<(), QueryError> {
+        Ok(self.forecasts.replace(batch)?)
     }
 
     /// The session, for servers that drive it themselves (the PostgreSQL wire protocol).

@@ -8,6 +8,7 @@ mod backpressure;
 mod compaction;
 mod crash;
 mod errors;
+mod forecast;
 mod json_fixtures;
 mod kpis;
 mod lifecycle;

@@ -13,7 +13,6 @@ use arrow::array::{
     TimestampNanosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
-use datafusion::prelude::SessionContext;
 
 use super::features::{Grid, fill_grid};
 use super::{Forecast, ForecastOptions, Seasonality, forecast};
@@ -269,19 +268,14 @@ pub fn batch(forecasts: &[ServiceForecast]) -> Result<RecordBatch, QueryError> {
     Ok(RecordBatch::try_new(schema(), columns)?)
 }
 
-/// Publishes `forecasts` as the `forecasts` table (replacing the previous ones).
-pub fn publish(ctx: &SessionContext, forecasts: &[ServiceForecast]) -> Result<(), QueryError> {
-    let table = crate::catalog::SettingsTable::new(batch(forecasts)?)?;
-    ctx.register_table(TABLE, Arc::new(table))?;
-    Ok(())
-}
-
 /// Forecasts every service's metrics and publishes them; returns how many series.
 pub async fn refresh(engine: &QueryEngine, span: Span, now_ns: i64) -> Result<usize, QueryError> {
     let mut work = Vec::new();
     for metric in Metric::ALL {
-        for (service, grid) in histories(engine, metric, span, now_ns, None).await? {
-            work.push((service, metric, grid));
+        // One metric's failure does not hold back the other's forecasts.
+        match histories(engine, metric, span, now_ns, None).await {
+            Ok(series) => work.extend(series.into_iter().map(|(s, g)| (s, metric, g))),
+            Err(e) => tracing::warn!(metric = metric.name(), error = %e, "no history to forecast"),
         }
     }
     let horizon = span.horizon_steps;
@@ -300,6 +294,6 @@ pub async fn refresh(engine: &QueryEngine, span: Span, now_ns: i64) -> Result<us
     })
     .await
     .map_err(|e| QueryError::Internal(e.to_string()))?;
-    publish(engine.session(), &forecasts)?;
+    engine.publish_forecasts(batch(&forecasts)?)?;
     Ok(forecasts.len())
 }
