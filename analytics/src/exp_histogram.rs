@@ -39,7 +39,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-use crate::histogram::{coerce_to, counts_type, i64_values};
+use crate::histogram::{coerce_to, counts_type, i64_values, udf_struct};
 
 /// Buckets per sign a merged histogram may use before it is downscaled (the OpenTelemetry
 /// SDKs' default maximum size).
@@ -454,24 +454,6 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Delta::new()));
     ctx.register_udf(ScalarUDF::from(Count::new()));
     ctx.register_udaf(AggregateUDF::from(Merge::new()));
-}
-
-/// The boilerplate of a user-defined function with fixed argument types.
-macro_rules! udf_struct {
-    ($name:ident) => {
-        #[derive(Debug, PartialEq, Eq, Hash)]
-        struct $name {
-            signature: Signature,
-        }
-
-        impl $name {
-            fn new() -> Self {
-                Self {
-                    signature: Signature::user_defined(Volatility::Immutable),
-                }
-            }
-        }
-    };
 }
 
 udf_struct!(Constructor);

@@ -30,6 +30,26 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
+/// The boilerplate of a user-defined function with fixed argument types.
+macro_rules! udf_struct {
+    ($name:ident) => {
+        #[derive(Debug, PartialEq, Eq, Hash)]
+        struct $name {
+            signature: Signature,
+        }
+
+        impl $name {
+            fn new() -> Self {
+                Self {
+                    signature: Signature::user_defined(Volatility::Immutable),
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use udf_struct;
+
 /// The φ-quantile of a histogram with upper `bounds` and per-bucket `counts`
 /// (`counts.len() == bounds.len() + 1`). `None` when it has no observations or the buckets
 /// do not fit the bounds.
@@ -131,19 +151,8 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(AggregateUDF::from(BucketSum::new()));
 }
 
-/// `bucket_total(counts)`: the number of observations, the sum of the bucket counts.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct BucketTotal {
-    signature: Signature,
-}
-
-impl BucketTotal {
-    fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
+// `bucket_total(counts)`: the number of observations, the sum of the bucket counts.
+udf_struct!(BucketTotal);
 
 impl ScalarUDFImpl for BucketTotal {
     fn name(&self) -> &str {
@@ -168,18 +177,7 @@ impl ScalarUDFImpl for BucketTotal {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct HistogramQuantile {
-    signature: Signature,
-}
-
-impl HistogramQuantile {
-    fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
+udf_struct!(HistogramQuantile);
 
 impl ScalarUDFImpl for HistogramQuantile {
     fn name(&self) -> &str {
@@ -220,18 +218,7 @@ impl ScalarUDFImpl for HistogramQuantile {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct BucketDelta {
-    signature: Signature,
-}
-
-impl BucketDelta {
-    fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
+udf_struct!(BucketDelta);
 
 /// `counts - previous` bucket by bucket, or `counts` when that is not an increase.
 pub fn bucket_increase(counts: &[i64], previous: Option<&[i64]>) -> Vec<i64> {
@@ -282,18 +269,7 @@ impl ScalarUDFImpl for BucketDelta {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct BucketSum {
-    signature: Signature,
-}
-
-impl BucketSum {
-    fn new() -> Self {
-        Self {
-            signature: Signature::user_defined(Volatility::Immutable),
-        }
-    }
-}
+udf_struct!(BucketSum);
 
 impl AggregateUDFImpl for BucketSum {
     fn name(&self) -> &str {
