@@ -178,9 +178,11 @@ impl Candidate {
 /// A candidate fitted on `z[..end]`, able to forecast from any origin `o` with `end <= o` (for
 /// validation) or `o == z.len()`.
 struct Fitted {
-    /// Per block: the model and its regressor columns over `z` and the future steps.
+    /// Per block of a regression: the model and its regressor columns over `z` and the future
+    /// steps. Empty for the seasonal naive candidates.
     blocks: Vec<(Linear, Vec<Vec<f64>>)>,
-    /// Autocorrelation of the residuals at 1..=horizon steps.
+    /// How much of the recent residual (see [`Setup::carry`]) is still there 1..=horizon
+    /// steps later, measured on the fitted history.
     decay: Vec<f64>,
 }
 
@@ -189,13 +191,11 @@ impl Fitted {
         let row: Vec<f64> = columns.iter().map(|c| c[t]).collect();
         row.iter().all(|v| v.is_finite()).then_some(row)
     }
-
-    /// The block-1 residual at `t`.
-    fn residual(&self, z: &[f64], t: usize) -> Option<f64> {
-        let (model, columns) = &self.blocks[0];
-        Some(z[t] - model.predict(&Self::row(columns, t)?))
-    }
 }
+
+/// Residuals averaged into the carried level: one step alone is too noisy, a longer mean
+/// reacts too late to a sudden drop.
+const CARRY_STEPS: usize = 2;
 
 struct Setup<'a> {
     /// The targets.
@@ -211,17 +211,88 @@ impl Setup<'_> {
         self.horizon.div_ceil(self.season.day)
     }
 
-    /// Fits a regression candidate on `z[..end]`.
-    fn fit(&self, candidate: &Candidate, end: usize) -> Result<Fitted, ForecastError> {
-        let Candidate::Regression {
-            penalty,
-            halflife_days,
-            robust,
-            ..
-        } = candidate
-        else {
-            return Err(ForecastError::Model("not a regression".into()));
+    /// The candidate's one-day-ahead residual at `t`: the error of what it would have said
+    /// about `t` from the data before.
+    fn residual(
+        &self,
+        candidate: &Candidate,
+        blocks: &[(Linear, Vec<Vec<f64>>)],
+        t: usize,
+    ) -> Option<f64> {
+        let base = match candidate {
+            Candidate::NaiveDay => self.z[t.checked_sub(self.season.day)?],
+            Candidate::NaiveWeek => self.z[t.checked_sub(self.season.week)?],
+            Candidate::Regression { .. } => {
+                let (model, columns) = blocks.first()?;
+                model.predict(&Fitted::row(columns, t)?)
+            }
         };
+        Some(self.z[t] - base)
+    }
+
+    /// The mean of the last [`CARRY_STEPS`] residuals before origin `o`.
+    fn carry(
+        &self,
+        candidate: &Candidate,
+        blocks: &[(Linear, Vec<Vec<f64>>)],
+        o: usize,
+    ) -> Option<f64> {
+        let residuals: Option<Vec<f64>> = (o.checked_sub(CARRY_STEPS)?..o)
+            .map(|t| self.residual(candidate, blocks, t))
+            .collect();
+        Some(residuals?.iter().sum::<f64>() / CARRY_STEPS as f64)
+    }
+
+    /// Fits a candidate on `z[..end]`: the regressions' models, and for every candidate how
+    /// its recent residual persists (the regression of the residual `h` steps later on the
+    /// carried residual, within [0, 1]).
+    fn fit(&self, candidate: &Candidate, end: usize) -> Result<Fitted, ForecastError> {
+        let blocks = match candidate {
+            Candidate::Regression {
+                penalty,
+                halflife_days,
+                robust,
+                ..
+            } => self.fit_blocks(*penalty, *halflife_days, *robust, end)?,
+            _ => Vec::new(),
+        };
+        let residuals: Vec<Option<f64>> = (0..end)
+            .map(|t| self.residual(candidate, &blocks, t))
+            .collect();
+        let carried: Vec<Option<f64>> = (0..end)
+            .map(|t| {
+                let window = residuals.get((t + 1).checked_sub(CARRY_STEPS)?..=t)?;
+                let sum = window.iter().copied().sum::<Option<f64>>()?;
+                Some(sum / CARRY_STEPS as f64)
+            })
+            .collect();
+        let decay = (1..=self.horizon)
+            .map(|h| {
+                let (mut num, mut den) = (0.0, 0.0);
+                for t in 0..end.saturating_sub(h) {
+                    if let (Some(a), Some(c)) = (residuals[t + h], carried[t]) {
+                        num += a * c;
+                        den += c * c;
+                    }
+                }
+                if den > 0.0 {
+                    (num / den).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Ok(Fitted { blocks, decay })
+    }
+
+    /// The regression models, one per block of a day's steps ahead.
+    fn fit_blocks(
+        &self,
+        penalty: Penalty,
+        halflife_days: Option<f64>,
+        robust: bool,
+        end: usize,
+    ) -> Result<Vec<(Linear, Vec<Vec<f64>>)>, ForecastError> {
         let set = FeatureSet::for_history(end, self.season);
         let mut blocks = Vec::new();
         for block in 1..=self.blocks() {
@@ -253,8 +324,8 @@ impl Setup<'_> {
                 }
                 None => vec![1.0; rows.len()],
             };
-            let mut model = linear::fit(&x, &y, &weights, *penalty)?;
-            if *robust {
+            let mut model = linear::fit(&x, &y, &weights, penalty)?;
+            if robust {
                 // Down-weight rows more than 2.5 robust deviations off (Huber weights).
                 let residuals: Vec<f64> = (0..rows.len())
                     .map(|i| y[i] - model.predict(x.row(i).as_slice().unwrap_or(&[])))
@@ -266,40 +337,20 @@ impl Setup<'_> {
                     for (w, r) in weights.iter_mut().zip(&residuals) {
                         *w *= (limit / r.abs()).min(1.0);
                     }
-                    model = linear::fit(&x, &y, &weights, *penalty)?;
+                    model = linear::fit(&x, &y, &weights, penalty)?;
                 }
             }
             blocks.push((model, columns));
         }
-        let mut fitted = Fitted {
-            blocks,
-            decay: Vec::new(),
-        };
-        let residuals: Vec<Option<f64>> = (0..end).map(|t| fitted.residual(self.z, t)).collect();
-        fitted.decay = (1..=self.horizon)
-            .map(|h| {
-                let (mut num, mut den) = (0.0, 0.0);
-                for t in h..end {
-                    if let (Some(a), Some(b)) = (residuals[t], residuals[t - h]) {
-                        num += a * b;
-                        den += b * b;
-                    }
-                }
-                if den > 0.0 {
-                    (num / den).clamp(0.0, 1.0)
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        Ok(fitted)
+        Ok(blocks)
     }
 
-    /// The forecast (in the transformed scale) of steps 1..=steps after origin `o`.
+    /// The forecast (in the transformed scale) of steps 1..=steps after origin `o`: the
+    /// candidate's base plus the recent residual, decayed as measured.
     fn predict(
         &self,
         candidate: &Candidate,
-        fitted: Option<&Fitted>,
+        fitted: &Fitted,
         o: usize,
         steps: usize,
     ) -> Option<Vec<f64>> {
@@ -309,22 +360,21 @@ impl Setup<'_> {
             let back = period * h.div_ceil(period);
             (o + h - 1).checked_sub(back).map(|i| self.z[i])
         };
-        match candidate {
-            Candidate::NaiveDay => (1..=steps).map(|h| known(h, season.day)).collect(),
-            Candidate::NaiveWeek => (1..=steps).map(|h| known(h, season.week)).collect(),
-            Candidate::Regression { .. } => {
-                let fitted = fitted?;
-                let last = o.checked_sub(1).and_then(|t| fitted.residual(self.z, t));
-                (1..=steps)
-                    .map(|h| {
+        let carry = self.carry(candidate, &fitted.blocks, o).unwrap_or(0.0);
+        (1..=steps)
+            .map(|h| {
+                let base = match candidate {
+                    Candidate::NaiveDay => known(h, season.day)?,
+                    Candidate::NaiveWeek => known(h, season.week)?,
+                    Candidate::Regression { .. } => {
                         let block = h.div_ceil(season.day);
-                        let (model, columns) = &fitted.blocks[block - 1];
-                        let row = Fitted::row(columns, o + h - 1)?;
-                        Some(model.predict(&row) + fitted.decay[h - 1] * last.unwrap_or(0.0))
-                    })
-                    .collect()
-            }
-        }
+                        let (model, columns) = fitted.blocks.get(block - 1)?;
+                        model.predict(&Fitted::row(columns, o + h - 1)?)
+                    }
+                };
+                Some(base + fitted.decay[h - 1] * carry)
+            })
+            .collect()
     }
 }
 
@@ -459,8 +509,12 @@ pub fn forecast(
     if !enough {
         // Fallback: the day before, or the mean; errors from the whole history, widened.
         let (model, point, errors): (&str, Vec<f64>, Vec<f64>) = if n > season.day {
+            let naive = Fitted {
+                blocks: Vec::new(),
+                decay: vec![0.0; horizon],
+            };
             let point = setup
-                .predict(&Candidate::NaiveDay, None, n, horizon)
+                .predict(&Candidate::NaiveDay, &naive, n, horizon)
                 .unwrap_or_default();
             let errors = (season.day..n).map(|t| z[t] - z[t - season.day]).collect();
             ("seasonal_naive_day", point, errors)
@@ -489,19 +543,15 @@ pub fn forecast(
         if candidate == Candidate::NaiveWeek && end < season.week {
             continue;
         }
-        let fitted = match candidate {
-            Candidate::Regression { .. } => match setup.fit(&candidate, end) {
-                Ok(f) => Some(f),
-                Err(_) => continue,
-            },
-            _ => None,
+        let Ok(fitted) = setup.fit(&candidate, end) else {
+            continue;
         };
         let mut errors = vec![Vec::new(); horizon];
         let (mut abs_sum, mut count) = (0.0, 0usize);
         let mut complete = true;
         for o in (end..n).step_by(stride) {
             let steps = horizon.min(n - o);
-            let Some(pred) = setup.predict(&candidate, fitted.as_ref(), o, steps) else {
+            let Some(pred) = setup.predict(&candidate, &fitted, o, steps) else {
                 complete = false;
                 break;
             };
@@ -527,12 +577,9 @@ pub fn forecast(
     let Some((best, _, errors)) = results.into_iter().next() else {
         return Err(ForecastError::Model("no candidate could forecast".into()));
     };
-    let fitted = match best {
-        Candidate::Regression { .. } => Some(setup.fit(&best, n)?),
-        _ => None,
-    };
+    let fitted = setup.fit(&best, n)?;
     let point = setup
-        .predict(&best, fitted.as_ref(), n, horizon)
+        .predict(&best, &fitted, n, horizon)
         .ok_or_else(|| ForecastError::Model(format!("{} cannot forecast", best.name())))?;
     Ok(finish(best.name(), point, errors, 1.0, false, scores))
 }
