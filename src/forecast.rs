@@ -41,6 +41,9 @@ pub struct M4Args {
     /// M4 `Hourly-test.csv`.
     #[arg(long, env = "HEADROOM_M4_TEST")]
     pub test: PathBuf,
+    /// Write every forecast point here (`series,step,actual,yhat,p10,p90,model`).
+    #[arg(long, env = "HEADROOM_M4_OUTPUT")]
+    pub output: Option<PathBuf>,
 }
 
 pub fn run(command: &ForecastCommand) -> anyhow::Result<String> {
@@ -97,16 +100,31 @@ fn run_backtest(args: &BacktestArgs) -> anyhow::Result<String> {
         percentile(&times, 0.5) * 1e3,
         times.last().copied().unwrap_or(0.0) * 1e3
     )?;
-    let mut models: Vec<(String, usize)> = Vec::new();
-    for m in &result.models {
-        match models.iter_mut().find(|(name, _)| name == m) {
+    writeln!(out, "models chosen: {}", tally(&result.models))?;
+    Ok(out)
+}
+
+/// How often each model was chosen, most often first.
+fn tally(models: &[String]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for m in models {
+        match counts.iter_mut().find(|(name, _)| name == m) {
             Some((_, count)) => *count += 1,
-            None => models.push((m.clone(), 1)),
+            None => counts.push((m, 1)),
         }
     }
-    let chosen: Vec<String> = models.iter().map(|(m, c)| format!("{m} ×{c}")).collect();
-    writeln!(out, "models chosen: {}", chosen.join(", "))?;
-    Ok(out)
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    const SHOWN: usize = 8;
+    let mut shown: Vec<String> = counts
+        .iter()
+        .take(SHOWN)
+        .map(|(m, c)| format!("{m} ×{c}"))
+        .collect();
+    if counts.len() > SHOWN {
+        let rest: usize = counts[SHOWN..].iter().map(|(_, c)| c).sum();
+        shown.push(format!("{} others ×{rest}", counts.len() - SHOWN));
+    }
+    shown.join(", ")
 }
 
 fn run_m4(args: &M4Args) -> anyhow::Result<String> {
@@ -134,17 +152,32 @@ fn run_m4(args: &M4Args) -> anyhow::Result<String> {
     let started = Instant::now();
     let mut ours = Vec::new();
     let mut times = Vec::new();
+    let mut models = Vec::new();
+    let mut csv = String::from("series,step,actual,yhat,p10,p90,model\n");
     let (mut covered, mut points) = (0usize, 0usize);
     for ((id, history), (_, actual)) in train.iter().zip(&test) {
         let f = forecast::forecast(history, season, &options).with_context(|| id.clone())?;
         times.push(f.fit_seconds);
-        if let (Some(lo), Some(hi)) = (f.quantile(0.1), f.quantile(0.9)) {
-            for ((a, l), h) in actual.iter().zip(lo).zip(hi) {
-                covered += usize::from(l <= a && a <= h);
-                points += 1;
-            }
+        let (lo, hi) = (
+            f.quantile(0.1).unwrap_or(&[]),
+            f.quantile(0.9).unwrap_or(&[]),
+        );
+        for (h, ((a, l), u)) in actual.iter().zip(lo).zip(hi).enumerate() {
+            covered += usize::from(l <= a && a <= u);
+            points += 1;
+            writeln!(
+                csv,
+                "{id},{},{a},{},{l},{u},\"{}\"",
+                h + 1,
+                f.yhat[h],
+                f.model
+            )?;
         }
+        models.push(f.model);
         ours.push(f.yhat);
+    }
+    if let Some(path) = &args.output {
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let naive: Vec<Vec<f64>> = train
@@ -186,5 +219,6 @@ fn run_m4(args: &M4Args) -> anyhow::Result<String> {
         percentile(&times, 0.5) * 1e3,
         percentile(&times, 0.99) * 1e3
     )?;
+    writeln!(out, "models chosen: {}", tally(&models))?;
     Ok(out)
 }

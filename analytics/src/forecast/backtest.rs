@@ -255,12 +255,10 @@ mod tests {
         let [ours, day, week] = &result.accuracy[..] else {
             panic!("{:?}", result.accuracy)
         };
-        assert!(
-            ours.mase < week.mase && week.mase < day.mase,
-            "{:?}",
-            result.accuracy
-        );
-        assert!((0.7..=0.9).contains(&ours.coverage_80), "{ours:?}");
+        assert!(week.mase < day.mase, "{:?}", result.accuracy);
+        // The targets: MASE at most 0.71, the 80 % interval covering 75–85 %.
+        assert!(ours.mase <= 0.71, "{:?}", result.accuracy);
+        assert!((0.75..=0.85).contains(&ours.coverage_80), "{ours:?}");
         // No origin sees its own future: the first origin's forecast is unchanged when the
         // data after it is removed.
         let origin = result.origins[0];

@@ -5,6 +5,8 @@
 
 use linfa::prelude::*;
 use linfa_elasticnet::ElasticNet;
+use linfa_linalg::cholesky::Cholesky;
+use linfa_linalg::triangular::{SolveTriangular, UPLO};
 use linfa_linear::LinearRegression;
 use ndarray::{Array1, Array2, Axis};
 
@@ -77,13 +79,26 @@ pub fn fit(
             model.params().clone()
         }
         Penalty::ElasticNet { alpha, l1_ratio } => {
+            // The same problem on p rows instead of n: with Xᵀ X = L Lᵀ (Cholesky),
+            // |y − Xβ|² = |c − Lᵀ β|² + const for c = L⁻¹ Xᵀ y, so coordinate descent over the
+            // p × p factor finds the same β, and each sweep costs p² instead of n·p. linfa's
+            // penalty is per row, hence the scaling by n / p.
+            let gram = xs.t().dot(&xs);
+            // A jitter far below the data's scale keeps duplicated regressors factorable.
+            let jitter = 1e-10 * gram.diag().sum().max(1e-300);
+            let lower = (gram + Array2::<f64>::eye(p) * jitter)
+                .cholesky()
+                .map_err(|e| ForecastError::Model(format!("elastic net: {e}")))?;
+            let c = lower
+                .solve_triangular(&xs.t().dot(&ys).insert_axis(Axis(1)), UPLO::Lower)
+                .map_err(|e| ForecastError::Model(format!("elastic net: {e}")))?;
             let model = ElasticNet::params()
-                .penalty(alpha)
+                .penalty(alpha * n as f64 / p as f64)
                 .l1_ratio(l1_ratio)
                 .with_intercept(false)
                 .max_iterations(500)
                 .tolerance(1e-5)
-                .fit(&Dataset::new(xs, ys))
+                .fit(&Dataset::new(lower.t().to_owned(), c.column(0).to_owned()))
                 .map_err(|e| ForecastError::Model(format!("elastic net: {e}")))?;
             model.hyperplane().clone()
         }
@@ -136,5 +151,62 @@ mod tests {
         let few = x.slice_axis(Axis(0), ndarray::Slice::from(0..3)).to_owned();
         let few_y = y.slice_axis(Axis(0), ndarray::Slice::from(0..3)).to_owned();
         assert!(fit(&few, &few_y, &w[..3], Penalty::Ridge(0.1)).is_err());
+    }
+
+    #[test]
+    fn the_reduced_elastic_net_is_linfas_elastic_net_on_all_rows() {
+        // Columns with mean 0 and variance 1 (the standardisation leaves them as they are),
+        // one of them useless, and a target with noise.
+        let n = 400;
+        let mut state = 11u64;
+        let mut noise = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (state >> 33) as f64 / (1u64 << 31) as f64 - 0.5
+        };
+        let x = Array2::from_shape_fn((n, 3), |(i, j)| match j {
+            0 => {
+                if i % 2 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            }
+            1 => {
+                if (i / 2) % 2 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            }
+            _ => {
+                if (i / 4) % 2 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            }
+        });
+        let y = Array1::from_shape_fn(n, |i| 5.0 + 2.0 * x[(i, 0)] - 0.7 * x[(i, 1)] + noise());
+        let (alpha, l1_ratio) = (0.05, 0.5);
+        let ours = fit(
+            &x,
+            &y,
+            &vec![1.0; n],
+            Penalty::ElasticNet { alpha, l1_ratio },
+        )
+        .unwrap();
+        let direct = ElasticNet::params()
+            .penalty(alpha)
+            .l1_ratio(l1_ratio)
+            .with_intercept(false)
+            .tolerance(1e-10)
+            .fit(&Dataset::new(x.clone(), &y - y.mean().unwrap()))
+            .unwrap();
+        for (a, b) in ours.coefficients.iter().zip(direct.hyperplane()) {
+            assert!((a - b).abs() < 1e-6, "{ours:?} vs {}", direct.hyperplane());
+        }
+        // The penalty is at work: shrunk, and the useless column dropped.
+        assert!(ours.coefficients[0] < 1.99, "{ours:?}");
+        assert_eq!(ours.coefficients[2], 0.0, "{ours:?}");
     }
 }

@@ -210,4 +210,23 @@ mod golden {
         assert_eq!((round(s2.smape), round(s2.mase)), (18.383, 2.395), "{s2:?}");
         assert_eq!(round(s2.owa(&s2)), 1.0);
     }
+
+    /// The target on M4 hourly: MASE at most 0.90 (seasonal naive scores 1.193).
+    #[test]
+    fn forecasts_meet_the_m4_hourly_target() {
+        use crate::forecast::{ForecastOptions, Seasonality, forecast};
+        let train = read(&data("Hourly-train.csv")).unwrap();
+        let test = read(&data("Hourly-test.csv")).unwrap();
+        let season = Seasonality { day: 24, week: 168 };
+        let options = ForecastOptions {
+            horizon: 48,
+            quantiles: vec![],
+        };
+        let ours: Vec<Vec<f64>> = train
+            .iter()
+            .map(|(_, x)| forecast(x, season, &options).unwrap().yhat)
+            .collect();
+        let s = score(&train, &test, &ours, 24);
+        assert!(s.mase <= 0.90 && s.smape <= 11.0, "{s:?}");
+    }
 }

@@ -1,18 +1,27 @@
 //! Load forecasts with quantiles, for scaling decisions.
 //!
 //! Per series, candidates compete on a rolling-origin validation over the most recent week of
-//! the history: seasonal naive (a day and a week back) and seasonal regressions on linfa
-//! (ridge; ridge with recency weights and robust reweighting; elastic net). A seasonal
-//! regression forecasts each block of a day's steps from regressors that all lie at least that
-//! far back (lags at the seasonal offsets, the last known day's level, daily and weekly Fourier
-//! terms, trend; [`features`]), so one fit serves every origin; the last residual, decayed by
-//! its measured autocorrelation at each step, carries the most recent level in. Counts are
-//! modelled as log(1 + y), which stabilises their variance.
+//! the history, fitted once on the data before it:
+//! - seasonal naive, a day and a week back;
+//! - seasonal regressions on linfa (ridge; ridge with recency weights and robust reweighting;
+//!   elastic net), which forecast each block of a day's steps from regressors that all lie at
+//!   least that far back (lags at the seasonal offsets, the last known day's level, daily and
+//!   weekly Fourier terms, trend; [`features`]), so one fit serves every origin;
+//! - seasonal autoregressions (linfa ridge on the last steps and the same time on earlier days
+//!   or a week back), one step ahead, iterated.
 //!
-//! Quantiles are split-conformal: the chosen candidate's validation errors, per step ahead
-//! (pooled with neighbouring steps), added to its forecast. With too little history for a
-//! regression, the forecast falls back to the day before (or the mean), flagged, with
-//! intervals from the whole history's spread, widened.
+//! Every candidate carries its recent residual forward, decayed by how much of it was still
+//! there `h` steps later in its own history: after a sudden drop (a storm, an outage) the
+//! next hours start from the new level. The single candidates and the means of the best two
+//! and three compete; means often win, as in the M4 competition. Counts are modelled as
+//! log(1 + y), which stabilises their variance.
+//!
+//! Quantiles are split-conformal: errors per step ahead (pooled with neighbouring steps),
+//! added to the forecast, from two windows: the validation window, and the window before it
+//! forecast by the chosen candidates fitted on the data before that, which the choice was not
+//! made on. Each quantile is the wider of the two. With too little history for a model, the
+//! forecast falls back to the day before (or the mean), flagged, with intervals from the
+//! whole history's spread, widened.
 
 pub mod backtest;
 pub mod features;
@@ -21,6 +30,8 @@ pub mod live;
 pub mod m4;
 pub mod metrics;
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Instant;
 
 use ndarray::{Array1, Array2};
@@ -137,9 +148,40 @@ enum Candidate {
         /// Refit with outliers down-weighted.
         robust: bool,
     },
+    /// A seasonal autoregression on the last steps and the same time on earlier days or
+    /// weeks, one step ahead, iterated over the horizon.
+    Autoregression {
+        name: &'static str,
+        lags: ArLags,
+    },
 }
 
-const CANDIDATES: [Candidate; 5] = [
+/// The lags of an autoregression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArLags {
+    /// The last four steps, around the same time yesterday, two and three days back, and a
+    /// week back.
+    Days,
+    /// The last two steps and around the same time yesterday and a week back.
+    Weeks,
+}
+
+impl ArLags {
+    fn lags(self, season: Seasonality) -> Vec<usize> {
+        let (d, w) = (season.day, season.week);
+        let mut lags = match self {
+            Self::Days => vec![1, 2, 3, 4, d - 1, d, d + 1, 2 * d, 3 * d, w],
+            Self::Weeks => vec![1, 2, d, d + 1, w, w + 1],
+        };
+        // With a day of one or two steps, some lags coincide.
+        lags.retain(|l| *l >= 1);
+        lags.sort_unstable();
+        lags.dedup();
+        lags
+    }
+}
+
+const CANDIDATES: [Candidate; 7] = [
     Candidate::NaiveDay,
     Candidate::NaiveWeek,
     Candidate::Regression {
@@ -163,6 +205,14 @@ const CANDIDATES: [Candidate; 5] = [
         halflife_days: Some(28.0),
         robust: true,
     },
+    Candidate::Autoregression {
+        name: "seasonal_ar_days",
+        lags: ArLags::Days,
+    },
+    Candidate::Autoregression {
+        name: "seasonal_ar_weeks",
+        lags: ArLags::Weeks,
+    },
 ];
 
 impl Candidate {
@@ -170,7 +220,7 @@ impl Candidate {
         match self {
             Self::NaiveDay => "seasonal_naive_day",
             Self::NaiveWeek => "seasonal_naive_week",
-            Self::Regression { name, .. } => name,
+            Self::Regression { name, .. } | Self::Autoregression { name, .. } => name,
         }
     }
 }
@@ -179,8 +229,10 @@ impl Candidate {
 /// validation) or `o == z.len()`.
 struct Fitted {
     /// Per block of a regression: the model and its regressor columns over `z` and the future
-    /// steps. Empty for the seasonal naive candidates.
-    blocks: Vec<(Linear, Vec<Vec<f64>>)>,
+    /// steps. Empty for the other candidates.
+    blocks: Vec<(Linear, Rc<Columns>)>,
+    /// An autoregression and its lags.
+    ar: Option<(Linear, Vec<usize>)>,
     /// How much of the recent residual (see [`Setup::carry`]) is still there 1..=horizon
     /// steps later, measured on the fitted history.
     decay: Vec<f64>,
@@ -204,41 +256,62 @@ struct Setup<'a> {
     regressor_source: Vec<f64>,
     season: Seasonality,
     horizon: usize,
+    /// Built regressor columns by block and feature set.
+    regressors: RefCell<Vec<(usize, FeatureSet, Rc<Columns>)>>,
 }
+
+/// Regressor columns over the history and the future steps.
+type Columns = Vec<Vec<f64>>;
 
 impl Setup<'_> {
     fn blocks(&self) -> usize {
         self.horizon.div_ceil(self.season.day)
     }
 
+    /// The regressor columns of a block, built once for all candidates and fits.
+    fn regressors(&self, block: usize, set: FeatureSet) -> Result<Rc<Columns>, ForecastError> {
+        let mut cache = self.regressors.borrow_mut();
+        if let Some((_, _, columns)) = cache.iter().find(|(b, s, _)| *b == block && *s == set) {
+            return Ok(Rc::clone(columns));
+        }
+        let (_, columns) = features::regressors(
+            &self.regressor_source,
+            self.horizon,
+            self.season,
+            block,
+            set,
+        )?;
+        let columns = Rc::new(columns);
+        cache.push((block, set, Rc::clone(&columns)));
+        Ok(columns)
+    }
+
     /// The candidate's one-day-ahead residual at `t`: the error of what it would have said
     /// about `t` from the data before.
-    fn residual(
-        &self,
-        candidate: &Candidate,
-        blocks: &[(Linear, Vec<Vec<f64>>)],
-        t: usize,
-    ) -> Option<f64> {
+    fn residual(&self, candidate: &Candidate, fitted: &Fitted, t: usize) -> Option<f64> {
         let base = match candidate {
             Candidate::NaiveDay => self.z[t.checked_sub(self.season.day)?],
             Candidate::NaiveWeek => self.z[t.checked_sub(self.season.week)?],
             Candidate::Regression { .. } => {
-                let (model, columns) = blocks.first()?;
+                let (model, columns) = fitted.blocks.first()?;
                 model.predict(&Fitted::row(columns, t)?)
+            }
+            Candidate::Autoregression { .. } => {
+                let (model, lags) = fitted.ar.as_ref()?;
+                let row: Option<Vec<f64>> = lags
+                    .iter()
+                    .map(|l| t.checked_sub(*l).map(|i| self.z[i]))
+                    .collect();
+                model.predict(&row?)
             }
         };
         Some(self.z[t] - base)
     }
 
     /// The mean of the last [`CARRY_STEPS`] residuals before origin `o`.
-    fn carry(
-        &self,
-        candidate: &Candidate,
-        blocks: &[(Linear, Vec<Vec<f64>>)],
-        o: usize,
-    ) -> Option<f64> {
+    fn carry(&self, candidate: &Candidate, fitted: &Fitted, o: usize) -> Option<f64> {
         let residuals: Option<Vec<f64>> = (o.checked_sub(CARRY_STEPS)?..o)
-            .map(|t| self.residual(candidate, blocks, t))
+            .map(|t| self.residual(candidate, fitted, t))
             .collect();
         Some(residuals?.iter().sum::<f64>() / CARRY_STEPS as f64)
     }
@@ -256,8 +329,19 @@ impl Setup<'_> {
             } => self.fit_blocks(*penalty, *halflife_days, *robust, end)?,
             _ => Vec::new(),
         };
+        let ar = match candidate {
+            Candidate::Autoregression { lags, .. } => {
+                Some(self.fit_ar(lags.lags(self.season), end)?)
+            }
+            _ => None,
+        };
+        let mut fitted = Fitted {
+            blocks,
+            ar,
+            decay: Vec::new(),
+        };
         let residuals: Vec<Option<f64>> = (0..end)
-            .map(|t| self.residual(candidate, &blocks, t))
+            .map(|t| self.residual(candidate, &fitted, t))
             .collect();
         let carried: Vec<Option<f64>> = (0..end)
             .map(|t| {
@@ -266,7 +350,7 @@ impl Setup<'_> {
                 Some(sum / CARRY_STEPS as f64)
             })
             .collect();
-        let decay = (1..=self.horizon)
+        fitted.decay = (1..=self.horizon)
             .map(|h| {
                 let (mut num, mut den) = (0.0, 0.0);
                 for t in 0..end.saturating_sub(h) {
@@ -282,7 +366,43 @@ impl Setup<'_> {
                 }
             })
             .collect();
-        Ok(Fitted { blocks, decay })
+        Ok(fitted)
+    }
+
+    /// The candidate fitted on `z[..end]` and forecast from each origin (as far as the data
+    /// goes), in the original scale; None if it cannot be fitted or cannot forecast.
+    fn backtest(
+        &self,
+        candidate: &Candidate,
+        end: usize,
+        origins: &[usize],
+        transform: Transform,
+    ) -> Option<Vec<Vec<f64>>> {
+        let fitted = self.fit(candidate, end).ok()?;
+        let n = self.z.len();
+        origins
+            .iter()
+            .map(|o| {
+                let pred = self.predict(candidate, &fitted, *o, self.horizon.min(n - o))?;
+                Some(pred.iter().map(|p| transform.inverse(*p)).collect())
+            })
+            .collect()
+    }
+
+    /// An autoregression on `z[..end]` with these lags.
+    fn fit_ar(&self, lags: Vec<usize>, end: usize) -> Result<(Linear, Vec<usize>), ForecastError> {
+        let first = lags.iter().max().copied().unwrap_or(0);
+        let rows = end.saturating_sub(first);
+        if rows < (2 * self.season.day).max(3 * lags.len()) {
+            return Err(ForecastError::Model(format!(
+                "{rows} rows to fit {} lags",
+                lags.len()
+            )));
+        }
+        let x = Array2::from_shape_fn((rows, lags.len()), |(i, j)| self.z[first + i - lags[j]]);
+        let y = Array1::from_iter(self.z[first..end].iter().copied());
+        let model = linear::fit(&x, &y, &vec![1.0; rows], Penalty::Ridge(1e-3))?;
+        Ok((model, lags))
     }
 
     /// The regression models, one per block of a day's steps ahead.
@@ -292,17 +412,11 @@ impl Setup<'_> {
         halflife_days: Option<f64>,
         robust: bool,
         end: usize,
-    ) -> Result<Vec<(Linear, Vec<Vec<f64>>)>, ForecastError> {
+    ) -> Result<Vec<(Linear, Rc<Columns>)>, ForecastError> {
         let set = FeatureSet::for_history(end, self.season);
         let mut blocks = Vec::new();
         for block in 1..=self.blocks() {
-            let (_, columns) = features::regressors(
-                &self.regressor_source,
-                self.horizon,
-                self.season,
-                block,
-                set,
-            )?;
+            let columns = self.regressors(block, set)?;
             let rows: Vec<usize> = (0..end)
                 .filter(|t| columns.iter().all(|c| c[*t].is_finite()))
                 .collect();
@@ -360,12 +474,37 @@ impl Setup<'_> {
             let back = period * h.div_ceil(period);
             (o + h - 1).checked_sub(back).map(|i| self.z[i])
         };
-        let carry = self.carry(candidate, &fitted.blocks, o).unwrap_or(0.0);
+        let carry = self.carry(candidate, fitted, o).unwrap_or(0.0);
+        if let Some((model, lags)) = &fitted.ar {
+            // Iterated: later steps read the forecasts of earlier ones.
+            let mut path: Vec<f64> = Vec::with_capacity(steps);
+            for h in 0..steps {
+                let row: Option<Vec<f64>> = lags
+                    .iter()
+                    .map(|l| {
+                        let back = (o + h).checked_sub(*l)?;
+                        Some(if back < o {
+                            self.z[back]
+                        } else {
+                            path[back - o]
+                        })
+                    })
+                    .collect();
+                path.push(model.predict(&row?));
+            }
+            return Some(
+                path.iter()
+                    .zip(&fitted.decay)
+                    .map(|(p, d)| p + d * carry)
+                    .collect(),
+            );
+        }
         (1..=steps)
             .map(|h| {
                 let base = match candidate {
                     Candidate::NaiveDay => known(h, season.day)?,
                     Candidate::NaiveWeek => known(h, season.week)?,
+                    Candidate::Autoregression { .. } => return None,
                     Candidate::Regression { .. } => {
                         let block = h.div_ceil(season.day);
                         let (model, columns) = fitted.blocks.get(block - 1)?;
@@ -460,30 +599,43 @@ pub fn forecast(
         z: &z,
         season,
         horizon,
+        regressors: RefCell::default(),
     };
     let blocks = setup.blocks();
     let validation = (7 * season.day).min(n / 4);
     let enough = n >= (blocks + 4) * season.day && validation >= season.day;
     let finish = |model: &str,
                   point: Vec<f64>,
-                  errors: Vec<Vec<f64>>,
+                  windows: Vec<Vec<Vec<f64>>>,
                   widen: f64,
                   short: bool,
                   scores: Vec<Score>| {
-        // Split-conformal quantiles per step, pooled with neighbouring steps.
+        // Split-conformal quantiles per step, pooled with neighbouring steps, from each
+        // window of errors. The median comes from the first window; the other quantiles are
+        // the widest any window gives, since how far a series strays changes over time.
         let pool = (horizon / 16).max(1);
-        let all: Vec<f64> = errors.iter().flatten().copied().collect();
-        let quantile_at = |h: usize, q: f64| {
+        let window_quantile = |errors: &Vec<Vec<f64>>, h: usize, q: f64| {
             let mut pooled: Vec<f64> = errors[h.saturating_sub(pool)..(h + pool + 1).min(horizon)]
                 .iter()
                 .flatten()
                 .copied()
                 .collect();
             if pooled.len() < 10 {
-                pooled = all.clone();
+                pooled = errors.iter().flatten().copied().collect();
             }
             pooled.sort_by(f64::total_cmp);
             empirical_quantile(&pooled, q) * widen
+        };
+        let quantile_at = |h: usize, q: f64| {
+            let mut each = windows.iter().map(|w| window_quantile(w, h, q));
+            let first = each.next().unwrap_or(0.0);
+            if q > 0.5 {
+                each.fold(first, f64::max)
+            } else if q < 0.5 {
+                each.fold(first, f64::min)
+            } else {
+                first
+            }
         };
         let values = |q: f64| -> Vec<f64> {
             point
@@ -511,6 +663,7 @@ pub fn forecast(
         let (model, point, errors): (&str, Vec<f64>, Vec<f64>) = if n > season.day {
             let naive = Fitted {
                 blocks: Vec::new(),
+                ar: None,
                 decay: vec![0.0; horizon],
             };
             let point = setup
@@ -527,7 +680,7 @@ pub fn forecast(
         return Ok(finish(
             model,
             point,
-            vec![errors; horizon],
+            vec![vec![errors; horizon]],
             1.5,
             true,
             Vec::new(),
@@ -538,50 +691,156 @@ pub fn forecast(
     // `stride` steps within them.
     let end = n - validation;
     let stride = (season.day / 8).max(1);
-    let mut results: Vec<(Candidate, f64, Vec<Vec<f64>>)> = Vec::new();
+    let origins: Vec<usize> = (end..n).step_by(stride).collect();
+    // Per candidate that forecast every origin: its forecasts, in the original scale.
+    let mut runs: Vec<(Candidate, Vec<Vec<f64>>)> = Vec::new();
     for candidate in CANDIDATES {
         if candidate == Candidate::NaiveWeek && end < season.week {
             continue;
         }
-        let Ok(fitted) = setup.fit(&candidate, end) else {
-            continue;
-        };
-        let mut errors = vec![Vec::new(); horizon];
-        let (mut abs_sum, mut count) = (0.0, 0usize);
-        let mut complete = true;
-        for o in (end..n).step_by(stride) {
-            let steps = horizon.min(n - o);
-            let Some(pred) = setup.predict(&candidate, &fitted, o, steps) else {
-                complete = false;
-                break;
-            };
+        if let Some(forecasts) = setup.backtest(&candidate, end, &origins, transform) {
+            runs.push((candidate, forecasts));
+        }
+    }
+    let mae = |forecasts: &[Vec<f64>]| {
+        let (mut sum, mut count) = (0.0, 0usize);
+        for (o, pred) in origins.iter().zip(forecasts) {
             for (h, p) in pred.iter().enumerate() {
-                let actual = z[o + h];
-                errors[h].push(actual - p);
-                abs_sum += (transform.inverse(actual) - transform.inverse(*p)).abs();
+                sum += (history[o + h] - p).abs();
                 count += 1;
             }
         }
-        if complete && count > 0 {
-            results.push((candidate, abs_sum / count as f64, errors));
-        }
-    }
-    results.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let scores: Vec<Score> = results
+        sum / count.max(1) as f64
+    };
+    let mut singles: Vec<(f64, usize)> = runs
         .iter()
-        .map(|(c, mae, _)| Score {
-            model: c.name().to_owned(),
-            mae: *mae,
+        .enumerate()
+        .map(|(i, (_, forecasts))| (mae(forecasts), i))
+        .collect();
+    singles.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if singles.is_empty() {
+        return Err(ForecastError::Model("no candidate could forecast".into()));
+    }
+    // The best single candidates, and the means of the best two and three: combining
+    // forecasts that err differently often beats every one of them.
+    let mut choices: Vec<Choice> = (1..=COMBINED.min(singles.len()))
+        .flat_map(|k| {
+            let mut members: Vec<usize> = singles[..k].iter().map(|(_, i)| *i).collect();
+            // In the candidates' order, so that one combination has one name.
+            members.sort_unstable();
+            let forecasts: Vec<Vec<f64>> = (0..origins.len())
+                .map(|j| mean_forecast(members.iter().map(|i| &runs[*i].1[j])))
+                .collect();
+            let combined = Choice {
+                mae: mae(&forecasts),
+                members,
+                forecasts,
+            };
+            let single = (k > 1).then(|| Choice {
+                mae: singles[k - 1].0,
+                members: vec![singles[k - 1].1],
+                forecasts: runs[singles[k - 1].1].1.clone(),
+            });
+            std::iter::once(combined).chain(single)
         })
         .collect();
-    let Some((best, _, errors)) = results.into_iter().next() else {
-        return Err(ForecastError::Model("no candidate could forecast".into()));
+    choices.sort_by(|a, b| a.mae.total_cmp(&b.mae));
+    let name = |members: &[usize]| -> String {
+        let names: Vec<&str> = members.iter().map(|i| runs[*i].0.name()).collect();
+        match names.as_slice() {
+            [one] => (*one).to_owned(),
+            many => format!("mean({})", many.join(", ")),
+        }
     };
-    let fitted = setup.fit(&best, n)?;
-    let point = setup
-        .predict(&best, &fitted, n, horizon)
-        .ok_or_else(|| ForecastError::Model(format!("{} cannot forecast", best.name())))?;
-    Ok(finish(best.name(), point, errors, 1.0, false, scores))
+    let scores: Vec<Score> = choices
+        .iter()
+        .map(|c| Score {
+            model: name(&c.members),
+            mae: c.mae,
+        })
+        .collect();
+    let best = &choices[0];
+    let errors_of = |origins: &[usize], forecasts: &[Vec<f64>]| {
+        let mut errors = vec![Vec::new(); horizon];
+        for (o, pred) in origins.iter().zip(forecasts) {
+            for (h, p) in pred.iter().enumerate() {
+                errors[h].push(z[o + h] - transform.forward(*p));
+            }
+        }
+        errors
+    };
+    // A second window of errors for the intervals, one the choice was not made on (errors
+    // where it won are small): the chosen members fitted on the history before the window
+    // before the validation window, forecast across it.
+    let calibration: Option<(Vec<usize>, Vec<Vec<f64>>)> =
+        end.checked_sub(validation).and_then(|start| {
+            let origins: Vec<usize> = (start..end).step_by(stride).collect();
+            let members: Option<Vec<Vec<Vec<f64>>>> = best
+                .members
+                .iter()
+                .map(|i| setup.backtest(&runs[*i].0, start, &origins, transform))
+                .collect();
+            let members = members?;
+            let forecasts = (0..origins.len())
+                .map(|j| mean_forecast(members.iter().map(|m| &m[j])))
+                .collect();
+            Some((origins, forecasts))
+        });
+    let mut windows = vec![errors_of(&origins, &best.forecasts)];
+    windows.extend(calibration.map(|(o, f)| errors_of(&o, &f)));
+    let mut members = Vec::new();
+    for i in &best.members {
+        let candidate = &runs[*i].0;
+        let fitted = setup.fit(candidate, n)?;
+        let point = setup
+            .predict(candidate, &fitted, n, horizon)
+            .ok_or_else(|| ForecastError::Model(format!("{} cannot forecast", candidate.name())))?;
+        members.push(
+            point
+                .iter()
+                .map(|p| transform.inverse(*p))
+                .collect::<Vec<f64>>(),
+        );
+    }
+    let point: Vec<f64> = mean_forecast(members.iter())
+        .iter()
+        .map(|p| transform.forward(*p))
+        .collect();
+    Ok(finish(
+        &name(&best.members),
+        point,
+        windows,
+        1.0,
+        false,
+        scores,
+    ))
+}
+
+/// At most this many of the best candidates are combined.
+const COMBINED: usize = 3;
+
+/// A single candidate or a combination, with its validation forecasts.
+struct Choice {
+    mae: f64,
+    /// Indexes of the runs averaged.
+    members: Vec<usize>,
+    forecasts: Vec<Vec<f64>>,
+}
+
+/// The step-wise mean of forecasts of one length.
+fn mean_forecast<'a>(forecasts: impl Iterator<Item = &'a Vec<f64>>) -> Vec<f64> {
+    let mut sum: Vec<f64> = Vec::new();
+    let mut count = 0;
+    for f in forecasts {
+        if sum.is_empty() {
+            sum = vec![0.0; f.len()];
+        }
+        for (s, v) in sum.iter_mut().zip(f) {
+            *s += v;
+        }
+        count += 1;
+    }
+    sum.iter().map(|s| s / count.max(1) as f64).collect()
 }
 
 #[cfg(test)]
