@@ -113,7 +113,7 @@ fn tally(models: &[String]) -> String {
             None => counts.push((m, 1)),
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|(_, c)| std::cmp::Reverse(*c));
     const SHOWN: usize = 8;
     let mut shown: Vec<String> = counts
         .iter()
