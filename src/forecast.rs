@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use headroom_analytics::forecast::{self, ForecastOptions, Seasonality, backtest, m4};
+use headroom_analytics::forecast::features::Grid;
+use headroom_analytics::forecast::{self, ForecastOptions, Seasonality, backtest, live, m4};
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum ForecastCommand {
@@ -15,6 +16,28 @@ pub enum ForecastCommand {
     Backtest(BacktestArgs),
     /// The M4 competition's hourly protocol (horizon 48, MASE with m = 24, sMAPE, OWA).
     M4(M4Args),
+    /// Times one refresh of the `forecasts` table for a fleet of services whose load is cut
+    /// from a real series.
+    Fleet(FleetArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FleetArgs {
+    /// CSV with header `timestamp,value`: the load each service's history is cut from.
+    #[arg(long, env = "HEADROOM_FLEET_INPUT")]
+    pub input: PathBuf,
+    /// How many services.
+    #[arg(long, env = "HEADROOM_FLEET_SERVICES", default_value_t = 500)]
+    pub services: usize,
+    /// History per service, as the live forecaster reads it.
+    #[arg(long, env = "HEADROOM_FLEET_HISTORY_DAYS", default_value_t = 28)]
+    pub history_days: usize,
+    /// Step of the forecasts.
+    #[arg(long, env = "HEADROOM_FLEET_STEP_SECONDS", default_value_t = 300)]
+    pub step_seconds: u64,
+    /// How far ahead.
+    #[arg(long, env = "HEADROOM_FLEET_HORIZON_SECONDS", default_value_t = 86_400)]
+    pub horizon_seconds: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -50,6 +73,7 @@ pub fn run(command: &ForecastCommand) -> anyhow::Result<String> {
     match command {
         ForecastCommand::Backtest(args) => run_backtest(args),
         ForecastCommand::M4(args) => run_m4(args),
+        ForecastCommand::Fleet(args) => run_fleet(args),
     }
 }
 
@@ -219,6 +243,84 @@ fn run_m4(args: &M4Args) -> anyhow::Result<String> {
         percentile(&times, 0.5) * 1e3,
         percentile(&times, 0.99) * 1e3
     )?;
+    writeln!(out, "models chosen: {}", tally(&models))?;
+    Ok(out)
+}
+
+/// Each service's history is a window of the input, resampled to the step by linear
+/// interpolation (counts scaled to the step), starting at its own offset and scaled by its own
+/// factor, so the services differ in level, phase and events.
+fn fleet_histories(args: &FleetArgs) -> anyhow::Result<Vec<(String, live::Metric, Grid)>> {
+    anyhow::ensure!(args.services > 0, "--services must be at least 1");
+    anyhow::ensure!(
+        args.step_seconds > 0 && args.horizon_seconds >= args.step_seconds,
+        "--step-seconds must be positive and at most --horizon-seconds"
+    );
+    let input = backtest::read_csv(&args.input)?;
+    let step_ns = i64::try_from(args.step_seconds)? * 1_000_000_000;
+    let ratio = step_ns as f64 / input.step_ns as f64;
+    let available = ((input.values.len() - 1) as f64 / ratio).floor() as usize;
+    let length = args.history_days * 86_400 / args.step_seconds as usize;
+    anyhow::ensure!(
+        length >= 2 && length <= available,
+        "{} holds {} steps of {} s, fewer than the {length} of --history-days {}",
+        args.input.display(),
+        available,
+        args.step_seconds,
+        args.history_days
+    );
+    let at = |position: f64| {
+        let i = position.floor() as usize;
+        let next = input.values[(i + 1).min(input.values.len() - 1)];
+        (input.values[i] + (next - input.values[i]) * (position - i as f64)) * ratio
+    };
+    Ok((0..args.services)
+        .map(|k| {
+            let offset = (k * 7919) % (available - length + 1);
+            let scale = 0.05 + (k % 97) as f64 / 24.0;
+            let values = (0..length)
+                .map(|t| scale * at((offset + t) as f64 * ratio))
+                .collect();
+            let grid = Grid {
+                start_ns: 0,
+                step_ns,
+                values,
+                filled: vec![false; length],
+            };
+            (format!("service-{k:03}"), live::Metric::Requests, grid)
+        })
+        .collect())
+}
+
+fn run_fleet(args: &FleetArgs) -> anyhow::Result<String> {
+    let work = fleet_histories(args)?;
+    let horizon = (args.horizon_seconds / args.step_seconds) as usize;
+    let started = Instant::now();
+    let forecasts = live::forecast_all(&work, horizon, 0);
+    let batch = live::batch(&forecasts)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut times: Vec<f64> = forecasts.iter().map(|f| f.forecast.fit_seconds).collect();
+    times.sort_by(f64::total_cmp);
+    let mut out = String::new();
+    writeln!(
+        out,
+        "{} services × {} steps of {} s, horizon {horizon} steps, {} cores",
+        work.len(),
+        work[0].2.values.len(),
+        args.step_seconds,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    )?;
+    writeln!(
+        out,
+        "forecast {} of {} in {elapsed:.1} s ({} rows published); per series: median {:.1} ms, \
+         p99 {:.1} ms",
+        forecasts.len(),
+        work.len(),
+        batch.num_rows(),
+        percentile(&times, 0.5) * 1e3,
+        percentile(&times, 0.99) * 1e3
+    )?;
+    let models: Vec<String> = forecasts.iter().map(|f| f.forecast.model.clone()).collect();
     writeln!(out, "models chosen: {}", tally(&models))?;
     Ok(out)
 }

@@ -163,3 +163,31 @@ async fn forecasts_follow_a_daily_cycle() {
     assert_eq!(resp.status().as_u16(), 404);
     s.stop().await;
 }
+
+/// The fleet benchmark forecasts every service it cuts from the real series, and says which
+/// setting is wrong when the series is too short for the history asked for.
+#[test]
+fn fleet_benchmark_forecasts_every_service() {
+    use headroom::forecast::{FleetArgs, ForecastCommand, run};
+    let input = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/forecast/nyc_taxi.csv");
+    let args = FleetArgs {
+        input,
+        services: 3,
+        history_days: 14,
+        step_seconds: 1800,
+        horizon_seconds: 86_400,
+    };
+    let report = run(&ForecastCommand::Fleet(args.clone())).unwrap();
+    assert!(
+        report.contains("3 services × 672 steps of 1800 s, horizon 48 steps"),
+        "{report}"
+    );
+    assert!(report.contains("forecast 3 of 3 in"), "{report}");
+    assert!(report.contains("(144 rows published)"), "{report}");
+    let error = run(&ForecastCommand::Fleet(FleetArgs {
+        history_days: 400,
+        ..args
+    }))
+    .unwrap_err();
+    assert!(error.to_string().contains("--history-days 400"), "{error}");
+}

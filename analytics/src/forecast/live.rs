@@ -7,6 +7,7 @@
 //! incomplete step is left out.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray,
@@ -170,6 +171,48 @@ pub async fn histories(
     Ok(out)
 }
 
+/// Forecasts every history, on all cores, in order; a series that cannot be forecast is
+/// logged and left out.
+pub fn forecast_all(
+    work: &[(String, Metric, Grid)],
+    horizon_steps: usize,
+    generated_at_ns: i64,
+) -> Vec<ServiceForecast> {
+    // Plain threads, not a rayon pool: the polars feature queries run on polars' own pool,
+    // and a rayon worker waiting for them would steal further forecasts onto its stack.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(work.len().max(1));
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, ServiceForecast)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((service, metric, grid)) = work.get(i) else {
+                            break done;
+                        };
+                        match forecast_grid(service, *metric, grid, horizon_steps, generated_at_ns) {
+                            Ok(f) => done.push((i, f)),
+                            Err(e) => {
+                                tracing::warn!(service, metric = metric.name(), error = %e, "no forecast")
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, f)| f).collect()
+}
+
 /// Forecasts one history.
 pub fn forecast_grid(
     service: &str,
@@ -279,21 +322,9 @@ pub async fn refresh(engine: &QueryEngine, span: Span, now_ns: i64) -> Result<us
         }
     }
     let horizon = span.horizon_steps;
-    let forecasts = tokio::task::spawn_blocking(move || {
-        work.iter()
-            .filter_map(|(service, metric, grid)| {
-                match forecast_grid(service, *metric, grid, horizon, now_ns) {
-                    Ok(f) => Some(f),
-                    Err(e) => {
-                        tracing::warn!(service, metric = metric.name(), error = %e, "no forecast");
-                        None
-                    }
-                }
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| QueryError::Internal(e.to_string()))?;
+    let forecasts = tokio::task::spawn_blocking(move || forecast_all(&work, horizon, now_ns))
+        .await
+        .map_err(|e| QueryError::Internal(e.to_string()))?;
     engine.publish_forecasts(batch(&forecasts)?)?;
     Ok(forecasts.len())
 }
