@@ -1,6 +1,7 @@
-//! `GET /api/v1/forecast/{service}?metric=requests&horizon=24h&step=5m`: one service's load
-//! forecast, computed on demand from its recent history: the points with their p10/p50/p90,
-//! the model the validation chose and every candidate's score.
+//! `GET /api/v1/forecast/{service}?metric=requests&horizon=24h&step=5m&quantiles=0.95,0.99`:
+//! one service's load forecast, computed on demand from its recent history: the points with
+//! their p10/p50/p90 (and the quantiles asked for, as `p95`, `p99`…), the model the
+//! validation chose and every candidate's score.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -17,6 +18,37 @@ pub struct Params {
     metric: Option<String>,
     horizon: Option<String>,
     step: Option<String>,
+    /// Extra quantile levels, comma-separated, e.g. `0.95,0.99`.
+    quantiles: Option<String>,
+}
+
+/// `0.95,0.99`: levels strictly between 0 and 1, at most ten.
+fn quantile_levels(text: &str) -> Result<Vec<f64>, String> {
+    let levels: Vec<f64> = text
+        .split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|q| *q > 0.0 && *q < 1.0)
+                .ok_or_else(|| {
+                    format!("quantiles: {part:?} is not a level between 0 and 1 (e.g. 0.95)")
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    if levels.len() > 10 {
+        return Err(format!(
+            "quantiles: at most 10 levels, got {}",
+            levels.len()
+        ));
+    }
+    Ok(levels)
+}
+
+/// `p95` for 0.95, `p99.9` for 0.999.
+fn level_key(q: f64) -> String {
+    let percent = (q * 1e6).round() / 1e4;
+    format!("p{percent}")
 }
 
 /// `30s`, `5m`, `24h`, `7d`: a positive duration in whole seconds.
@@ -57,6 +89,10 @@ pub async fn service_forecast(
         (Ok(s), Ok(h)) => (s, h),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };
+    let extra = match params.quantiles.as_deref().map(quantile_levels).transpose() {
+        Ok(levels) => levels.unwrap_or_default(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let horizon_steps = horizon.div_ceil(step);
     let history_steps = state.forecast_history_days * 86_400 / step;
     if step > 86_400 || horizon_steps > 10_000 || history_steps > 200_000 {
@@ -92,7 +128,7 @@ pub async fn service_forecast(
     };
     let name = service.clone();
     let result = tokio::task::spawn_blocking(move || {
-        live::forecast_grid(&name, metric, &grid, span.horizon_steps, now)
+        live::forecast_grid(&name, metric, &grid, span.horizon_steps, now, &extra)
     })
     .await;
     let f = match result {
@@ -100,16 +136,15 @@ pub async fn service_forecast(
         Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let level = |q: f64, h: usize| f.forecast.quantile(q).map_or(f.forecast.yhat[h], |v| v[h]);
     let points: Vec<_> = (0..f.forecast.yhat.len())
         .map(|h| {
-            json!({
-                "time": rfc3339(f.time_ns(h)),
-                "yhat": f.forecast.yhat[h],
-                "p10": level(0.1, h),
-                "p50": level(0.5, h),
-                "p90": level(0.9, h),
-            })
+            let mut point = serde_json::Map::new();
+            point.insert("time".into(), json!(rfc3339(f.time_ns(h))));
+            point.insert("yhat".into(), json!(f.forecast.yhat[h]));
+            for (q, values) in &f.forecast.quantiles {
+                point.insert(level_key(*q), json!(values[h]));
+            }
+            serde_json::Value::Object(point)
         })
         .collect();
     let scores: Vec<_> = f

@@ -114,7 +114,9 @@ async fn forecasts_follow_a_daily_cycle() {
     let url = |q: &str| format!("http://{}/api/v1/forecast/shop{q}", s.running.http_addr);
     let body: Value = s
         .client
-        .get(url("?metric=requests&horizon=2h&step=5m"))
+        .get(url(
+            "?metric=requests&horizon=2h&step=5m&quantiles=0.95,0.99",
+        ))
         .send()
         .await
         .unwrap()
@@ -136,7 +138,13 @@ async fn forecasts_follow_a_daily_cycle() {
             (yhat - truth).abs() <= 0.15 * truth + 0.005,
             "step {h}: {yhat} vs {truth}: {body}"
         );
-        assert!(p["p10"].as_f64().unwrap() <= yhat && yhat <= p["p90"].as_f64().unwrap());
+        let level = |key: &str| p[key].as_f64().unwrap_or_else(|| panic!("{key}: {p}"));
+        assert!(level("p10") <= yhat && yhat <= level("p90"), "{p}");
+        assert!(
+            level("p90") <= level("p95") && level("p95") <= level("p99"),
+            "{p}"
+        );
+        assert_eq!(level("p50"), yhat);
     }
 
     // Mistakes are the caller's.
@@ -145,6 +153,8 @@ async fn forecasts_follow_a_daily_cycle() {
         ("?step=0m", 400),
         ("?step=5x", 400),
         ("?horizon=1000d&step=1s", 400),
+        ("?quantiles=0.95,1.5", 400),
+        ("?quantiles=high", 400),
     ] {
         let resp = s.client.get(url(q)).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), status, "{q}");

@@ -194,7 +194,7 @@ pub fn forecast_all(
                         let Some((service, metric, grid)) = work.get(i) else {
                             break done;
                         };
-                        match forecast_grid(service, *metric, grid, horizon_steps, generated_at_ns) {
+                        match forecast_grid(service, *metric, grid, horizon_steps, generated_at_ns, &[]) {
                             Ok(f) => done.push((i, f)),
                             Err(e) => {
                                 tracing::warn!(service, metric = metric.name(), error = %e, "no forecast")
@@ -213,20 +213,26 @@ pub fn forecast_all(
     results.into_iter().map(|(_, f)| f).collect()
 }
 
-/// Forecasts one history.
+/// The quantile levels every forecast has.
+pub const QUANTILES: [f64; 3] = [0.1, 0.5, 0.9];
+
+/// Forecasts one history, with the [`QUANTILES`] and the `extra` levels.
 pub fn forecast_grid(
     service: &str,
     metric: Metric,
     grid: &Grid,
     horizon_steps: usize,
     generated_at_ns: i64,
+    extra: &[f64],
 ) -> Result<ServiceForecast, super::ForecastError> {
+    let mut quantiles = QUANTILES.to_vec();
+    quantiles.extend(extra.iter().filter(|q| !QUANTILES.contains(q)));
     let forecast = forecast(
         &grid.values,
         Seasonality::for_step_ns(grid.step_ns),
         &ForecastOptions {
             horizon: horizon_steps,
-            quantiles: vec![0.1, 0.5, 0.9],
+            quantiles,
         },
     )?;
     Ok(ServiceForecast {
