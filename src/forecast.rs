@@ -78,6 +78,9 @@ pub fn run(command: &ForecastCommand) -> anyhow::Result<String> {
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
 }
@@ -294,7 +297,7 @@ fn fleet_histories(args: &FleetArgs) -> anyhow::Result<Vec<(String, live::Metric
 
 fn run_fleet(args: &FleetArgs) -> anyhow::Result<String> {
     let work = fleet_histories(args)?;
-    let horizon = (args.horizon_seconds / args.step_seconds) as usize;
+    let horizon = args.horizon_seconds.div_ceil(args.step_seconds) as usize;
     let started = Instant::now();
     let forecasts = live::forecast_all(&work, horizon, 0);
     let batch = live::batch(&forecasts)?;

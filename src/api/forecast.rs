@@ -22,20 +22,23 @@ pub struct Params {
     quantiles: Option<String>,
 }
 
-/// `0.95,0.99`: levels strictly between 0 and 1, at most ten.
+/// `0.95,0.99`: at most ten levels strictly between 0 and 1, rounded to four decimals (a
+/// hundredth of a percent, the precision of the `p99.99` keys) and without repeats.
 fn quantile_levels(text: &str) -> Result<Vec<f64>, String> {
-    let levels: Vec<f64> = text
-        .split(',')
-        .map(|part| {
-            part.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|q| *q > 0.0 && *q < 1.0)
-                .ok_or_else(|| {
-                    format!("quantiles: {part:?} is not a level between 0 and 1 (e.g. 0.95)")
-                })
-        })
-        .collect::<Result<_, _>>()?;
+    let mut levels: Vec<f64> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let level = part
+            .parse::<f64>()
+            .ok()
+            .map(|q| (q * 1e4).round() / 1e4)
+            .filter(|q| *q > 0.0 && *q < 1.0)
+            .ok_or_else(|| {
+                format!("quantiles: {part:?} is not a level between 0.0001 and 0.9999 (e.g. 0.95)")
+            })?;
+        if !levels.contains(&level) {
+            levels.push(level);
+        }
+    }
     if levels.len() > 10 {
         return Err(format!(
             "quantiles: at most 10 levels, got {}",
@@ -168,4 +171,28 @@ pub async fn service_forecast(
         "points": points,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_levels_are_rounded_deduplicated_and_named() {
+        assert_eq!(
+            quantile_levels("0.95, 0.99,0.95").unwrap(),
+            vec![0.95, 0.99]
+        );
+        // Within a hundredth of a percent of p10: p10 itself, not a second `p10` key.
+        assert_eq!(quantile_levels("0.1000001").unwrap(), vec![0.1]);
+        assert_eq!(quantile_levels("").unwrap(), Vec::<f64>::new());
+        assert!(quantile_levels("1e-7").is_err());
+        assert!(quantile_levels("0.99999").is_err());
+        assert!(quantile_levels("0.5,x").unwrap_err().contains("\"x\""));
+        let eleven: Vec<String> = (1..=11).map(|i| format!("0.{i:02}")).collect();
+        assert!(quantile_levels(&eleven.join(",")).is_err());
+        assert_eq!(level_key(0.95), "p95");
+        assert_eq!(level_key(0.1), "p10");
+        assert_eq!(level_key(0.999), "p99.9");
+    }
 }

@@ -199,7 +199,8 @@ pub fn regressors(
     if set.weekly && lag < week {
         exprs.push(col("z").shift(lit(week)).alias("lag_week"));
     }
-    if set.two_weeks {
+    // A lag shorter than the block's would reach past the origin.
+    if set.two_weeks && lag < 2 * week {
         exprs.push(col("z").shift(lit(2 * week)).alias("lag_2weeks"));
     }
     for (period, terms, name) in [
@@ -274,5 +275,13 @@ mod tests {
         assert_eq!(column("level_day")[127], 117.5);
         assert!(column("lag_day")[7].is_nan());
         assert!((column("sin_day_1")[1] - 1.0).abs() < 1e-12);
+        // Block 15 reaches more than two weeks ahead: no weekly lags at all.
+        let (names, _) = regressors(&z, 60, season, 15, set).unwrap();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("lag_week") || n == "lag_2weeks"),
+            "{names:?}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! `service_saturation_1m`; steps without points are filled like any gap). The last,
 //! incomplete step is left out.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -194,10 +195,17 @@ pub fn forecast_all(
                         let Some((service, metric, grid)) = work.get(i) else {
                             break done;
                         };
-                        match forecast_grid(service, *metric, grid, horizon_steps, generated_at_ns, &[]) {
-                            Ok(f) => done.push((i, f)),
-                            Err(e) => {
+                        // One series' panic must not take the worker's other forecasts with it.
+                        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            forecast_grid(service, *metric, grid, horizon_steps, generated_at_ns, &[])
+                        }));
+                        match result {
+                            Ok(Ok(f)) => done.push((i, f)),
+                            Ok(Err(e)) => {
                                 tracing::warn!(service, metric = metric.name(), error = %e, "no forecast")
+                            }
+                            Err(_) => {
+                                tracing::error!(service, metric = metric.name(), "the forecast panicked")
                             }
                         }
                     }
@@ -226,7 +234,11 @@ pub fn forecast_grid(
     extra: &[f64],
 ) -> Result<ServiceForecast, super::ForecastError> {
     let mut quantiles = QUANTILES.to_vec();
-    quantiles.extend(extra.iter().filter(|q| !QUANTILES.contains(q)));
+    for q in extra {
+        if !quantiles.contains(q) {
+            quantiles.push(*q);
+        }
+    }
     let forecast = forecast(
         &grid.values,
         Seasonality::for_step_ns(grid.step_ns),

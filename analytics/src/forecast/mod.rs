@@ -89,7 +89,8 @@ pub struct Forecast {
     pub quantiles: Vec<(f64, Vec<f64>)>,
     /// Too little history for a model: a fallback with wide intervals.
     pub short_history: bool,
-    /// Every candidate's validation score, best first.
+    /// The validation score of every candidate that could forecast and of the means of the
+    /// best two and three, best first.
     pub scores: Vec<Score>,
     /// The chosen candidate's validation error relative to the in-sample seasonal naive (daily
     /// lag) error: its MASE on the last week of the history. None for the fallback.
@@ -258,6 +259,9 @@ struct Setup<'a> {
     horizon: usize,
     /// Built regressor columns by block and feature set.
     regressors: RefCell<Vec<(usize, FeatureSet, Rc<Columns>)>>,
+    /// The range an iterated forecast is held to: the history's, widened by its own width on
+    /// both sides, so that an unstable autoregression cannot run off to infinity far ahead.
+    bounds: (f64, f64),
 }
 
 /// Regressor columns over the history and the future steps.
@@ -490,7 +494,8 @@ impl Setup<'_> {
                         })
                     })
                     .collect();
-                path.push(model.predict(&row?));
+                let (low, high) = self.bounds;
+                path.push(model.predict(&row?).clamp(low, high));
             }
             return Some(
                 path.iter()
@@ -586,6 +591,12 @@ pub fn forecast(
     if history.is_empty() {
         return Err(ForecastError::Input("no history to forecast from".into()));
     }
+    if let Some(t) = history.iter().position(|v| !v.is_finite()) {
+        return Err(ForecastError::Input(format!(
+            "history value {t} is {}, not a number",
+            history[t]
+        )));
+    }
     if let Some(bad) = options.quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
         return Err(ForecastError::Input(format!(
             "quantile levels lie in [0, 1], got {bad}"
@@ -600,6 +611,11 @@ pub fn forecast(
         season,
         horizon,
         regressors: RefCell::default(),
+        bounds: {
+            let low = z.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (2.0 * low - high, 2.0 * high - low)
+        },
     };
     let blocks = setup.blocks();
     let validation = (7 * season.day).min(n / 4);
@@ -611,47 +627,52 @@ pub fn forecast(
                   short: bool,
                   scores: Vec<Score>| {
         // Split-conformal quantiles per step, pooled with neighbouring steps, from each
-        // window of errors. The median comes from the first window; the other quantiles are
-        // the widest any window gives, since how far a series strays changes over time.
-        let pool = (horizon / 16).max(1);
-        let window_quantile = |errors: &Vec<Vec<f64>>, h: usize, q: f64| {
-            let mut pooled: Vec<f64> = errors[h.saturating_sub(pool)..(h + pool + 1).min(horizon)]
+        // window of errors (one list per step ahead; a window of one list serves every step).
+        // The median comes from the first window; the other quantiles are the widest any
+        // window gives, since how far a series strays changes over time.
+        let pool = (horizon / 16).clamp(1, 16);
+        let levels: Vec<f64> = std::iter::once(0.5)
+            .chain(options.quantiles.iter().copied())
+            .collect();
+        let mut table = vec![Vec::with_capacity(horizon); levels.len()];
+        for (h, z) in point.iter().enumerate() {
+            let pooled: Vec<Vec<f64>> = windows
                 .iter()
-                .flatten()
-                .copied()
+                .filter(|errors| !errors.is_empty())
+                .map(|errors| {
+                    let c = h.min(errors.len() - 1);
+                    let near = &errors[c.saturating_sub(pool)..(c + pool + 1).min(errors.len())];
+                    let mut pooled: Vec<f64> = near.iter().flatten().copied().collect();
+                    if pooled.len() < 10 {
+                        pooled = errors.iter().flatten().copied().collect();
+                    }
+                    pooled.sort_by(f64::total_cmp);
+                    pooled
+                })
                 .collect();
-            if pooled.len() < 10 {
-                pooled = errors.iter().flatten().copied().collect();
+            for (column, q) in table.iter_mut().zip(&levels) {
+                let mut each = pooled.iter().map(|p| empirical_quantile(p, *q) * widen);
+                let first = each.next().unwrap_or(0.0);
+                let error = if *q > 0.5 {
+                    each.fold(first, f64::max)
+                } else if *q < 0.5 {
+                    each.fold(first, f64::min)
+                } else {
+                    first
+                };
+                column.push(transform.inverse(z + error));
             }
-            pooled.sort_by(f64::total_cmp);
-            empirical_quantile(&pooled, q) * widen
-        };
-        let quantile_at = |h: usize, q: f64| {
-            let mut each = windows.iter().map(|w| window_quantile(w, h, q));
-            let first = each.next().unwrap_or(0.0);
-            if q > 0.5 {
-                each.fold(first, f64::max)
-            } else if q < 0.5 {
-                each.fold(first, f64::min)
-            } else {
-                first
-            }
-        };
-        let values = |q: f64| -> Vec<f64> {
-            point
-                .iter()
-                .enumerate()
-                .map(|(h, z)| transform.inverse(z + quantile_at(h, q)))
-                .collect()
-        };
+        }
+        let mut table = table.into_iter();
+        let yhat = table.next().unwrap_or_default();
         let validation_mase = scores
             .first()
             .map(|s: &Score| s.mae / metrics::seasonal_naive_scale(history, season.day));
         Forecast {
             validation_mase: validation_mase.filter(|m| m.is_finite()),
             model: model.to_owned(),
-            yhat: values(0.5),
-            quantiles: options.quantiles.iter().map(|q| (*q, values(*q))).collect(),
+            yhat,
+            quantiles: options.quantiles.iter().copied().zip(table).collect(),
             short_history: short,
             scores,
             fit_seconds: started.elapsed().as_secs_f64(),
@@ -680,7 +701,7 @@ pub fn forecast(
         return Ok(finish(
             model,
             point,
-            vec![vec![errors; horizon]],
+            vec![vec![errors]],
             1.5,
             true,
             Vec::new(),
@@ -712,38 +733,40 @@ pub fn forecast(
         }
         sum / count.max(1) as f64
     };
+    // A candidate whose forecasts blew up (a NaN or infinite error) is out.
     let mut singles: Vec<(f64, usize)> = runs
         .iter()
         .enumerate()
         .map(|(i, (_, forecasts))| (mae(forecasts), i))
+        .filter(|(mae, _)| mae.is_finite())
         .collect();
     singles.sort_by(|a, b| a.0.total_cmp(&b.0));
     if singles.is_empty() {
         return Err(ForecastError::Model("no candidate could forecast".into()));
     }
-    // The best single candidates, and the means of the best two and three: combining
-    // forecasts that err differently often beats every one of them.
-    let mut choices: Vec<Choice> = (1..=COMBINED.min(singles.len()))
-        .flat_map(|k| {
-            let mut members: Vec<usize> = singles[..k].iter().map(|(_, i)| *i).collect();
-            // In the candidates' order, so that one combination has one name.
-            members.sort_unstable();
-            let forecasts: Vec<Vec<f64>> = (0..origins.len())
-                .map(|j| mean_forecast(members.iter().map(|i| &runs[*i].1[j])))
-                .collect();
-            let combined = Choice {
-                mae: mae(&forecasts),
-                members,
-                forecasts,
-            };
-            let single = (k > 1).then(|| Choice {
-                mae: singles[k - 1].0,
-                members: vec![singles[k - 1].1],
-                forecasts: runs[singles[k - 1].1].1.clone(),
-            });
-            std::iter::once(combined).chain(single)
+    // Every single candidate, and the means of the best two and three: combining forecasts
+    // that err differently often beats every one of them.
+    let mut choices: Vec<Choice> = singles
+        .iter()
+        .map(|(mae, i)| Choice {
+            mae: *mae,
+            members: vec![*i],
+            forecasts: runs[*i].1.clone(),
         })
         .collect();
+    for k in 2..=COMBINED.min(singles.len()) {
+        let mut members: Vec<usize> = singles[..k].iter().map(|(_, i)| *i).collect();
+        // In the candidates' order, so that one combination has one name.
+        members.sort_unstable();
+        let forecasts: Vec<Vec<f64>> = (0..origins.len())
+            .map(|j| mean_forecast(members.iter().map(|i| &runs[*i].1[j])))
+            .collect();
+        choices.push(Choice {
+            mae: mae(&forecasts),
+            members,
+            forecasts,
+        });
+    }
     choices.sort_by(|a, b| a.mae.total_cmp(&b.mae));
     let name = |members: &[usize]| -> String {
         let names: Vec<&str> = members.iter().map(|i| runs[*i].0.name()).collect();
@@ -909,6 +932,7 @@ mod tests {
         let f = forecast(&series[..10], season, &options()).unwrap();
         assert_eq!(f.model, "mean");
         assert!(f.quantile(0.9).unwrap()[0] > f.quantile(0.1).unwrap()[0]);
+        assert!(forecast(&[1.0, f64::NAN], season, &options()).is_err());
         // Zeros stay non-negative.
         let f = forecast(&[0.0; 100], season, &options()).unwrap();
         assert!(f.yhat.iter().all(|v| *v == 0.0), "{f:?}");
