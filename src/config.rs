@@ -35,6 +35,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::forecast::ForecastCommand,
     },
+    /// Scaling policies replayed over a load series.
+    Scaling {
+        #[command(subcommand)]
+        command: crate::scaling::ScalingCommand,
+    },
     /// Print the storage schema as Markdown.
     Schema,
 }

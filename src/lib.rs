@@ -6,4 +6,5 @@ pub mod demo;
 pub mod forecast;
 pub mod loadgen;
 pub mod query;
+pub mod scaling;
 pub mod serve;

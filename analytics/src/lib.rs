@@ -10,6 +10,7 @@ pub mod histogram;
 pub mod kpi;
 pub mod pg_compat;
 pub mod readable;
+pub mod scaling;
 pub mod slo;
 
 pub use engine::{JsonRows, QueryEngine};

@@ -15,6 +15,7 @@ mod lifecycle;
 mod loadgen;
 mod pg;
 mod process;
+mod scaling;
 mod sdk_exporters;
 mod slt;
 
