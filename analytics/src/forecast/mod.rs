@@ -302,11 +302,7 @@ impl Setup<'_> {
             }
             Candidate::Autoregression { .. } => {
                 let (model, lags) = fitted.ar.as_ref()?;
-                let row: Option<Vec<f64>> = lags
-                    .iter()
-                    .map(|l| t.checked_sub(*l).map(|i| self.z[i]))
-                    .collect();
-                model.predict(&row?)
+                model.predict(&lagged(lags, t, |i| self.z[i])?)
             }
         };
         Some(self.z[t] - base)
@@ -479,37 +475,25 @@ impl Setup<'_> {
             (o + h - 1).checked_sub(back).map(|i| self.z[i])
         };
         let carry = self.carry(candidate, fitted, o).unwrap_or(0.0);
-        if let Some((model, lags)) = &fitted.ar {
-            // Iterated: later steps read the forecasts of earlier ones.
-            let mut path: Vec<f64> = Vec::with_capacity(steps);
-            for h in 0..steps {
-                let row: Option<Vec<f64>> = lags
-                    .iter()
-                    .map(|l| {
-                        let back = (o + h).checked_sub(*l)?;
-                        Some(if back < o {
-                            self.z[back]
-                        } else {
-                            path[back - o]
-                        })
-                    })
-                    .collect();
-                let (low, high) = self.bounds;
-                path.push(model.predict(&row?).clamp(low, high));
+        // An autoregression is iterated: later steps read the forecasts of earlier ones.
+        let path = match &fitted.ar {
+            Some((model, lags)) => {
+                let mut path: Vec<f64> = Vec::with_capacity(steps);
+                for h in 0..steps {
+                    let row = lagged(lags, o + h, |i| if i < o { self.z[i] } else { path[i - o] })?;
+                    let (low, high) = self.bounds;
+                    path.push(model.predict(&row).clamp(low, high));
+                }
+                path
             }
-            return Some(
-                path.iter()
-                    .zip(&fitted.decay)
-                    .map(|(p, d)| p + d * carry)
-                    .collect(),
-            );
-        }
+            None => Vec::new(),
+        };
         (1..=steps)
             .map(|h| {
                 let base = match candidate {
                     Candidate::NaiveDay => known(h, season.day)?,
                     Candidate::NaiveWeek => known(h, season.week)?,
-                    Candidate::Autoregression { .. } => return None,
+                    Candidate::Autoregression { .. } => *path.get(h - 1)?,
                     Candidate::Regression { .. } => {
                         let block = h.div_ceil(season.day);
                         let (model, columns) = fitted.blocks.get(block - 1)?;
@@ -520,6 +504,12 @@ impl Setup<'_> {
             })
             .collect()
     }
+}
+
+/// The autoregression's row for step `t`: the value `lag` steps before it, per lag; None when
+/// a lag reaches before the series.
+fn lagged(lags: &[usize], t: usize, value: impl Fn(usize) -> f64) -> Option<Vec<f64>> {
+    lags.iter().map(|l| t.checked_sub(*l).map(&value)).collect()
 }
 
 fn median(values: &mut [f64]) -> f64 {
