@@ -170,6 +170,9 @@ impl ServerProcess {
                 "127.0.0.1:0",
                 "--http-addr",
                 "127.0.0.1:0",
+                // Not the default 5433: tests run at once and would race for it.
+                "--pg-addr",
+                "127.0.0.1:0",
             ])
             .arg("--data-dir")
             .arg(data)
