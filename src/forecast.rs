@@ -299,7 +299,7 @@ fn run_fleet(args: &FleetArgs) -> anyhow::Result<String> {
     let work = fleet_histories(args)?;
     let horizon = args.horizon_seconds.div_ceil(args.step_seconds) as usize;
     let started = Instant::now();
-    let forecasts = live::forecast_all(&work, horizon, 0);
+    let forecasts = live::forecast_all(&work, horizon, 0, &[]);
     let batch = live::batch(&forecasts)?;
     let elapsed = started.elapsed().as_secs_f64();
     let mut times: Vec<f64> = forecasts.iter().map(|f| f.forecast.fit_seconds).collect();

@@ -52,6 +52,10 @@ pub struct QueryEngine {
     limits: QueryLimits,
     /// The `forecasts` table, replaced by each forecast refresh.
     forecasts: Arc<crate::catalog::PublishedTable>,
+    /// The `recommendations` and `recommendation_schedule` tables, replaced together.
+    recommendations: Arc<crate::catalog::PublishedTable>,
+    schedule: Arc<crate::catalog::PublishedTable>,
+    board: crate::scaling::live::Board,
 }
 
 /// What query users may run: queries only. No DDL (`CREATE EXTERNAL TABLE` reads arbitrary
@@ -114,10 +118,21 @@ impl QueryEngine {
             crate::forecast::live::batch(&[])?,
         )?);
         ctx.register_table(crate::forecast::live::TABLE, forecasts.clone())?;
+        let recommendations = Arc::new(crate::catalog::PublishedTable::new(
+            crate::scaling::live::batch(&[])?,
+        )?);
+        ctx.register_table(crate::scaling::live::TABLE, recommendations.clone())?;
+        let schedule = Arc::new(crate::catalog::PublishedTable::new(
+            crate::scaling::live::schedule_batch(&[])?,
+        )?);
+        ctx.register_table(crate::scaling::live::SCHEDULE_TABLE, schedule.clone())?;
         Ok(Self {
             ctx,
             limits,
             forecasts,
+            recommendations,
+            schedule,
+            board: Default::default(),
         })
     }
 
@@ -128,7 +143,13 @@ impl QueryEngine {
         for (view, _) in crate::kpi::VIEWS {
             let _ = self.ctx.deregister_table(view);
         }
-        let _ = self.ctx.deregister_table(crate::forecast::live::TABLE);
+        for table in [
+            crate::forecast::live::TABLE,
+            crate::scaling::live::TABLE,
+            crate::scaling::live::SCHEDULE_TABLE,
+        ] {
+            let _ = self.ctx.deregister_table(table);
+        }
         for def in schema::tables() {
             let _ = self.ctx.deregister_table(def.name);
         }
@@ -137,6 +158,21 @@ impl QueryEngine {
     /// Replaces the rows of the `forecasts` table.
     pub fn publish_forecasts(&self, batch: arrow::array::RecordBatch) -> Result<(), QueryError> {
         Ok(self.forecasts.replace(batch)?)
+    }
+
+    /// Replaces the rows of the `recommendations` and `recommendation_schedule` tables.
+    pub fn publish_recommendations(
+        &self,
+        recommendations: arrow::array::RecordBatch,
+        schedule: arrow::array::RecordBatch,
+    ) -> Result<(), QueryError> {
+        self.recommendations.replace(recommendations)?;
+        Ok(self.schedule.replace(schedule)?)
+    }
+
+    /// The latest recommendations.
+    pub fn recommendations(&self) -> &crate::scaling::live::Board {
+        &self.board
     }
 
     /// The session, for servers that drive it themselves (the PostgreSQL wire protocol).

@@ -178,6 +178,7 @@ pub fn forecast_all(
     work: &[(String, Metric, Grid)],
     horizon_steps: usize,
     generated_at_ns: i64,
+    extra: &[f64],
 ) -> Vec<ServiceForecast> {
     // Plain threads, not a rayon pool: the polars feature queries run on polars' own pool,
     // and a rayon worker waiting for them would steal further forecasts onto its stack.
@@ -197,7 +198,7 @@ pub fn forecast_all(
                         };
                         // One series' panic must not take the worker's other forecasts with it.
                         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            forecast_grid(service, *metric, grid, horizon_steps, generated_at_ns, &[])
+                            forecast_grid(service, *metric, grid, horizon_steps, generated_at_ns, extra)
                         }));
                         match result {
                             Ok(Ok(f)) => done.push((i, f)),
@@ -329,8 +330,14 @@ pub fn batch(forecasts: &[ServiceForecast]) -> Result<RecordBatch, QueryError> {
     Ok(RecordBatch::try_new(schema(), columns)?)
 }
 
-/// Forecasts every service's metrics and publishes them; returns how many series.
-pub async fn refresh(engine: &QueryEngine, span: Span, now_ns: i64) -> Result<usize, QueryError> {
+/// Forecasts every service's metrics, with the [`QUANTILES`] and the `extra` levels, and
+/// publishes them.
+pub async fn refresh(
+    engine: &QueryEngine,
+    span: Span,
+    now_ns: i64,
+    extra: &[f64],
+) -> Result<Vec<ServiceForecast>, QueryError> {
     let mut work = Vec::new();
     for metric in Metric::ALL {
         // One metric's failure does not hold back the other's forecasts.
@@ -340,9 +347,11 @@ pub async fn refresh(engine: &QueryEngine, span: Span, now_ns: i64) -> Result<us
         }
     }
     let horizon = span.horizon_steps;
-    let forecasts = tokio::task::spawn_blocking(move || forecast_all(&work, horizon, now_ns))
-        .await
-        .map_err(|e| QueryError::Internal(e.to_string()))?;
+    let extra = extra.to_vec();
+    let forecasts =
+        tokio::task::spawn_blocking(move || forecast_all(&work, horizon, now_ns, &extra))
+            .await
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
     engine.publish_forecasts(batch(&forecasts)?)?;
-    Ok(forecasts.len())
+    Ok(forecasts)
 }

@@ -5,6 +5,9 @@
 //! baseline and the predictive policy's floor: a recommendation never drops below what the
 //! observed load needs now.
 
+pub mod config;
+pub mod live;
+pub mod recommend;
 pub mod simulate;
 
 /// Replicas a load needs at `utilization` of `capacity` per replica, at least one.
