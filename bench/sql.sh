@@ -19,7 +19,7 @@ trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data".*' EXIT
 # Starts the server on $data and reads its ports from the ready line.
 start() {
   $bin serve --data-dir "$data" --otlp-grpc-addr 127.0.0.1:0 --otlp-http-addr 127.0.0.1:0 \
-    --http-addr 127.0.0.1:0 --pg-addr 127.0.0.1:0 > "$data.ready" 2> "$data.log" &
+    --http-addr 127.0.0.1:0 --pg-addr 127.0.0.1:0 --keda-grpc-addr 127.0.0.1:0 > "$data.ready" 2> "$data.log" &
   pid=$!
   for _ in $(seq 600); do grep -q ready "$data.ready" 2>/dev/null && break; sleep 0.05; done
   grpc=$(grep -o 'otlp_grpc=[^ ]*' "$data.ready" | cut -d= -f2)

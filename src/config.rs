@@ -148,6 +148,21 @@ pub struct ServeConfig {
     #[arg(long, env = "HEADROOM_FORECAST_HISTORY_DAYS", default_value_t = 28,
           value_parser = clap::value_parser!(u64).range(1..=366))]
     pub forecast_history_days: u64,
+    /// How often every service's replica recommendation is refreshed (the `recommendations`
+    /// table, the API and the KEDA scaler); 0 turns recommendations off.
+    #[arg(long, env = "HEADROOM_SCALING_INTERVAL_SECONDS", default_value_t = 60)]
+    pub scaling_interval_seconds: u64,
+    /// Scaling settings per service (TOML; see the README). Without one, every service gets
+    /// the defaults and a capacity learned from its data.
+    #[arg(long, env = "HEADROOM_SCALING_CONFIG_PATH")]
+    pub scaling_config_path: Option<PathBuf>,
+    /// KEDA external scaler (gRPC `externalscaler.ExternalScaler`) listen address.
+    #[arg(
+        long,
+        env = "HEADROOM_KEDA_GRPC_ADDR",
+        default_value = "127.0.0.1:6000"
+    )]
+    pub keda_grpc_addr: SocketAddr,
     /// Largest accepted OTLP request, after decompression.
     #[arg(long, env = "HEADROOM_MAX_REQUEST_BYTES", default_value_t = 16 << 20,
           value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
@@ -318,6 +333,16 @@ impl ServeConfig {
         })
     }
 
+    /// The scaling settings; reads the scaling file.
+    pub fn scaling_config(
+        &self,
+    ) -> Result<headroom_analytics::scaling::config::ScalingConfig, String> {
+        match &self.scaling_config_path {
+            Some(path) => headroom_analytics::scaling::config::ScalingConfig::load(path),
+            None => Ok(Default::default()),
+        }
+    }
+
     /// The grid of the published forecasts.
     pub fn forecast_span(&self) -> headroom_analytics::forecast::live::Span {
         let step = self.forecast_step_seconds;
@@ -358,6 +383,9 @@ impl ServeConfig {
             query_memory_limit_bytes: 512 << 20,
             query_timeout_seconds: 60.0,
             forecast_interval_seconds: 300,
+            scaling_interval_seconds: 60,
+            scaling_config_path: None,
+            keda_grpc_addr: any,
             forecast_step_seconds: 300,
             forecast_horizon_seconds: 86_400,
             forecast_history_days: 28,

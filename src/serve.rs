@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::config::{ServeConfig, WalSync};
+use headroom_analytics::scaling::config::ScalingConfig;
+use headroom_analytics::scaling::recommend::Recommender;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -54,8 +56,10 @@ pub struct Running {
     flusher_stop: CancellationToken,
     maintenance_stop: CancellationToken,
     maintenance: JoinHandle<()>,
-    forecaster_stop: CancellationToken,
-    forecaster: JoinHandle<()>,
+    pub keda_grpc_addr: SocketAddr,
+    planner_stop: CancellationToken,
+    planner: JoinHandle<()>,
+    keda_server: JoinHandle<Result<(), String>>,
     receivers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
     api_server: JoinHandle<Result<(), String>>,
     pg_server: JoinHandle<Result<(), String>>,
@@ -161,26 +165,62 @@ async fn run_maintenance(store: Arc<Store>, m: Maintenance, stop: CancellationTo
     }
 }
 
-/// Refreshes the `forecasts` table every `interval`, the first time right away.
-async fn run_forecaster(
+/// What the planner refreshes, and how often (None: never).
+struct Planner {
     engine: QueryEngine,
     span: headroom_analytics::forecast::live::Span,
-    interval: Duration,
-    stop: CancellationToken,
-) {
+    forecast_every: Option<Duration>,
+    scaling_every: Option<Duration>,
+    scaling: ScalingConfig,
+    kpi: headroom_analytics::KpiSettings,
+}
+
+/// Refreshes the `forecasts` table every forecast interval and the recommendations (from the
+/// latest forecasts and the observed load) every scaling interval, both the first time right
+/// away.
+async fn run_planner(p: Planner, stop: CancellationToken) {
+    let extra = p.scaling.quantiles();
+    let mut forecasts = Vec::new();
+    let mut recommender = Recommender::default();
+    let mut next_forecast = tokio::time::Instant::now();
     loop {
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        let started = std::time::Instant::now();
-        tokio::select! {
-            () = stop.cancelled() => return,
-            result = headroom_analytics::forecast::live::refresh(&engine, span, now) => match result {
-                Ok(series) => tracing::info!(series, seconds = started.elapsed().as_secs_f64(), "forecasts refreshed"),
-                Err(e) => tracing::error!(error = %e, "forecast refresh failed; retrying next round"),
-            },
+        if let Some(every) = p.forecast_every
+            && tokio::time::Instant::now() >= next_forecast
+        {
+            next_forecast = tokio::time::Instant::now() + every;
+            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+            let started = std::time::Instant::now();
+            tokio::select! {
+                () = stop.cancelled() => return,
+                result = headroom_analytics::forecast::live::refresh(&p.engine, p.span, now, &extra) => match result {
+                    Ok(f) => {
+                        tracing::info!(series = f.len(), seconds = started.elapsed().as_secs_f64(), "forecasts refreshed");
+                        forecasts = f;
+                    }
+                    Err(e) => tracing::error!(error = %e, "forecast refresh failed; retrying next round"),
+                },
+            }
         }
+        if p.scaling_every.is_some() {
+            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+            tokio::select! {
+                () = stop.cancelled() => return,
+                result = headroom_analytics::scaling::live::refresh(&p.engine, &forecasts, &p.scaling, &p.kpi, &mut recommender, now) => match result {
+                    Ok(services) => tracing::debug!(services, "recommendations refreshed"),
+                    Err(e) => tracing::error!(error = %e, "recommendation refresh failed; retrying next round"),
+                },
+            }
+        }
+        let next_scaling = p
+            .scaling_every
+            .map(|every| tokio::time::Instant::now() + every);
+        let forecast_due = p.forecast_every.map(|_| next_forecast);
+        let Some(wake) = next_scaling.into_iter().chain(forecast_due).min() else {
+            return;
+        };
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep_until(wake) => {}
         }
     }
 }
@@ -190,6 +230,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     cfg.validate().map_err(ServeError::Config)?;
     // Read before anything is opened: a broken SLO file stops the start.
     let kpi_settings = cfg.kpi_settings().map_err(ServeError::Config)?;
+    let scaling = cfg.scaling_config().map_err(ServeError::Config)?;
     let pg_tls = match (&cfg.pg_tls_cert_path, &cfg.pg_tls_key_path) {
         (Some(cert), Some(key)) => Some(api::pg::load_tls(cert, key).map_err(ServeError::Config)?),
         _ => None,
@@ -251,10 +292,12 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     let http_listener = bind("OTLP/HTTP", cfg.otlp_http_addr).await?;
     let api_listener = bind("HTTP API", cfg.http_addr).await?;
     let pg_listener = bind("PostgreSQL", cfg.pg_addr).await?;
+    let keda_listener = bind("KEDA external scaler", cfg.keda_grpc_addr).await?;
     let otlp_grpc_addr = local("OTLP/gRPC", &grpc_listener)?;
     let otlp_http_addr = local("OTLP/HTTP", &http_listener)?;
     let http_addr = local("HTTP API", &api_listener)?;
     let pg_addr = local("PostgreSQL", &pg_listener)?;
+    let keda_grpc_addr = local("KEDA external scaler", &keda_listener)?;
 
     let receivers_stop = CancellationToken::new();
     let api_stop = CancellationToken::new();
@@ -309,6 +352,19 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         api_stop.clone(),
     ));
 
+    let scaler = api::keda::Scaler::server(engine.recommendations().clone(), api_stop.clone());
+    let stop = api_stop.clone();
+    let keda_server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(scaler)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(keda_listener),
+                stop.cancelled_owned(),
+            )
+            .await
+            .map_err(|e| e.to_string())
+    });
+
     let flusher = tokio::spawn(run_flusher(store.clone(), wal, flusher_stop.clone()));
     let maintenance_stop = CancellationToken::new();
     let maintenance = tokio::spawn(run_maintenance(
@@ -324,18 +380,20 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         },
         maintenance_stop.clone(),
     ));
-    let forecaster_stop = CancellationToken::new();
-    let forecaster = if cfg.forecast_interval_seconds > 0 {
-        tokio::spawn(run_forecaster(
-            engine.clone(),
-            cfg.forecast_span(),
-            Duration::from_secs(cfg.forecast_interval_seconds),
-            forecaster_stop.clone(),
-        ))
-    } else {
-        tokio::spawn(async {})
-    };
-    tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, %pg_addr, data_dir = %store.root().display(), "headroom serving");
+    let planner_stop = CancellationToken::new();
+    let every = |seconds: u64| (seconds > 0).then(|| Duration::from_secs(seconds));
+    let planner = tokio::spawn(run_planner(
+        Planner {
+            engine: engine.clone(),
+            span: cfg.forecast_span(),
+            forecast_every: every(cfg.forecast_interval_seconds),
+            scaling_every: every(cfg.scaling_interval_seconds),
+            scaling,
+            kpi: kpi_settings,
+        },
+        planner_stop.clone(),
+    ));
+    tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, %pg_addr, %keda_grpc_addr, data_dir = %store.root().display(), "headroom serving");
     Ok(Running {
         otlp_grpc_addr,
         otlp_http_addr,
@@ -349,8 +407,10 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         flusher_stop,
         maintenance_stop,
         maintenance,
-        forecaster_stop,
-        forecaster,
+        keda_grpc_addr,
+        planner_stop,
+        planner,
+        keda_server,
         receivers: vec![("OTLP/gRPC", grpc), ("OTLP/HTTP", http)],
         api_server,
         pg_server,
@@ -367,8 +427,12 @@ impl Running {
     /// The line scripts read to find the ports.
     pub fn ready_line(&self) -> String {
         format!(
-            "headroom ready otlp_grpc={} otlp_http={} http={} pg={}",
-            self.otlp_grpc_addr, self.otlp_http_addr, self.http_addr, self.pg_addr
+            "headroom ready otlp_grpc={} otlp_http={} http={} pg={} keda_grpc={}",
+            self.otlp_grpc_addr,
+            self.otlp_http_addr,
+            self.http_addr,
+            self.pg_addr,
+            self.keda_grpc_addr
         )
     }
 
@@ -418,9 +482,10 @@ impl Running {
             reason: e.to_string(),
         })??;
         tracing::info!(rows, "flushed buffered rows on shutdown");
-        // A refresh in progress is dropped; the published forecasts stay as they were.
-        self.forecaster_stop.cancel();
-        let _ = self.forecaster.await;
+        // A refresh in progress is dropped; the published forecasts and recommendations stay
+        // as they were.
+        self.planner_stop.cancel();
+        let _ = self.planner.await;
         self.api_stop.cancel();
         // One deadline for both query servers; a server still busy after it is stopped, so
         // that no query is left reading the files deleted below.
@@ -429,6 +494,7 @@ impl Running {
         for (what, mut server) in [
             ("HTTP API", self.api_server),
             ("PostgreSQL", self.pg_server),
+            ("KEDA external scaler", self.keda_server),
         ] {
             match tokio::time::timeout_at(servers_deadline, &mut server).await {
                 Ok(Ok(Ok(()))) => {}

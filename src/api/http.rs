@@ -38,6 +38,15 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/forecast/{service}",
             get(super::forecast::service_forecast),
         )
+        .route("/api/v1/recommendations", get(super::recommendations::all))
+        .route(
+            "/api/v1/recommendations/{service}",
+            get(super::recommendations::one),
+        )
+        .route(
+            "/api/v1/keda/replicas/{service}",
+            get(super::recommendations::keda_replicas),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .with_state(state)

@@ -2,5 +2,7 @@
 
 pub mod forecast;
 pub mod http;
+pub mod keda;
 pub mod kpis;
 pub mod pg;
+pub mod recommendations;

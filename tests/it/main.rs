@@ -15,6 +15,7 @@ mod lifecycle;
 mod loadgen;
 mod pg;
 mod process;
+mod recommendations;
 mod scaling;
 mod sdk_exporters;
 mod slt;
@@ -170,8 +171,10 @@ impl ServerProcess {
                 "127.0.0.1:0",
                 "--http-addr",
                 "127.0.0.1:0",
-                // Not the default 5433: tests run at once and would race for it.
+                // Not the default ports (5433, 6000): tests run at once and would race for them.
                 "--pg-addr",
+                "127.0.0.1:0",
+                "--keda-grpc-addr",
                 "127.0.0.1:0",
             ])
             .arg("--data-dir")

@@ -98,7 +98,6 @@ fn quoted(text: &str) -> String {
 
 /// Per service and minute: requests, instances, requests good within the latency threshold.
 fn requests_query(kpi: &KpiSettings, from_ns: i64, to_ns: i64) -> String {
-    let mut threshold = String::from("CASE service_name");
     let mut services: Vec<&str> = kpi.slos.slos.iter().map(|s| s.service.as_str()).collect();
     services.extend(
         kpi.service_apdex_threshold_ms
@@ -107,11 +106,22 @@ fn requests_query(kpi: &KpiSettings, from_ns: i64, to_ns: i64) -> String {
     );
     services.sort_unstable();
     services.dedup();
-    for s in services {
-        let (ms, _) = latency_objective(kpi, s);
-        threshold.push_str(&format!(" WHEN {} THEN {}", quoted(s), ms * 1e6));
-    }
-    threshold.push_str(&format!(" ELSE {} END", kpi.apdex_threshold_ms * 1e6));
+    let default_ns = kpi.apdex_threshold_ms * 1e6;
+    let threshold = if services.is_empty() {
+        default_ns.to_string()
+    } else {
+        let cases: String = services
+            .into_iter()
+            .map(|s| {
+                format!(
+                    " WHEN {} THEN {}",
+                    quoted(s),
+                    latency_objective(kpi, s).0 * 1e6
+                )
+            })
+            .collect();
+        format!("CASE service_name{cases} ELSE {default_ns} END")
+    };
     format!(
         "SELECT service_name, \
          CAST(date_bin(INTERVAL '1 minute', start_time, TIMESTAMP '1970-01-01T00:00:00Z') AS BIGINT) AS t, \

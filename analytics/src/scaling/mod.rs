@@ -10,9 +10,11 @@ pub mod live;
 pub mod recommend;
 pub mod simulate;
 
-/// Replicas a load needs at `utilization` of `capacity` per replica, at least one.
+/// Replicas a load needs at `utilization` of `capacity` per replica, at least one. A ratio
+/// within 1e-9 of a whole number is that number (capacities derived from a load divide it
+/// back with rounding noise).
 pub fn replicas_for(load: f64, capacity: f64, utilization: f64) -> u32 {
-    let needed = (load.max(0.0) / (capacity * utilization)).ceil();
+    let needed = (load.max(0.0) / (capacity * utilization) - 1e-9).ceil();
     if needed.is_finite() {
         (needed as u32).max(1)
     } else {

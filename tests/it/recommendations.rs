@@ -1,0 +1,345 @@
+//! Live recommendations over OTLP traffic: eight days of a service's requests (two instances,
+//! a daily cycle) and ten minutes of a new service's (three instances) must give the
+//! `recommendations` table, the HTTP API, KEDA's metrics-api endpoint and the KEDA external
+//! scaler one consistent count per service: predictive with a capacity learned from latency
+//! for the first, reactive and flagged for the second.
+
+use std::collections::HashMap;
+use std::f64::consts::PI;
+
+use headroom::api::keda::externalscaler::external_scaler_client::ExternalScalerClient;
+use headroom::api::keda::externalscaler::{GetMetricsRequest, ScaledObjectRef};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
+use serde_json::Value;
+
+use crate::TestServer;
+
+const S: i64 = 1_000_000_000;
+const STEP_NS: i64 = 300 * S;
+const DAY_STEPS: i64 = 288;
+
+fn text(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Requests of `service` from `instance`, each 20 ms long, starting at `starts`.
+fn requests(service: &str, instance: &str, starts: &[i64], id: &mut u64) -> ResourceSpans {
+    let spans = starts
+        .iter()
+        .map(|start| {
+            *id += 1;
+            Span {
+                trace_id: [&[2u8; 8][..], &id.to_be_bytes()].concat(),
+                span_id: id.to_be_bytes().to_vec(),
+                name: "GET /items".into(),
+                kind: span::SpanKind::Server as i32,
+                start_time_unix_nano: *start as u64,
+                end_time_unix_nano: (*start + 20_000_000) as u64,
+                ..Default::default()
+            }
+        })
+        .collect();
+    ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![
+                text("service.name", service),
+                text("service.instance.id", instance),
+            ],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Requests in step `k` (from the epoch): a daily cycle between 6 and 30.
+fn in_step(k: i64) -> i64 {
+    (18.0 + 12.0 * (2.0 * PI * (k % DAY_STEPS) as f64 / DAY_STEPS as f64).sin()).round() as i64
+        + (k.wrapping_mul(2_654_435_761) >> 7).rem_euclid(3)
+        - 1
+}
+
+fn scaled_object(service: &str) -> ScaledObjectRef {
+    ScaledObjectRef {
+        name: "shop-scaler".into(),
+        namespace: "default".into(),
+        scaler_metadata: HashMap::from([("service".to_owned(), service.to_owned())]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recommendations_agree_across_table_api_and_keda() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "[defaults]\nlead_time_seconds = 600\n\n[[service]]\nname = \"shop\"\nquantile = 0.9\n",
+    )
+    .unwrap();
+    let path = config.path().to_owned();
+    let s = TestServer::start_with(move |c| {
+        c.forecast_interval_seconds = 2;
+        c.scaling_interval_seconds = 1;
+        c.scaling_config_path = Some(path);
+    })
+    .await;
+    // Keep the test within one forecast step: the forecasts start at the current step.
+    let mut now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let left = STEP_NS - now.rem_euclid(STEP_NS);
+    if left < 150 * S {
+        tokio::time::sleep(std::time::Duration::from_nanos((left + S) as u64)).await;
+        now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    }
+    let end = now.div_euclid(STEP_NS) * STEP_NS;
+    let steps = 8 * DAY_STEPS;
+    let mut client = TraceServiceClient::connect(s.grpc_endpoint())
+        .await
+        .unwrap();
+    let mut id = 0;
+    let mut batch: Vec<ResourceSpans> = Vec::new();
+    for k in 0..steps {
+        let step_start = end - (steps - k) * STEP_NS;
+        // Spread over the step, alternating between the two instances.
+        let starts: Vec<i64> = (0..in_step(step_start.div_euclid(STEP_NS)))
+            .map(|i| step_start + i * 9 * S)
+            .collect();
+        let (even, odd): (Vec<_>, Vec<_>) =
+            starts.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let pick = |v: Vec<(usize, &i64)>| v.into_iter().map(|(_, t)| *t).collect::<Vec<_>>();
+        batch.push(requests("shop", "shop-1", &pick(even), &mut id));
+        batch.push(requests("shop", "shop-2", &pick(odd), &mut id));
+        if batch.len() >= 400 || k == steps - 1 {
+            let resource_spans = std::mem::take(&mut batch);
+            client
+                .export(ExportTraceServiceRequest { resource_spans })
+                .await
+                .unwrap();
+        }
+    }
+    // A new service: one request every 2 s over the last ten minutes, from three instances.
+    let fresh: Vec<ResourceSpans> = (0..3)
+        .map(|i| {
+            let starts: Vec<i64> = (0..100)
+                .map(|j| now - 600 * S + (6 * j + 2 * i) * S)
+                .collect();
+            requests("fresh", &format!("fresh-{i}"), &starts, &mut id)
+        })
+        .collect();
+    client
+        .export(ExportTraceServiceRequest {
+            resource_spans: fresh,
+        })
+        .await
+        .unwrap();
+
+    // Until a refresh has seen all of it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let ready = s
+            .count(
+                "SELECT count(*) FROM recommendations WHERE (service_name = 'shop' AND mode = \
+                 'predictive') OR (service_name = 'fresh' AND current_replicas = 3)",
+            )
+            .await;
+        if ready == 2 {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let table = s
+                .sql("SELECT service_name, mode, current_replicas, reasons FROM recommendations")
+                .await;
+            panic!("{ready} of 2 ready: {table}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+
+    // The table: the forecast's p90 over the next 600 s, at the learned capacity.
+    let table = s
+        .sql(
+            "SELECT recommended_replicas, forecast_replicas, floor_replicas, load_forecast, \
+             capacity_per_replica, capacity_source, quantile, lead_time_seconds, \
+             CAST(generated_at AS BIGINT), confidence, reasons, mode \
+             FROM recommendations WHERE service_name = 'shop'",
+        )
+        .await;
+    let row = table["rows"][0].as_array().unwrap().clone();
+    let int = |i: usize| row[i].as_i64().unwrap_or_else(|| panic!("{i}: {table}"));
+    let float = |i: usize| row[i].as_f64().unwrap_or_else(|| panic!("{i}: {table}"));
+    let (recommended, forecast, floor) = (int(0), int(1), int(2));
+    let (load_forecast, capacity) = (float(3), float(4));
+    assert_eq!(row[5], "latency", "{table}");
+    assert_eq!((float(6), int(7)), (0.9, 600), "{table}");
+    assert!(
+        row[10]
+            .as_str()
+            .unwrap()
+            .contains("p90 over the next 600 s"),
+        "{table}"
+    );
+    assert_eq!(
+        forecast,
+        (load_forecast / (capacity * 0.8) - 1e-9).ceil() as i64,
+        "{table}"
+    );
+    assert!(recommended >= forecast.max(floor), "{table}");
+
+    // The forecast peak is the highest p90 of the steps overlapping [now, now + 600 s).
+    let generated = int(8);
+    let peak = s
+        .scalar(&format!(
+            "SELECT max(p90) FROM forecasts WHERE service_name = 'shop' AND metric = 'requests' \
+             AND CAST(\"time\" AS BIGINT) < {} AND CAST(\"time\" AS BIGINT) + {STEP_NS} > {generated}",
+            generated + 600 * S
+        ))
+        .await
+        .as_f64()
+        .unwrap();
+    assert!(
+        (peak - load_forecast).abs() <= 1e-9 * peak,
+        "{peak} vs {load_forecast}"
+    );
+
+    // The learned capacity: the 99th percentile (by rank) of the load per instance over the
+    // minutes of the last 7 days (every minute met the 500 ms Apdex objective).
+    let minutes = s
+        .sql(&format!(
+            "SELECT CAST(count(*) AS DOUBLE) / 60 / count(DISTINCT service_instance_id) AS x \
+             FROM server_requests WHERE service_name = 'shop' \
+             AND start_time >= to_timestamp_nanos({}) \
+             GROUP BY date_bin(INTERVAL '1 minute', start_time, TIMESTAMP '1970-01-01T00:00:00Z') \
+             ORDER BY x",
+            generated.div_euclid(60 * S) * 60 * S - 7 * 86_400 * S
+        ))
+        .await;
+    let xs: Vec<f64> = minutes["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_f64().unwrap())
+        .collect();
+    let expected = xs[(xs.len() as f64 * 0.99).ceil() as usize - 1];
+    assert!(
+        (capacity - expected).abs() <= 1e-9,
+        "{capacity} vs {expected} over {} minutes",
+        xs.len()
+    );
+
+    // The API says the same, with a schedule and the reasons.
+    let get = |path: String| {
+        let client = s.client.clone();
+        let url = format!("http://{}{path}", s.running.http_addr);
+        async move {
+            let resp = client.get(url).send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, shop) = get("/api/v1/recommendations/shop".into()).await;
+    assert_eq!(status, 200, "{shop}");
+    let api_recommended = shop["recommended_replicas"].as_i64().unwrap();
+    // Refreshes in between see the same data and, within the step, the same forecast.
+    assert_eq!(api_recommended, recommended, "{shop}");
+    assert_eq!(shop["mode"], "predictive");
+    assert_eq!(shop["capacity"]["source"], "latency", "{shop}");
+    assert_eq!(shop["schedule"].as_array().unwrap().len(), 24, "{shop}");
+    assert!(
+        shop["schedule"][0]["replicas"].as_i64().unwrap() >= 1,
+        "{shop}"
+    );
+    assert!(shop["reasons"].as_array().unwrap().len() >= 4, "{shop}");
+    let (_, all) = get("/api/v1/recommendations".into()).await;
+    let names: Vec<&str> = all["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["service_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fresh", "shop"], "{all}");
+    let (status, missing) = get("/api/v1/recommendations/nobody".into()).await;
+    assert_eq!(status, 404);
+    assert!(
+        missing["error"].as_str().unwrap().contains("fresh, shop"),
+        "{missing}"
+    );
+
+    // The new service: reactive, flagged, sized by its three replicas at the target.
+    let (_, fresh) = get("/api/v1/recommendations/fresh".into()).await;
+    assert_eq!(fresh["mode"], "reactive", "{fresh}");
+    assert_eq!(fresh["current_replicas"], 3, "{fresh}");
+    assert_eq!(fresh["recommended_replicas"], 3, "{fresh}");
+    assert_eq!(fresh["capacity"]["source"], "current_load", "{fresh}");
+    assert_eq!(fresh["confidence"], "low", "{fresh}");
+    assert!(fresh["reasons"].to_string().contains("reactive"), "{fresh}");
+
+    // KEDA's metrics-api scaler reads the count.
+    let (status, keda) = get("/api/v1/keda/replicas/shop".into()).await;
+    assert_eq!(status, 200, "{keda}");
+    assert_eq!(keda["replicas"].as_i64(), Some(recommended), "{keda}");
+    assert_eq!(get("/api/v1/keda/replicas/nobody".into()).await.0, 404);
+
+    // KEDA's external scaler: a metric with target 1 whose value is the count.
+    let mut keda = ExternalScalerClient::connect(format!("http://{}", s.running.keda_grpc_addr))
+        .await
+        .unwrap();
+    let spec = keda
+        .get_metric_spec(scaled_object("shop"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(spec.metric_specs.len(), 1);
+    assert_eq!(spec.metric_specs[0].metric_name, "headroom-replicas-shop");
+    assert_eq!(spec.metric_specs[0].target_size_float, 1.0);
+    let metrics = keda
+        .get_metrics(GetMetricsRequest {
+            scaled_object_ref: Some(scaled_object("shop")),
+            metric_name: "s0-headroom-replicas-shop".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        metrics.metric_values[0].metric_name,
+        "s0-headroom-replicas-shop"
+    );
+    assert_eq!(
+        metrics.metric_values[0].metric_value_float,
+        recommended as f64
+    );
+    assert_eq!(metrics.metric_values[0].metric_value, recommended);
+    assert!(
+        keda.is_active(scaled_object("shop"))
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+    );
+    let mut stream = keda
+        .stream_is_active(scaled_object("fresh"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.message().await.unwrap().unwrap().result);
+    let unknown = keda.is_active(scaled_object("nobody")).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    let nameless = keda
+        .get_metric_spec(ScaledObjectRef::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        nameless.code(),
+        tonic::Code::InvalidArgument,
+        "{nameless:?}"
+    );
+    s.stop().await;
+}
