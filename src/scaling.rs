@@ -19,6 +19,8 @@ pub enum ScalingCommand {
 pub enum PolicyArg {
     /// Forecast upper quantile over the lead time, never below the observed load's need.
     Predictive,
+    /// Headroom's live recommender every minute, acted on by KEDA's HPA.
+    Recommender,
     /// The Kubernetes HPA on the observed load.
     Reactive,
     /// A fixed count for the series' peak.
@@ -50,7 +52,7 @@ pub struct SimulateArgs {
     )]
     pub target_utilization: f64,
     /// Forecast quantile the predictive policy provisions for.
-    #[arg(long, env = "HEADROOM_SCALING_QUANTILE", default_value_t = 0.8)]
+    #[arg(long, env = "HEADROOM_SCALING_QUANTILE", default_value_t = 0.7)]
     pub quantile: f64,
     /// Days at the end of the series that are replayed.
     #[arg(long, env = "HEADROOM_SCALING_TEST_DAYS", default_value_t = 14)]
@@ -74,6 +76,7 @@ fn run_simulate(args: &SimulateArgs) -> anyhow::Result<String> {
     let grid = backtest::read_csv(&args.input)?;
     let policy = match args.policy {
         PolicyArg::Predictive => Policy::Predictive,
+        PolicyArg::Recommender => Policy::Recommender,
         PolicyArg::Reactive => Policy::Reactive,
         PolicyArg::StaticPeak => Policy::StaticPeak,
     };

@@ -201,11 +201,11 @@ async fn run_planner(p: Planner, stop: CancellationToken) {
                 },
             }
         }
-        if p.scaling_every.is_some() {
+        if let Some(every) = p.scaling_every {
             let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
             tokio::select! {
                 () = stop.cancelled() => return,
-                result = headroom_analytics::scaling::live::refresh(&p.engine, &forecasts, &p.scaling, &p.kpi, &mut recommender, now) => match result {
+                result = headroom_analytics::scaling::live::refresh(&p.engine, &forecasts, &p.scaling, &p.kpi, &mut recommender, every.as_secs(), now) => match result {
                     Ok(services) => tracing::debug!(services, "recommendations refreshed"),
                     Err(e) => tracing::error!(error = %e, "recommendation refresh failed; retrying next round"),
                 },

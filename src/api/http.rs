@@ -313,5 +313,16 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             );
         }
     }
+    // Per mode, not per service: labels stay bounded.
+    let recs = state.engine.recommendations().all();
+    let name = "headroom_recommendations";
+    let _ = writeln!(
+        out,
+        "# HELP {name} services with a replica recommendation, by how it was made\n# TYPE {name} gauge"
+    );
+    for mode in ["predictive", "reactive", "unavailable"] {
+        let n = recs.iter().filter(|r| r.mode.name() == mode).count();
+        let _ = writeln!(out, "{name}{{mode=\"{mode}\"}} {n}");
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -9,9 +9,14 @@ use std::f64::consts::PI;
 
 use headroom::api::keda::externalscaler::external_scaler_client::ExternalScalerClient;
 use headroom::api::keda::externalscaler::{GetMetricsRequest, ScaledObjectRef};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
 use serde_json::Value;
@@ -59,6 +64,35 @@ fn requests(service: &str, instance: &str, starts: &[i64], id: &mut u64) -> Reso
         }),
         scope_spans: vec![ScopeSpans {
             spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// One `process.cpu.utilization` point of an instance.
+fn cpu_point(service: &str, instance: &str, time_ns: i64, value: f64) -> ResourceMetrics {
+    ResourceMetrics {
+        resource: Some(Resource {
+            attributes: vec![
+                text("service.name", service),
+                text("service.instance.id", instance),
+            ],
+            ..Default::default()
+        }),
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![Metric {
+                name: "process.cpu.utilization".into(),
+                unit: "1".into(),
+                data: Some(metric::Data::Gauge(Gauge {
+                    data_points: vec![NumberDataPoint {
+                        time_unix_nano: time_ns as u64,
+                        value: Some(number_data_point::Value::AsDouble(value)),
+                        ..Default::default()
+                    }],
+                })),
+                ..Default::default()
+            }],
             ..Default::default()
         }],
         ..Default::default()
@@ -144,23 +178,59 @@ async fn recommendations_agree_across_table_api_and_keda() {
         .await
         .unwrap();
 
+    // A service with CPU metrics: over the last hour, each of two instances serves c requests a
+    // minute at CPU 0.1 + 0.45 × requests/s, so that CPU would reach 100 % at 2 requests/s.
+    let minute_ns = 60 * S;
+    let last_minute = now.div_euclid(minute_ns) * minute_ns - minute_ns;
+    let mut spans = Vec::new();
+    let mut points = Vec::new();
+    for m in 0..60 {
+        let start = last_minute - (59 - m) * minute_ns;
+        let c = 30 + (m * 7) % 61;
+        for instance in ["api-1", "api-2"] {
+            let starts: Vec<i64> = (0..c).map(|j| start + j * minute_ns / c).collect();
+            spans.push(requests("api", instance, &starts, &mut id));
+            points.push(cpu_point(
+                "api",
+                instance,
+                start + 30 * S,
+                0.1 + 0.45 * c as f64 / 60.0,
+            ));
+        }
+    }
+    client
+        .export(ExportTraceServiceRequest {
+            resource_spans: spans,
+        })
+        .await
+        .unwrap();
+    MetricsServiceClient::connect(s.grpc_endpoint())
+        .await
+        .unwrap()
+        .export(ExportMetricsServiceRequest {
+            resource_metrics: points,
+        })
+        .await
+        .unwrap();
+
     // Until a refresh has seen all of it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let ready = s
             .count(
                 "SELECT count(*) FROM recommendations WHERE (service_name = 'shop' AND mode = \
-                 'predictive') OR (service_name = 'fresh' AND current_replicas = 3)",
+                 'predictive') OR (service_name = 'fresh' AND current_replicas = 3) \
+                 OR (service_name = 'api' AND capacity_source = 'cpu')",
             )
             .await;
-        if ready == 2 {
+        if ready == 3 {
             break;
         }
         if tokio::time::Instant::now() > deadline {
             let table = s
                 .sql("SELECT service_name, mode, current_replicas, reasons FROM recommendations")
                 .await;
-            panic!("{ready} of 2 ready: {table}");
+            panic!("{ready} of 3 ready: {table}");
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
@@ -185,7 +255,7 @@ async fn recommendations_agree_across_table_api_and_keda() {
         row[10]
             .as_str()
             .unwrap()
-            .contains("p90 over the next 600 s"),
+            .contains("p90 over the next 601 s"),
         "{table}"
     );
     assert_eq!(
@@ -195,13 +265,14 @@ async fn recommendations_agree_across_table_api_and_keda() {
     );
     assert!(recommended >= forecast.max(floor), "{table}");
 
-    // The forecast peak is the highest p90 of the steps overlapping [now, now + 600 s).
+    // The forecast peak is the highest p90 of the steps overlapping [now, now + 601 s): the
+    // lead time and the 1 s to the next recommendation.
     let generated = int(8);
     let peak = s
         .scalar(&format!(
             "SELECT max(p90) FROM forecasts WHERE service_name = 'shop' AND metric = 'requests' \
              AND CAST(\"time\" AS BIGINT) < {} AND CAST(\"time\" AS BIGINT) + {STEP_NS} > {generated}",
-            generated + 600 * S
+            generated + 601 * S
         ))
         .await
         .as_f64()
@@ -265,11 +336,14 @@ async fn recommendations_agree_across_table_api_and_keda() {
         .iter()
         .map(|r| r["service_name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["fresh", "shop"], "{all}");
+    assert_eq!(names, ["api", "fresh", "shop"], "{all}");
     let (status, missing) = get("/api/v1/recommendations/nobody".into()).await;
     assert_eq!(status, 404);
     assert!(
-        missing["error"].as_str().unwrap().contains("fresh, shop"),
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .contains("api, fresh, shop"),
         "{missing}"
     );
 
@@ -281,6 +355,35 @@ async fn recommendations_agree_across_table_api_and_keda() {
     assert_eq!(fresh["capacity"]["source"], "current_load", "{fresh}");
     assert_eq!(fresh["confidence"], "low", "{fresh}");
     assert!(fresh["reasons"].to_string().contains("reactive"), "{fresh}");
+
+    // Self-observability: how many services are recommended for, by mode.
+    let metrics = s.metrics().await;
+    assert!(
+        metrics.contains("headroom_recommendations{mode=\"predictive\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("headroom_recommendations{mode=\"reactive\"} 2\n"),
+        "{metrics}"
+    );
+
+    // The CPU line, found from the metrics: 2 requests/s per replica at 100 % CPU; the last
+    // minute's load (2 × 77 requests) at 80 % of that needs ceil(2.567 / 1.6) = 2 replicas.
+    let (_, api) = get("/api/v1/recommendations/api".into()).await;
+    let capacity = &api["capacity"];
+    assert_eq!(capacity["source"], "cpu", "{api}");
+    assert!(
+        (capacity["per_replica"].as_f64().unwrap() - 2.0).abs() < 1e-9,
+        "{api}"
+    );
+    assert!(capacity["r_squared"].as_f64().unwrap() > 0.999_999, "{api}");
+    assert_eq!(capacity["minutes"], 60, "{api}");
+    assert_eq!(api["current_replicas"], 2, "{api}");
+    assert!(
+        (api["load_now"].as_f64().unwrap() - 154.0 / 60.0).abs() < 1e-9,
+        "{api}"
+    );
+    assert_eq!(api["recommended_replicas"], 2, "{api}");
 
     // KEDA's metrics-api scaler reads the count.
     let (status, keda) = get("/api/v1/keda/replicas/shop".into()).await;

@@ -1,5 +1,6 @@
 //! `headroom scaling simulate` over the real nyc_taxi series: the predictive policy is short of
-//! capacity less often than the HPA and costs less than provisioning for the peak.
+//! capacity less often than the HPA and costs less than provisioning for the peak, and so does
+//! the recommender Headroom serves.
 
 use headroom::scaling::{PolicyArg, ScalingCommand, SimulateArgs, run};
 use serde_json::Value;
@@ -45,6 +46,17 @@ fn predictive_scaling_beats_the_hpa_and_the_static_peak() {
         "{predictive} vs {peak}"
     );
     assert_eq!(get(&peak, "underprovisioned_minutes"), 0.0, "{peak}");
+    // The recommender as served, through KEDA's HPA, meets the same bars.
+    let served = simulate(PolicyArg::Recommender, None).unwrap();
+    assert_eq!(served["policy"], "recommender");
+    assert!(
+        get(&served, "underprovisioned_minutes") < 0.5 * get(&reactive, "underprovisioned_minutes"),
+        "{served} vs {reactive}"
+    );
+    assert!(
+        get(&served, "replica_hours") < 0.7 * get(&peak, "replica_hours"),
+        "{served} vs {peak}"
+    );
     // One row per 15-second sync period.
     let replay = std::fs::read_to_string(&csv).unwrap();
     assert!(

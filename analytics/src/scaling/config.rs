@@ -4,7 +4,7 @@
 //! ```toml
 //! [defaults]
 //! target_utilization = 0.8                # of a replica's capacity
-//! quantile = 0.8                          # forecast quantile provisioned for
+//! quantile = 0.7                          # forecast quantile provisioned for
 //! lead_time_seconds = 300                 # from asking for a replica to its serving
 //! min_replicas = 1
 //! max_replicas = 100
@@ -43,7 +43,7 @@ impl Default for ServicePolicy {
         Self {
             capacity_per_replica: None,
             target_utilization: 0.8,
-            quantile: 0.8,
+            quantile: 0.7,
             lead_time_seconds: 300,
             min_replicas: 1,
             max_replicas: 100,

@@ -287,6 +287,7 @@ pub async fn refresh(
     config: &ScalingConfig,
     kpi: &KpiSettings,
     recommender: &mut Recommender,
+    interval_seconds: u64,
     now_ns: i64,
 ) -> Result<usize, QueryError> {
     let end = now_ns.div_euclid(MINUTE_NS) * MINUTE_NS;
@@ -318,6 +319,7 @@ pub async fn refresh(
                     .find(|f| f.service == service && f.metric == Metric::Requests),
                 observed: minutes.observed(end - MINUTE_NS, end - MINUTE_NS - window_ns),
                 learned: learned.as_ref(),
+                interval_seconds,
             };
             recommender.recommend(&input, now_ns)
         })

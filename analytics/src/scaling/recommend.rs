@@ -254,6 +254,9 @@ pub struct Input<'a> {
     pub observed: Observed,
     /// The learned capacity, used when none is configured.
     pub learned: Option<&'a Capacity>,
+    /// Seconds until the next recommendation: what is asked for now must serve until the
+    /// replicas that one asks for are ready.
+    pub interval_seconds: u64,
 }
 
 /// Hours of schedule published.
@@ -343,19 +346,23 @@ impl Recommender {
             policy.target_utilization * 100.0
         ));
         let lead_ns = policy.lead_time_seconds as i64 * 1_000_000_000;
+        let ahead_seconds = policy.lead_time_seconds + input.interval_seconds;
+        let ahead_ns = ahead_seconds as i64 * 1_000_000_000;
         let mut raw = floor;
         match forecast.and_then(|f| Some((f, f.forecast.quantile(policy.quantile)?))) {
             Some((f, values)) => {
                 rec.mode = Mode::Predictive;
-                let peak = peak_over(f, values, now_ns, now_ns + lead_ns);
+                let peak = peak_over(f, values, now_ns, now_ns + ahead_ns);
                 let needed = sizing.replicas(peak);
                 rec.load_forecast = Some(peak);
                 rec.forecast_replicas = Some(needed);
                 reasons.push(format!(
-                    "the forecast's p{} over the next {} s (the lead time) peaks at {peak:.2} \
-                     requests/s (model {}), which needs {needed}",
+                    "the forecast's p{} over the next {ahead_seconds} s (lead time {} s and \
+                     {} s to the next recommendation) peaks at {peak:.2} requests/s (model {}), \
+                     which needs {needed}",
                     policy.quantile * 100.0,
                     policy.lead_time_seconds,
+                    input.interval_seconds,
                     f.forecast.model
                 ));
                 if floor > needed {
@@ -584,6 +591,7 @@ mod tests {
         ServicePolicy {
             capacity_per_replica: Some(100.0),
             lead_time_seconds: 600,
+            quantile: 0.8,
             ..ServicePolicy::default()
         }
     }
@@ -607,6 +615,7 @@ mod tests {
             forecast,
             observed,
             learned: None,
+            interval_seconds: 0,
         }
     }
 

@@ -14,18 +14,29 @@
 //!   asks for what the forecast's upper quantile needs when replicas asked for now would be
 //!   ready (now + lead time, and one sync period later), never less than the observed load
 //!   needs now, through the HPA's scale-down stabilisation and scale-up limits.
+//! - `recommender`: what ships: the [`Recommender`] every 60 s (as `--scaling-interval-seconds`
+//!   defaults to) on the latest forecast, the observed load and the ready replicas, with a
+//!   300 s scale-down window; its count reaches the fleet through the HPA KEDA creates (an
+//!   external metric of that count with target 1: the HPA's 10 % tolerance and scale-up limits
+//!   apply, its scale-down window is 0 as in the example ScaledObjects).
 
 use std::io::Write;
 
 use serde::Serialize;
 
+use super::config::ServicePolicy;
+use super::recommend::{Input, Observed, Recommender};
 use super::{Hpa, HpaSettings, Sizing};
 use crate::forecast::features::Grid;
-use crate::forecast::{ForecastError, ForecastOptions, Seasonality, forecast};
+use crate::forecast::live::{Metric, ServiceForecast};
+use crate::forecast::{Forecast, ForecastError, ForecastOptions, Seasonality, forecast};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
     Predictive,
+    /// The recommender Headroom serves, refreshed every minute, acted on by the HPA KEDA
+    /// creates for it.
+    Recommender,
     Reactive,
     StaticPeak,
 }
@@ -34,6 +45,7 @@ impl Policy {
     pub fn name(self) -> &'static str {
         match self {
             Self::Predictive => "predictive",
+            Self::Recommender => "recommender",
             Self::Reactive => "reactive",
             Self::StaticPeak => "static-peak",
         }
@@ -172,8 +184,30 @@ pub fn run(
     };
     let lead = settings.lead_time_seconds;
     let ahead_steps = (lead + step_s).div_ceil(step_s) as usize + 2;
-    // The predictive policy's latest forecast: its first point's index and the quantile path.
-    let mut latest: Option<(usize, Vec<f64>)> = None;
+    // The latest forecast: its first point's index and the forecast.
+    let mut latest: Option<(usize, Forecast)> = None;
+    let mut recommender = Recommender::default();
+    let service_policy = ServicePolicy {
+        capacity_per_replica: Some(settings.capacity_per_replica),
+        target_utilization: settings.target_utilization,
+        quantile: settings.quantile,
+        lead_time_seconds: lead,
+        min_replicas: settings.min_replicas,
+        max_replicas: settings.max_replicas,
+        ..ServicePolicy::default()
+    };
+    let recommend_every = 60;
+    let mut recommended = start_count;
+    // KEDA's HPA on the recommended count: no scale-down window of its own.
+    let mut keda_hpa = Hpa::new(HpaSettings {
+        scale_down_stabilization_seconds: 0,
+        ..hpa_settings
+    });
+    let per_replica = Sizing {
+        capacity: 1.0,
+        utilization: 1.0,
+        ..sizing
+    };
     let mut forecasts = 0usize;
     let end_s = test_steps as u64 * step_s;
     let mut ticks = Vec::with_capacity((end_s / sync) as usize);
@@ -194,7 +228,7 @@ pub fn run(
         let desired = match policy {
             Policy::StaticPeak => static_count,
             Policy::Reactive => hpa.step(now, current, fleet.ready(now), demand, &sizing),
-            Policy::Predictive => {
+            Policy::Predictive | Policy::Recommender => {
                 // Points whose interval has ended are known.
                 let known = first + (now / step_s) as usize;
                 if latest.as_ref().is_none_or(|(k, _)| *k != known) {
@@ -207,28 +241,88 @@ pub fn run(
                         },
                     )?;
                     forecasts += 1;
-                    let path = f
-                        .quantile(settings.quantile)
-                        .map_or_else(|| f.yhat.clone(), <[f64]>::to_vec);
-                    latest = Some((known, path));
+                    latest = Some((known, f));
                 }
-                let (known, path) = latest.as_ref().map_or((known, &[][..]), |(k, p)| (*k, p));
-                // Replicas asked for now serve from now + lead: provision for the forecast
-                // demand then and one sync period later, never for less than now's.
-                let forecast_at = |s: u64| {
-                    let position = first as f64 + s as f64 / step_s as f64 - known as f64;
-                    let j = position.max(0.0).floor() as usize;
-                    match (path.get(j), path.get(j + 1)) {
-                        (Some(a), Some(b)) => Some(a + (b - a) * (position - j as f64)),
-                        (Some(a), None) => Some(*a),
-                        _ => None,
-                    }
+                let Some((known, f)) = latest.as_ref() else {
+                    return Err(ForecastError::Model("no forecast to act on".into()));
                 };
-                let upcoming = [now + lead, now + lead + sync]
-                    .into_iter()
-                    .filter_map(forecast_at)
-                    .fold(demand, f64::max);
-                hpa.propose(now, current, sizing.replicas(upcoming), &sizing)
+                if policy == Policy::Recommender {
+                    if now.is_multiple_of(recommend_every) {
+                        let now_ns = grid.timestamp_ns(first) + now as i64 * 1_000_000_000;
+                        // The recommender reads a step's value as its mean rate, as live
+                        // steps count requests; here demand runs linearly between points, so
+                        // a step's mean is the mean of its two ends.
+                        let step_means = |v: &[f64]| -> Vec<f64> {
+                            (0..v.len())
+                                .map(|j| (v[j] + v.get(j + 1).unwrap_or(&v[j])) / 2.0)
+                                .collect()
+                        };
+                        let served = ServiceForecast {
+                            service: String::new(),
+                            metric: Metric::Requests,
+                            start_ns: grid.timestamp_ns(*known),
+                            step_ns: grid.step_ns,
+                            history_points: *known,
+                            forecast: Forecast {
+                                yhat: step_means(&f.yhat),
+                                quantiles: f
+                                    .quantiles
+                                    .iter()
+                                    .map(|(q, v)| (*q, step_means(v)))
+                                    .collect(),
+                                ..f.clone()
+                            },
+                            generated_at_ns: now_ns,
+                        };
+                        let window_peak_load =
+                            (0..=service_policy.scale_down_stabilization_seconds / sync)
+                                .map(|k| demand_at(now.saturating_sub(k * sync)))
+                                .fold(demand, f64::max);
+                        let input = Input {
+                            service: "",
+                            policy: &service_policy,
+                            forecast: Some(&served),
+                            observed: Observed {
+                                replicas: Some(fleet.ready(now)),
+                                load: demand,
+                                window_peak_load,
+                            },
+                            learned: None,
+                            interval_seconds: recommend_every,
+                        };
+                        recommended = recommender
+                            .recommend(&input, now_ns)
+                            .recommended_replicas
+                            .unwrap_or(recommended);
+                    }
+                    // The external metric is the count, its target 1 per replica.
+                    let ratio = f64::from(recommended) / f64::from(current.max(1));
+                    let raw = if (ratio - 1.0).abs() <= keda_hpa.settings.tolerance {
+                        current
+                    } else {
+                        recommended
+                    };
+                    keda_hpa.propose(now, current, raw, &per_replica)
+                } else {
+                    let path = f.quantile(settings.quantile).unwrap_or(f.yhat.as_slice());
+                    // Replicas asked for now serve from now + lead: provision for the
+                    // forecast demand then and one sync period later, never for less than
+                    // now's.
+                    let forecast_at = |s: u64| {
+                        let position = first as f64 + s as f64 / step_s as f64 - *known as f64;
+                        let j = position.max(0.0).floor() as usize;
+                        match (path.get(j), path.get(j + 1)) {
+                            (Some(a), Some(b)) => Some(a + (b - a) * (position - j as f64)),
+                            (Some(a), None) => Some(*a),
+                            _ => None,
+                        }
+                    };
+                    let upcoming = [now + lead, now + lead + sync]
+                        .into_iter()
+                        .filter_map(forecast_at)
+                        .fold(demand, f64::max);
+                    hpa.propose(now, current, sizing.replicas(upcoming), &sizing)
+                }
             }
         };
         if desired != current {
@@ -305,12 +399,13 @@ mod tests {
     fn policies_trade_cost_for_shortfall_as_expected() {
         let grid = cycle(21);
         let run = |policy| run(&grid, policy, &settings()).unwrap().0;
-        let (reactive, peak, predictive) = (
+        let (reactive, peak, predictive, recommender) = (
             run(Policy::Reactive),
             run(Policy::StaticPeak),
             run(Policy::Predictive),
+            run(Policy::Recommender),
         );
-        for o in [&reactive, &peak, &predictive] {
+        for o in [&reactive, &peak, &predictive, &recommender] {
             assert_eq!(o.minutes, 2.0 * 24.0 * 60.0, "{o:?}");
         }
         // The peak of 900 at 95 % of 50: 19 replicas, all the time, never short.
@@ -330,6 +425,15 @@ mod tests {
             "{predictive:?}"
         );
         assert_eq!(predictive.forecasts, 48);
+        // The recommender as served, through KEDA's HPA, likewise.
+        assert!(
+            recommender.underprovisioned_minutes < reactive.underprovisioned_minutes,
+            "{recommender:?} vs {reactive:?}"
+        );
+        assert!(
+            recommender.replica_hours < peak.replica_hours,
+            "{recommender:?}"
+        );
     }
 
     #[test]
