@@ -136,6 +136,12 @@ async fn recommendations_agree_across_table_api_and_keda() {
         tokio::time::sleep(std::time::Duration::from_nanos((left + S) as u64)).await;
         now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     }
+    // And within one minute: the last complete minute is the load and replicas now.
+    if now.rem_euclid(60 * S) > 15 * S {
+        let left = 60 * S - now.rem_euclid(60 * S);
+        tokio::time::sleep(std::time::Duration::from_nanos((left + S) as u64)).await;
+        now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    }
     let end = now.div_euclid(STEP_NS) * STEP_NS;
     let steps = 8 * DAY_STEPS;
     let mut client = TraceServiceClient::connect(s.grpc_endpoint())
@@ -213,15 +219,19 @@ async fn recommendations_agree_across_table_api_and_keda() {
         .await
         .unwrap();
 
-    // Until a refresh has seen all of it.
+    // Until a recommendation is made from a forecast that started after everything was sent
+    // (one over a partly sent history sees zeros where the rest was to come).
+    let sent = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let ready = s
-            .count(
+            .count(&format!(
                 "SELECT count(*) FROM recommendations WHERE (service_name = 'shop' AND mode = \
-                 'predictive') OR (service_name = 'fresh' AND current_replicas = 3) \
-                 OR (service_name = 'api' AND capacity_source = 'cpu')",
-            )
+                 'predictive' AND generated_at > (SELECT max(generated_at) FROM forecasts \
+                 WHERE service_name = 'shop' AND generated_at > to_timestamp_nanos({sent}))) \
+                 OR (service_name = 'fresh' AND current_replicas = 3) \
+                 OR (service_name = 'api' AND capacity_source = 'cpu')"
+            ))
             .await;
         if ready == 3 {
             break;
@@ -281,6 +291,19 @@ async fn recommendations_agree_across_table_api_and_keda() {
         (peak - load_forecast).abs() <= 1e-9 * peak,
         "{peak} vs {load_forecast}"
     );
+
+    // Both tables are in the catalog SQL clients list, the schedule with 24 hours.
+    let listed = s
+        .count(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name IN \
+             ('recommendations', 'recommendation_schedule')",
+        )
+        .await;
+    assert_eq!(listed, 2);
+    let hours = s
+        .count("SELECT count(*) FROM recommendation_schedule WHERE service_name = 'shop'")
+        .await;
+    assert_eq!(hours, 24);
 
     // The learned capacity: the 99th percentile (by rank) of the load per instance over the
     // minutes of the last 7 days (every minute met the 500 ms Apdex objective).
