@@ -152,6 +152,11 @@ pub struct ServeConfig {
     /// table, the API and the KEDA scaler); 0 turns recommendations off.
     #[arg(long, env = "HEADROOM_SCALING_INTERVAL_SECONDS", default_value_t = 60)]
     pub scaling_interval_seconds: u64,
+    /// How often the capacity per replica is learned again from the last 7 days of requests
+    /// and CPU (also whenever a new service shows up).
+    #[arg(long, env = "HEADROOM_SCALING_LEARN_INTERVAL_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub scaling_learn_interval_seconds: u64,
     /// Scaling settings per service (TOML; see the README). Without one, every service gets
     /// the defaults and a capacity learned from its data.
     #[arg(long, env = "HEADROOM_SCALING_CONFIG_PATH")]
@@ -384,6 +389,7 @@ impl ServeConfig {
             query_timeout_seconds: 60.0,
             forecast_interval_seconds: 300,
             scaling_interval_seconds: 60,
+            scaling_learn_interval_seconds: 900,
             scaling_config_path: None,
             keda_grpc_addr: any,
             forecast_step_seconds: 300,

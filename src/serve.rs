@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use crate::api;
 use crate::config::{ServeConfig, WalSync};
 use headroom_analytics::scaling::config::ScalingConfig;
-use headroom_analytics::scaling::recommend::Recommender;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -171,6 +170,7 @@ struct Planner {
     span: headroom_analytics::forecast::live::Span,
     forecast_every: Option<Duration>,
     scaling_every: Option<Duration>,
+    learn_every_seconds: u64,
     scaling: ScalingConfig,
     kpi: headroom_analytics::KpiSettings,
 }
@@ -181,7 +181,7 @@ struct Planner {
 async fn run_planner(p: Planner, stop: CancellationToken) {
     let extra = p.scaling.quantiles();
     let mut forecasts = Vec::new();
-    let mut recommender = Recommender::default();
+    let mut live = headroom_analytics::scaling::live::Live::new(p.learn_every_seconds);
     let mut next_forecast = tokio::time::Instant::now();
     loop {
         if let Some(every) = p.forecast_every
@@ -205,7 +205,7 @@ async fn run_planner(p: Planner, stop: CancellationToken) {
             let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
             tokio::select! {
                 () = stop.cancelled() => return,
-                result = headroom_analytics::scaling::live::refresh(&p.engine, &forecasts, &p.scaling, &p.kpi, &mut recommender, every.as_secs(), now) => match result {
+                result = headroom_analytics::scaling::live::refresh(&p.engine, &forecasts, &p.scaling, &p.kpi, &mut live, every.as_secs(), now) => match result {
                     Ok(services) => tracing::debug!(services, "recommendations refreshed"),
                     Err(e) => tracing::error!(error = %e, "recommendation refresh failed; retrying next round"),
                 },
@@ -388,6 +388,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
             span: cfg.forecast_span(),
             forecast_every: every(cfg.forecast_interval_seconds),
             scaling_every: every(cfg.scaling_interval_seconds),
+            learn_every_seconds: cfg.scaling_learn_interval_seconds,
             scaling,
             kpi: kpi_settings,
         },

@@ -126,6 +126,7 @@ async fn recommendations_agree_across_table_api_and_keda() {
     let s = TestServer::start_with(move |c| {
         c.forecast_interval_seconds = 2;
         c.scaling_interval_seconds = 1;
+        c.scaling_learn_interval_seconds = 1;
         c.scaling_config_path = Some(path);
     })
     .await;

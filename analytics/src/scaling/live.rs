@@ -9,7 +9,8 @@
 //!   else 95 % of requests good and within its Apdex threshold;
 //! - mean CPU utilisation and instances, where CPU metrics exist (`service_saturation_1m`).
 //!
-//! The last complete minute gives the load and the replicas now.
+//! The last complete minute gives the load and the replicas now; capacities are learned again
+//! every `--scaling-learn-interval-seconds`, and when a new service shows up.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +23,9 @@ use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRe
 use tokio::sync::watch;
 
 use super::config::ScalingConfig;
-use super::recommend::{Input, Minute, Observed, Recommendation, Recommender, learn_capacity};
+use super::recommend::{
+    Capacity, Input, Minute, Observed, Recommendation, Recommender, learn_capacity,
+};
 use crate::error::QueryError;
 use crate::forecast::live::{Metric, ServiceForecast};
 use crate::{KpiSettings, QueryEngine};
@@ -279,21 +282,67 @@ impl Minutes {
     }
 }
 
-/// Recommends for every service with recent requests or a requests forecast, publishes the
-/// tables and the board; returns the recommendations made.
+/// What refreshes keep between rounds: the recommender's windows, the learned capacities and
+/// the services seen over the learning window.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// How often capacities are learned again: a scan of [`LEARNING_DAYS`] of requests, too
+    /// much for every refresh.
+    learn_every_ns: i64,
+    recommender: Recommender,
+    learned: BTreeMap<String, Capacity>,
+    seen: std::collections::BTreeSet<String>,
+    learned_at_ns: Option<i64>,
+}
+
+impl Live {
+    pub fn new(learn_every_seconds: u64) -> Self {
+        Self {
+            learn_every_ns: learn_every_seconds as i64 * 1_000_000_000,
+            ..Self::default()
+        }
+    }
+}
+
+/// Recommends for every service seen in the last [`LEARNING_DAYS`] or with a requests
+/// forecast, publishes the tables and the board; returns the recommendations made.
 pub async fn refresh(
     engine: &QueryEngine,
     forecasts: &[ServiceForecast],
     config: &ScalingConfig,
     kpi: &KpiSettings,
-    recommender: &mut Recommender,
+    live: &mut Live,
     interval_seconds: u64,
     now_ns: i64,
 ) -> Result<usize, QueryError> {
     let end = now_ns.div_euclid(MINUTE_NS) * MINUTE_NS;
-    let from = end - LEARNING_DAYS * 1440 * MINUTE_NS;
-    let observed = minutes(engine, kpi, from, end).await?;
-    let mut services: Vec<&str> = observed.keys().map(String::as_str).collect();
+    // The last minute and the longest scale-down window before it.
+    let window_ns = std::iter::once(&config.defaults)
+        .chain(config.services.iter().map(|(_, p)| p))
+        .map(|p| p.scale_down_stabilization_seconds as i64 * 1_000_000_000)
+        .max()
+        .unwrap_or(0);
+    let recent = minutes(engine, kpi, end - MINUTE_NS - window_ns, end).await?;
+    // Learned again when due, or when a service shows up that was not there.
+    if live
+        .learned_at_ns
+        .is_none_or(|t| now_ns - t >= live.learn_every_ns)
+        || recent.keys().any(|s| !live.seen.contains(s))
+    {
+        let history = minutes(engine, kpi, end - LEARNING_DAYS * 1440 * MINUTE_NS, end).await?;
+        live.learned = history
+            .iter()
+            .filter_map(|(service, minutes)| {
+                let (threshold_ms, objective) = latency_objective(kpi, service);
+                learn_capacity(&minutes.learning(objective), threshold_ms, objective)
+                    .map(|c| (service.clone(), c))
+            })
+            .collect();
+        live.seen = history.into_keys().collect();
+        live.learned_at_ns = Some(now_ns);
+    }
+    let mut services: Vec<&str> = live.seen.iter().map(String::as_str).collect();
+    services.extend(recent.keys().map(String::as_str));
     services.extend(
         forecasts
             .iter()
@@ -307,9 +356,6 @@ pub async fn refresh(
         .into_iter()
         .map(|service| {
             let policy = config.policy(service);
-            let minutes = observed.get(service).unwrap_or(&empty);
-            let (threshold_ms, objective) = latency_objective(kpi, service);
-            let learned = learn_capacity(&minutes.learning(objective), threshold_ms, objective);
             let window_ns = policy.scale_down_stabilization_seconds as i64 * 1_000_000_000;
             let input = Input {
                 service,
@@ -317,11 +363,14 @@ pub async fn refresh(
                 forecast: forecasts
                     .iter()
                     .find(|f| f.service == service && f.metric == Metric::Requests),
-                observed: minutes.observed(end - MINUTE_NS, end - MINUTE_NS - window_ns),
-                learned: learned.as_ref(),
+                observed: recent
+                    .get(service)
+                    .unwrap_or(&empty)
+                    .observed(end - MINUTE_NS, end - MINUTE_NS - window_ns),
+                learned: live.learned.get(service),
                 interval_seconds,
             };
-            recommender.recommend(&input, now_ns)
+            live.recommender.recommend(&input, now_ns)
         })
         .collect();
     engine.publish_recommendations(batch(&recommendations)?, schedule_batch(&recommendations)?)?;

@@ -276,7 +276,6 @@ impl Recommender {
         let policy = input.policy;
         let observed = input.observed;
         let mut reasons = Vec::new();
-        let forecast = input.forecast.filter(|f| !f.forecast.short_history);
         let mut rec = Recommendation {
             service_name: input.service.to_owned(),
             generated_at_ns: now_ns,
@@ -349,10 +348,27 @@ impl Recommender {
         let ahead_seconds = policy.lead_time_seconds + input.interval_seconds;
         let ahead_ns = ahead_seconds as i64 * 1_000_000_000;
         let mut raw = floor;
-        match forecast.and_then(|f| Some((f, f.forecast.quantile(policy.quantile)?))) {
-            Some((f, values)) => {
+        let usable = match input.forecast {
+            None => Err("no forecast for the service yet".to_owned()),
+            Some(f) if f.forecast.short_history => Err(format!(
+                "{} points of history are too few for a forecast model",
+                f.history_points
+            )),
+            Some(f) => match f.forecast.quantile(policy.quantile) {
+                None => Err(format!(
+                    "the forecast has no p{} level",
+                    policy.quantile * 100.0
+                )),
+                Some(values) => peak_over(f, values, now_ns, now_ns + ahead_ns)
+                    .map(|peak| (f, values, peak))
+                    .ok_or_else(|| {
+                        format!("the forecast does not reach into the next {ahead_seconds} s")
+                    }),
+            },
+        };
+        match usable {
+            Ok((f, values, peak)) => {
                 rec.mode = Mode::Predictive;
-                let peak = peak_over(f, values, now_ns, now_ns + ahead_ns);
                 let needed = sizing.replicas(peak);
                 rec.load_forecast = Some(peak);
                 rec.forecast_replicas = Some(needed);
@@ -377,7 +393,7 @@ impl Recommender {
                     .map(|h| (now_ns + h * hour_ns, now_ns + (h + 1) * hour_ns))
                     .take_while(|(from, _)| *from < end)
                     .map(|(from, to)| {
-                        let load = peak_over(f, values, from, to + lead_ns);
+                        let load = peak_over(f, values, from, to + lead_ns).unwrap_or(0.0);
                         Slot {
                             from_ns: from,
                             to_ns: to,
@@ -387,18 +403,9 @@ impl Recommender {
                     })
                     .collect();
             }
-            None => {
+            Err(why) => {
                 rec.mode = Mode::Reactive;
-                reasons.push(match input.forecast {
-                    Some(f) => format!(
-                        "reactive: {} points of history are too few for a forecast model \
-                         (the HPA's rule on the load now)",
-                        f.history_points
-                    ),
-                    None => "reactive: no forecast for the service yet (the HPA's rule on the \
-                             load now)"
-                        .to_owned(),
-                });
+                reasons.push(format!("reactive: {why} (the HPA's rule on the load now)"));
             }
         }
 
@@ -501,12 +508,12 @@ impl Recommender {
     }
 }
 
-/// The highest value of the forecast steps that overlap [from, to).
-fn peak_over(f: &ServiceForecast, values: &[f64], from_ns: i64, to_ns: i64) -> f64 {
+/// The highest value of the forecast steps that overlap [from, to); None when none does.
+fn peak_over(f: &ServiceForecast, values: &[f64], from_ns: i64, to_ns: i64) -> Option<f64> {
     (0..values.len())
         .filter(|&h| f.time_ns(h) < to_ns && f.time_ns(h + 1) > from_ns)
         .map(|h| values[h].max(0.0))
-        .fold(0.0, f64::max)
+        .reduce(f64::max)
 }
 
 /// High: a model that beat the daily seasonal naive clearly and a capacity that is configured
@@ -775,6 +782,19 @@ mod tests {
         let r =
             Recommender::default().recommend(&input(&p, None, observed(2, 170.0, 170.0)), START);
         assert_eq!(r.mode, Mode::Reactive);
+        // A forecast that ended before now is no forecast.
+        let old = forecast(&[5000.0; 4], false, 0.6);
+        let r = Recommender::default().recommend(
+            &input(&p, Some(&old), observed(2, 170.0, 170.0)),
+            START + 3600 * S,
+        );
+        assert_eq!(r.mode, Mode::Reactive);
+        assert_eq!(r.recommended_replicas, Some(3));
+        assert!(
+            r.reasons.iter().any(|x| x.contains("does not reach")),
+            "{:?}",
+            r.reasons
+        );
     }
 
     #[test]
