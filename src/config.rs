@@ -348,6 +348,13 @@ impl ServeConfig {
         }
     }
 
+    /// How old a recommendation may be and still be served to autoscalers: five refreshes,
+    /// at least five minutes.
+    pub fn recommendation_max_age_ns(&self) -> i64 {
+        let seconds = (self.scaling_interval_seconds.saturating_mul(5)).max(300);
+        i64::try_from(seconds.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
+    }
+
     /// The grid of the published forecasts.
     pub fn forecast_span(&self) -> headroom_analytics::forecast::live::Span {
         let step = self.forecast_step_seconds;

@@ -336,6 +336,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         engine: engine.clone(),
         ingester: ingester.clone(),
         forecast_history_days: cfg.forecast_history_days,
+        recommendation_max_age_ns: cfg.recommendation_max_age_ns(),
     });
     let stop = api_stop.clone();
     let api_server = tokio::spawn(async move {
@@ -352,7 +353,11 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         api_stop.clone(),
     ));
 
-    let scaler = api::keda::Scaler::server(engine.recommendations().clone(), api_stop.clone());
+    let scaler = api::keda::Scaler::server(
+        engine.recommendations().clone(),
+        cfg.recommendation_max_age_ns(),
+        api_stop.clone(),
+    );
     let stop = api_stop.clone();
     let keda_server = tokio::spawn(async move {
         tonic::transport::Server::builder()

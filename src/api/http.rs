@@ -23,6 +23,8 @@ pub struct ApiState {
     pub ingester: Arc<Ingester>,
     /// How much history on-demand forecasts learn from.
     pub forecast_history_days: u64,
+    /// Recommendations older than this are not served to autoscalers.
+    pub recommendation_max_age_ns: i64,
 }
 
 pub fn router(state: ApiState) -> Router {

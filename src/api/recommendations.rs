@@ -2,8 +2,8 @@
 //! - `GET /api/v1/recommendations`: every service's latest recommendation;
 //! - `GET /api/v1/recommendations/{service}`: one service's, with its schedule and reasons;
 //! - `GET /api/v1/keda/replicas/{service}`: `{"replicas": N, …}` for KEDA's `metrics-api`
-//!   scaler (`valueLocation: replicas`, `targetValue: "1"`); 503 while there is no count, so
-//!   that KEDA's `fallback` applies.
+//!   scaler (`valueLocation: replicas`, `targetValue: "1"`); 503 while there is no count or
+//!   the recommendation is stale, so that KEDA's `fallback` applies.
 //!
 //! Nothing acts on a recommendation unless the operator wires KEDA to one of these (or to
 //! the external scaler): forecast-only is the default.
@@ -12,6 +12,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use headroom_analytics::scaling::live::NoCount;
 use headroom_analytics::scaling::recommend::Recommendation;
 use serde_json::{Value, json};
 
@@ -83,24 +84,23 @@ pub async fn one(State(state): State<ApiState>, Path(service): Path<String>) -> 
 }
 
 pub async fn keda_replicas(State(state): State<ApiState>, Path(service): Path<String>) -> Response {
-    let Some(rec) = state.engine.recommendations().get(&service) else {
-        return unknown(&state, &service);
-    };
-    match rec.recommended_replicas {
-        Some(n) => Json(json!({
-            "service_name": rec.service_name,
-            "replicas": n,
-            "mode": rec.mode,
-            "confidence": rec.confidence,
-            "generated_at": rfc3339(rec.generated_at_ns),
-        }))
-        .into_response(),
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "no replica count for service {service:?}: {}",
-                rec.reasons.join("; ")
-            ),
-        ),
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let board = state.engine.recommendations();
+    match board.replicas(&service, now, state.recommendation_max_age_ns) {
+        Ok(n) => {
+            let rec = board.get(&service);
+            Json(json!({
+                "service_name": service,
+                "replicas": n,
+                "mode": rec.as_ref().map(|r| r.mode),
+                "confidence": rec.as_ref().map(|r| r.confidence),
+                "generated_at": rec.as_ref().map(|r| rfc3339(r.generated_at_ns)),
+            }))
+            .into_response()
+        }
+        Err(NoCount::Unknown { .. }) => unknown(&state, &service),
+        Err(e @ (NoCount::Unavailable { .. } | NoCount::Stale { .. })) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
     }
 }

@@ -73,6 +73,41 @@ impl Board {
     pub fn subscribe(&self) -> watch::Receiver<Arc<Vec<Recommendation>>> {
         self.tx.subscribe()
     }
+
+    /// The count to act on for `service` at `now_ns`: none for an unknown service, a service
+    /// without a count, or a recommendation older than `max_age_ns` (refreshes have stopped
+    /// working; an autoscaler should fall back rather than hold a stale count).
+    pub fn replicas(&self, service: &str, now_ns: i64, max_age_ns: i64) -> Result<u32, NoCount> {
+        let rec = self.get(service).ok_or_else(|| NoCount::Unknown {
+            service: service.to_owned(),
+        })?;
+        let age_ns = now_ns.saturating_sub(rec.generated_at_ns);
+        if age_ns > max_age_ns {
+            return Err(NoCount::Stale {
+                service: service.to_owned(),
+                age_seconds: age_ns / 1_000_000_000,
+            });
+        }
+        rec.recommended_replicas
+            .ok_or_else(|| NoCount::Unavailable {
+                service: service.to_owned(),
+                reasons: rec.reasons.join("; "),
+            })
+    }
+}
+
+/// Why there is no count to act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoCount {
+    #[error("no recommendation for service {service:?}: Headroom has seen no requests of it")]
+    Unknown { service: String },
+    #[error("no replica count for service {service:?}: {reasons}")]
+    Unavailable { service: String, reasons: String },
+    #[error(
+        "the recommendation for service {service:?} is {age_seconds} s old: refreshes are \
+         failing, see the server log"
+    )]
+    Stale { service: String, age_seconds: i64 },
 }
 
 /// The latency objective a minute is judged healthy by: (threshold ms, share of requests).
@@ -487,4 +522,60 @@ pub fn schedule_batch(recs: &[Recommendation]) -> Result<RecordBatch, QueryError
         times(slots.iter().map(|(r, _)| r.generated_at_ns).collect()),
     ];
     Ok(RecordBatch::try_new(schedule_schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scaling::config::ServicePolicy;
+
+    const S: i64 = 1_000_000_000;
+
+    fn recommend(service: &str, policy: &ServicePolicy, now_ns: i64) -> Recommendation {
+        Recommender::default().recommend(
+            &Input {
+                service,
+                policy,
+                forecast: None,
+                observed: Observed {
+                    replicas: None,
+                    load: 90.0,
+                    window_peak_load: 90.0,
+                },
+                learned: None,
+                interval_seconds: 60,
+            },
+            now_ns,
+        )
+    }
+
+    #[test]
+    fn the_board_serves_fresh_counts_only() {
+        let board = Board::default();
+        let sized = ServicePolicy {
+            capacity_per_replica: Some(50.0),
+            ..ServicePolicy::default()
+        };
+        board.publish(vec![
+            recommend("shop", &sized, 1000 * S),
+            recommend("cart", &ServicePolicy::default(), 1000 * S),
+        ]);
+        // 90 requests/s at 80 % of 50: 3 replicas.
+        assert_eq!(board.replicas("shop", 1100 * S, 300 * S), Ok(3));
+        assert!(matches!(
+            board.replicas("shop", 1301 * S, 300 * S),
+            Err(NoCount::Stale {
+                age_seconds: 301,
+                ..
+            })
+        ));
+        // No capacity and no replicas observed: no count, with the reason.
+        let e = board.replicas("cart", 1100 * S, 300 * S).unwrap_err();
+        assert!(matches!(e, NoCount::Unavailable { .. }));
+        assert!(e.to_string().contains("capacity_per_replica"), "{e}");
+        assert!(matches!(
+            board.replicas("nobody", 1100 * S, 300 * S),
+            Err(NoCount::Unknown { .. })
+        ));
+    }
 }

@@ -4,14 +4,14 @@
 //! target of 1, so the HPA KEDA creates asks for exactly that many replicas
 //! (`desired = ceil(value / target)`).
 //!
-//! A service without a recommendation is an error (NOT_FOUND, or FAILED_PRECONDITION when
-//! there is no capacity to size it by), which makes KEDA apply the ScaledObject's `fallback`.
+//! A service without a count is an error, which makes KEDA apply the ScaledObject's
+//! `fallback`: NOT_FOUND for a service never seen, FAILED_PRECONDITION when there is no
+//! capacity to size it by, UNAVAILABLE when the recommendation is stale (refreshes failing).
 
 use std::pin::Pin;
 
 use futures::Stream;
-use headroom_analytics::scaling::live::Board;
-use headroom_analytics::scaling::recommend::Recommendation;
+use headroom_analytics::scaling::live::{Board, NoCount};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -29,14 +29,24 @@ use externalscaler::{
 #[derive(Debug, Clone)]
 pub struct Scaler {
     board: Board,
+    /// Recommendations older than this are not served.
+    max_age_ns: i64,
     /// Ends the open `StreamIsActive` streams, so that shutdown need not wait for KEDA to
     /// hang up.
     stop: CancellationToken,
 }
 
 impl Scaler {
-    pub fn server(board: Board, stop: CancellationToken) -> ExternalScalerServer<Self> {
-        ExternalScalerServer::new(Self { board, stop })
+    pub fn server(
+        board: Board,
+        max_age_ns: i64,
+        stop: CancellationToken,
+    ) -> ExternalScalerServer<Self> {
+        ExternalScalerServer::new(Self {
+            board,
+            max_age_ns,
+            stop,
+        })
     }
 }
 
@@ -71,19 +81,17 @@ pub fn metric_name(service: &str) -> String {
     format!("headroom-replicas-{safe}")
 }
 
-/// The recommended count for `service`, or the status KEDA's fallback acts on.
-fn replicas(rec: Option<&Recommendation>, service: &str) -> Result<u32, Status> {
-    let rec = rec.ok_or_else(|| {
-        Status::not_found(format!(
-            "no recommendation for service {service:?}: Headroom has seen no requests of it"
-        ))
-    })?;
-    rec.recommended_replicas.ok_or_else(|| {
-        Status::failed_precondition(format!(
-            "no recommendation for service {service:?}: {}",
-            rec.reasons.join("; ")
-        ))
-    })
+/// The count to serve, or the status KEDA's fallback acts on.
+fn replicas(scaler: &Scaler, service: &str) -> Result<u32, Status> {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    scaler
+        .board
+        .replicas(service, now, scaler.max_age_ns)
+        .map_err(|e| match e {
+            NoCount::Unknown { .. } => Status::not_found(e.to_string()),
+            NoCount::Unavailable { .. } => Status::failed_precondition(e.to_string()),
+            NoCount::Stale { .. } => Status::unavailable(e.to_string()),
+        })
 }
 
 type ActiveStream = Pin<Box<dyn Stream<Item = Result<IsActiveResponse, Status>> + Send>>;
@@ -95,7 +103,7 @@ impl ExternalScaler for Scaler {
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<IsActiveResponse>, Status> {
         let service = service_of(request.get_ref())?;
-        let n = replicas(self.board.get(&service).as_ref(), &service)?;
+        let n = replicas(self, &service)?;
         Ok(Response::new(IsActiveResponse { result: n > 0 }))
     }
 
@@ -162,7 +170,7 @@ impl ExternalScaler for Scaler {
             .scaled_object_ref
             .ok_or_else(|| Status::invalid_argument("scaledObjectRef is missing"))?;
         let service = service_of(&object)?;
-        let n = replicas(self.board.get(&service).as_ref(), &service)?;
+        let n = replicas(self, &service)?;
         let name = if request.metric_name.is_empty() {
             metric_name(&service)
         } else {
