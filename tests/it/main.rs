@@ -9,6 +9,7 @@ mod compaction;
 mod crash;
 mod errors;
 mod forecast;
+mod grafana;
 mod json_fixtures;
 mod kpis;
 mod lifecycle;

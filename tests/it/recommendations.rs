@@ -468,5 +468,17 @@ async fn recommendations_agree_across_table_api_and_keda() {
         tonic::Code::InvalidArgument,
         "{nameless:?}"
     );
+
+    // The shipped Capacity dashboard draws from these tables: every panel gets rows in its
+    // shape over the dashboard's default range (two days back, one ahead).
+    let rfc3339 = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let (from, to) = (rfc3339(now - 2 * 86_400 * S), rfc3339(now + 86_400 * S));
+    let server = &s;
+    tokio::task::block_in_place(|| {
+        crate::grafana::check_dashboard(server, "capacity.json", &[("service", "shop")], &from, &to)
+    });
     s.stop().await;
 }
