@@ -209,3 +209,27 @@ fn macros_expand_as_grafana_expands_them() {
         vec![vec!["a", "b"], vec!["x, \"y\"", "2"]]
     );
 }
+
+/// The Service overview dashboard over a second of the simulated shop's traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_overview_panels_get_rows() {
+    let s = crate::server_with_traffic(|_| {}).await;
+    let now = chrono::Utc::now();
+    let rfc3339 =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (from, to) = (
+        rfc3339(now - chrono::Duration::hours(6)),
+        rfc3339(now + chrono::Duration::minutes(1)),
+    );
+    let server = &s;
+    tokio::task::block_in_place(|| {
+        check_dashboard(
+            server,
+            "service-overview.json",
+            &[("service", "frontend")],
+            &from,
+            &to,
+        )
+    });
+    s.stop().await;
+}
