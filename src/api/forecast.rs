@@ -11,7 +11,7 @@ use headroom_analytics::forecast::live::{self, Metric, Span};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{ApiState, error, query_error};
+use super::http::{ApiState, error, query_error, rfc3339};
 
 #[derive(Deserialize)]
 pub struct Params {
@@ -63,10 +63,6 @@ fn seconds(what: &str, text: &str) -> Result<u64, String> {
         }
         Err(e) => Err(format!("{what}: {e}")),
     }
-}
-
-fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 pub async fn service_forecast(

@@ -66,6 +66,11 @@ struct SqlParams {
     format: Option<String>,
 }
 
+/// A time in answers: RFC 3339, whole seconds, UTC.
+pub(crate) fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }

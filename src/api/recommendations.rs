@@ -16,11 +16,7 @@ use headroom_analytics::scaling::live::NoCount;
 use headroom_analytics::scaling::recommend::Recommendation;
 use serde_json::{Value, json};
 
-use super::http::{ApiState, error};
-
-fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+use super::http::{ApiState, error, rfc3339};
 
 /// A recommendation as JSON, times in RFC 3339.
 fn to_json(rec: &Recommendation) -> Value {
@@ -85,19 +81,19 @@ pub async fn one(State(state): State<ApiState>, Path(service): Path<String>) -> 
 
 pub async fn keda_replicas(State(state): State<ApiState>, Path(service): Path<String>) -> Response {
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-    let board = state.engine.recommendations();
-    match board.replicas(&service, now, state.recommendation_max_age_ns) {
-        Ok(n) => {
-            let rec = board.get(&service);
-            Json(json!({
-                "service_name": service,
-                "replicas": n,
-                "mode": rec.as_ref().map(|r| r.mode),
-                "confidence": rec.as_ref().map(|r| r.confidence),
-                "generated_at": rec.as_ref().map(|r| rfc3339(r.generated_at_ns)),
-            }))
-            .into_response()
-        }
+    match state
+        .engine
+        .recommendations()
+        .replicas(&service, now, state.recommendation_max_age_ns)
+    {
+        Ok((n, rec)) => Json(json!({
+            "service_name": rec.service_name,
+            "replicas": n,
+            "mode": rec.mode,
+            "confidence": rec.confidence,
+            "generated_at": rfc3339(rec.generated_at_ns),
+        }))
+        .into_response(),
         Err(NoCount::Unknown { .. }) => unknown(&state, &service),
         Err(e @ (NoCount::Unavailable { .. } | NoCount::Stale { .. })) => {
             error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())

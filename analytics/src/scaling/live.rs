@@ -77,7 +77,13 @@ impl Board {
     /// The count to act on for `service` at `now_ns`: none for an unknown service, a service
     /// without a count, or a recommendation older than `max_age_ns` (refreshes have stopped
     /// working; an autoscaler should fall back rather than hold a stale count).
-    pub fn replicas(&self, service: &str, now_ns: i64, max_age_ns: i64) -> Result<u32, NoCount> {
+    /// The recommendation comes with the count, read together.
+    pub fn replicas(
+        &self,
+        service: &str,
+        now_ns: i64,
+        max_age_ns: i64,
+    ) -> Result<(u32, Recommendation), NoCount> {
         let rec = self.get(service).ok_or_else(|| NoCount::Unknown {
             service: service.to_owned(),
         })?;
@@ -88,11 +94,13 @@ impl Board {
                 age_seconds: age_ns / 1_000_000_000,
             });
         }
-        rec.recommended_replicas
-            .ok_or_else(|| NoCount::Unavailable {
+        match rec.recommended_replicas {
+            Some(n) => Ok((n, rec)),
+            None => Err(NoCount::Unavailable {
                 service: service.to_owned(),
                 reasons: rec.reasons.join("; "),
-            })
+            }),
+        }
     }
 }
 
@@ -190,12 +198,46 @@ struct Minutes {
     cpu: BTreeMap<i64, (f64, u32)>,
 }
 
-fn column_i64(batch: &RecordBatch, i: usize) -> Result<ArrayRef, QueryError> {
-    Ok(arrow::compute::cast(batch.column(i), &DataType::Int64)?)
-}
+/// One row of the queries above: service, minute, value, instances and (requests only) the
+/// good requests.
+type Row = (String, i64, f64, u32, f64);
 
-fn column_f64(batch: &RecordBatch, i: usize) -> Result<ArrayRef, QueryError> {
-    Ok(arrow::compute::cast(batch.column(i), &DataType::Float64)?)
+/// The rows of `batches`, leaving out those without a service, minute or value.
+fn rows(batches: &[RecordBatch]) -> Result<Vec<Row>, QueryError> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let cast = |i: usize, to: &DataType| arrow::compute::cast(batch.column(i), to);
+        let names = cast(0, &DataType::Utf8)?;
+        let (t, value, instances) = (
+            cast(1, &DataType::Int64)?,
+            cast(2, &DataType::Float64)?,
+            cast(3, &DataType::Int64)?,
+        );
+        let good = match batch.num_columns() {
+            5 => Some(cast(4, &DataType::Float64)?),
+            _ => None,
+        };
+        let names = names.as_string::<i32>();
+        let (t, value, instances) = (
+            t.as_primitive::<Int64Type>(),
+            value.as_primitive::<Float64Type>(),
+            instances.as_primitive::<Int64Type>(),
+        );
+        let good = good.as_ref().map(|g| g.as_primitive::<Float64Type>());
+        for row in 0..batch.num_rows() {
+            if names.is_null(row) || t.is_null(row) || value.is_null(row) {
+                continue;
+            }
+            out.push((
+                names.value(row).to_owned(),
+                t.value(row),
+                value.value(row),
+                u32::try_from(instances.value(row)).unwrap_or(u32::MAX),
+                good.map_or(0.0, |g| g.value(row)),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Reads every service's minutes over `[from, to)`.
@@ -206,70 +248,22 @@ async fn minutes(
     to_ns: i64,
 ) -> Result<BTreeMap<String, Minutes>, QueryError> {
     let mut out: BTreeMap<String, Minutes> = BTreeMap::new();
-    for batch in engine.sql(&requests_query(kpi, from_ns, to_ns)).await? {
-        let names = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
-        let names = names.as_string::<i32>();
-        let (t, requests, instances, good) = (
-            column_i64(&batch, 1)?,
-            column_f64(&batch, 2)?,
-            column_i64(&batch, 3)?,
-            column_f64(&batch, 4)?,
-        );
-        let (t, requests, instances, good) = (
-            t.as_primitive::<Int64Type>(),
-            requests.as_primitive::<Float64Type>(),
-            instances.as_primitive::<Int64Type>(),
-            good.as_primitive::<Float64Type>(),
-        );
-        for row in 0..batch.num_rows() {
-            if names.is_null(row) || t.is_null(row) {
-                continue;
-            }
-            out.entry(names.value(row).to_owned())
-                .or_default()
-                .requests
-                .insert(
-                    t.value(row),
-                    (
-                        requests.value(row),
-                        u32::try_from(instances.value(row)).unwrap_or(u32::MAX),
-                        good.value(row),
-                    ),
-                );
-        }
+    let requests = engine.sql(&requests_query(kpi, from_ns, to_ns)).await?;
+    for (service, t, count, instances, good) in rows(&requests)? {
+        out.entry(service)
+            .or_default()
+            .requests
+            .insert(t, (count, instances, good));
     }
     // CPU is optional: without the metrics (or with a failing view) capacity comes from
     // latency.
     match engine.sql(&cpu_query(from_ns, to_ns)).await {
-        Ok(batches) => {
-            for batch in batches {
-                let names = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
-                let names = names.as_string::<i32>();
-                let (t, cpu, instances) = (
-                    column_i64(&batch, 1)?,
-                    column_f64(&batch, 2)?,
-                    column_i64(&batch, 3)?,
-                );
-                let (t, cpu, instances) = (
-                    t.as_primitive::<Int64Type>(),
-                    cpu.as_primitive::<Float64Type>(),
-                    instances.as_primitive::<Int64Type>(),
-                );
-                for row in 0..batch.num_rows() {
-                    if names.is_null(row) || t.is_null(row) || cpu.is_null(row) {
-                        continue;
-                    }
-                    out.entry(names.value(row).to_owned())
-                        .or_default()
-                        .cpu
-                        .insert(
-                            t.value(row),
-                            (
-                                cpu.value(row),
-                                u32::try_from(instances.value(row)).unwrap_or(u32::MAX),
-                            ),
-                        );
-                }
+        Ok(cpu) => {
+            for (service, t, utilization, instances, _) in rows(&cpu)? {
+                out.entry(service)
+                    .or_default()
+                    .cpu
+                    .insert(t, (utilization, instances));
             }
         }
         Err(e) => tracing::warn!(error = %e, "no CPU utilisation for capacity learning"),
@@ -561,7 +555,10 @@ mod tests {
             recommend("cart", &ServicePolicy::default(), 1000 * S),
         ]);
         // 90 requests/s at 80 % of 50: 3 replicas.
-        assert_eq!(board.replicas("shop", 1100 * S, 300 * S), Ok(3));
+        assert_eq!(
+            board.replicas("shop", 1100 * S, 300 * S).map(|(n, _)| n),
+            Ok(3)
+        );
         assert!(matches!(
             board.replicas("shop", 1301 * S, 300 * S),
             Err(NoCount::Stale {

@@ -295,14 +295,9 @@ pub fn run(
                             .recommended_replicas
                             .unwrap_or(recommended);
                     }
-                    // The external metric is the count, its target 1 per replica.
-                    let ratio = f64::from(recommended) / f64::from(current.max(1));
-                    let raw = if (ratio - 1.0).abs() <= keda_hpa.settings.tolerance {
-                        current
-                    } else {
-                        recommended
-                    };
-                    keda_hpa.propose(now, current, raw, &per_replica)
+                    // The external metric is the count, at a target of 1 per replica; the
+                    // HPA judges an external metric against all current pods, ready or not.
+                    keda_hpa.step(now, current, current, f64::from(recommended), &per_replica)
                 } else {
                     let path = f.quantile(settings.quantile).unwrap_or(f.yhat.as_slice());
                     // Replicas asked for now serve from now + lead: provision for the

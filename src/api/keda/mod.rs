@@ -87,6 +87,7 @@ fn replicas(scaler: &Scaler, service: &str) -> Result<u32, Status> {
     scaler
         .board
         .replicas(service, now, scaler.max_age_ns)
+        .map(|(n, _)| n)
         .map_err(|e| match e {
             NoCount::Unknown { .. } => Status::not_found(e.to_string()),
             NoCount::Unavailable { .. } => Status::failed_precondition(e.to_string()),
