@@ -132,6 +132,26 @@ fn kv_int(key: &str, value: i64) -> KeyValue {
     }
 }
 
+fn resource_attr<'a>(resource: &'a Resource, key: &str) -> Option<&'a str> {
+    resource
+        .attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(
+            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
+                _ => None,
+            },
+        )
+}
+
+fn set_resource_attr(resource: &mut Resource, key: &str, value: &str) {
+    match resource.attributes.iter_mut().find(|kv| kv.key == key) {
+        Some(kv) => *kv = kv_str(key, value),
+        None => resource.attributes.push(kv_str(key, value)),
+    }
+}
+
 fn scope(name: &str, version: &str) -> InstrumentationScope {
     InstrumentationScope {
         name: name.to_owned(),
@@ -312,6 +332,16 @@ impl CallDef {
 enum DbSystem {
     Postgres,
     Redis,
+}
+
+impl DbSystem {
+    /// `db.system`.
+    fn name(self) -> &'static str {
+        match self {
+            DbSystem::Postgres => "postgresql",
+            DbSystem::Redis => "redis",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -947,6 +977,17 @@ fn total_ms(
     v
 }
 
+/// Whether `name` names the endpoint: its HTTP route, `rpc.service/rpc.method` or span name.
+fn endpoint_is(ep: &EndpointDef, svc: &ServiceDef, name: &str) -> bool {
+    ep.name == name
+        || match &ep.kind {
+            EndpointKind::Http { route, .. } => route == name,
+            EndpointKind::Grpc { method } => {
+                name.split_once('/') == Some((svc.rpc_service.as_str(), method.as_str()))
+            }
+        }
+}
+
 impl Model {
     fn pick_root(&self, rng: &mut SmallRng) -> Option<usize> {
         let total = self.roots.last()?.0;
@@ -1007,6 +1048,7 @@ const LOG_CANDIDATES: usize = 512;
 
 struct TraceBuilder<'a> {
     model: &'a Model,
+    faults: &'a ActiveFaults,
     rng: &'a mut SmallRng,
     out: &'a mut [Vec<Span>],
     logs: &'a mut VecDeque<LogCandidate>,
@@ -1076,7 +1118,9 @@ impl TraceBuilder<'_> {
         let instance = svc.instances[self.rng.random_range(0..svc.instances.len())];
         let span_id = random_span_id(self.rng);
 
-        let mut self_ms = lognormal(self.rng, ep.self_ms, ep.sigma);
+        let mut self_ms = lognormal(self.rng, ep.self_ms, ep.sigma)
+            * self.faults.service_latency[ep.service]
+            * self.faults.instance_latency[instance];
         if self.rng.random_bool(0.003) {
             // Occasional slow request (GC pause, lock contention, cold cache).
             self_ms *= self.rng.random_range(5.0..30.0);
@@ -1138,7 +1182,12 @@ impl TraceBuilder<'_> {
             }
         }
         let mut origin = false;
-        if fail == Fail::None && http_status == 200 && self.rng.random_bool(ep.error_prob) {
+        if fail == Fail::None
+            && http_status == 200
+            && self
+                .rng
+                .random_bool(self.faults.endpoint_error_prob(ep_idx, ep.error_prob))
+        {
             fail = if self.rng.random_bool(0.4) {
                 Fail::Unavailable
             } else {
@@ -1347,16 +1396,12 @@ impl TraceBuilder<'_> {
             ms *= self.rng.random_range(5.0..40.0);
         }
         let end = start + ms_to_ns(ms);
-        let failed = self.rng.random_bool(op.error_prob);
+        let failed = self
+            .rng
+            .random_bool(self.faults.db_error_prob(op_idx, op.error_prob));
         let (address, port, namespace, peer) = op.server();
         let mut attrs = Vec::with_capacity(10);
-        attrs.push(kv_str(
-            "db.system",
-            match op.system {
-                DbSystem::Postgres => "postgresql",
-                DbSystem::Redis => "redis",
-            },
-        ));
+        attrs.push(kv_str("db.system", op.system.name()));
         attrs.push(kv_str("db.operation.name", op.operation));
         attrs.push(kv_str("db.query.text", op.query.as_str()));
         if let Some(collection) = &op.collection {
@@ -1465,6 +1510,87 @@ struct MetricsState {
 }
 
 // ---------------------------------------------------------------------------
+// Faults (public)
+// ---------------------------------------------------------------------------
+
+/// Trouble injected into the generated traffic: the demo's deploys and incidents, and the
+/// faults root-cause analysis must find. Set with [`Topology::set_faults`]; they hold until
+/// the next call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// Every baseline failure probability (endpoints and databases) times `factor`: 0.1 makes
+    /// the shop ten times healthier.
+    ErrorScale(f64),
+    /// `service` runs `version`: its own work takes `latency_factor` times as long, and its
+    /// `endpoint` (HTTP route, `rpc.service/rpc.method` or span name; all of them when `None`)
+    /// also fails with probability `error_prob`.
+    Release {
+        service: String,
+        version: String,
+        latency_factor: f64,
+        error_prob: f64,
+        endpoint: Option<String>,
+    },
+    /// The `instance`-th instance (pod) of `service` takes `latency_factor` times as long.
+    SlowInstance {
+        service: String,
+        instance: usize,
+        latency_factor: f64,
+    },
+    /// Calls to a database (`db.system`: `postgresql` or `redis`) fail with `error_prob`; the
+    /// failure propagates to every caller that needs the answer.
+    Database { system: String, error_prob: f64 },
+}
+
+/// [`Fault`]s resolved against the model's indices, read on every generated span.
+#[derive(Clone, Debug)]
+struct ActiveFaults {
+    error_scale: f64,
+    service_latency: Vec<f64>,
+    instance_latency: Vec<f64>,
+    endpoint_error: Vec<f64>,
+    db_error: Vec<Option<f64>>,
+}
+
+impl ActiveFaults {
+    fn none(model: &Model) -> Self {
+        ActiveFaults {
+            error_scale: 1.0,
+            service_latency: vec![1.0; model.services.len()],
+            instance_latency: vec![1.0; model.instances.len()],
+            endpoint_error: vec![0.0; model.endpoints.len()],
+            db_error: vec![None; model.db_ops.len()],
+        }
+    }
+
+    fn endpoint_error_prob(&self, ep_idx: usize, base: f64) -> f64 {
+        (base * self.error_scale + self.endpoint_error[ep_idx]).clamp(0.0, 1.0)
+    }
+
+    fn db_error_prob(&self, op_idx: usize, base: f64) -> f64 {
+        self.db_error[op_idx]
+            .unwrap_or(base * self.error_scale)
+            .clamp(0.0, 1.0)
+    }
+}
+
+fn check_probability(what: &str, p: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(format!("{what} must be a probability in [0, 1], got {p}"))
+    }
+}
+
+fn check_factor(what: &str, f: f64) -> Result<(), String> {
+    if f.is_finite() && f > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{what} must be a positive number, got {f}"))
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Topology (public)
 // ---------------------------------------------------------------------------
 
@@ -1478,6 +1604,9 @@ struct MetricsState {
 #[derive(Clone)]
 pub struct Topology {
     model: Model,
+    faults: ActiveFaults,
+    /// Each service's version as built, restored when a release fault ends.
+    versions: Vec<String>,
     rng: SmallRng,
     logs: VecDeque<LogCandidate>,
     metrics: Option<MetricsState>,
@@ -1513,7 +1642,22 @@ impl Topology {
     }
 
     fn from_model(model: Model, seed: u64) -> Self {
+        let versions = model
+            .services
+            .iter()
+            .map(|svc| {
+                svc.instances
+                    .first()
+                    .and_then(|&i| {
+                        resource_attr(&model.instances[i].resource, "service.version")
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
         Topology {
+            faults: ActiveFaults::none(&model),
+            versions,
             model,
             rng: SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             logs: VecDeque::with_capacity(LOG_CANDIDATES),
@@ -1540,6 +1684,121 @@ impl Topology {
         self.model.endpoints.len()
     }
 
+    /// Replaces the injected faults (none: the baseline shop). A fault naming a service,
+    /// endpoint, instance or database the topology does not have is an error, and then
+    /// nothing changes.
+    pub fn set_faults(&mut self, faults: &[Fault]) -> Result<(), String> {
+        let model = &self.model;
+        let mut active = ActiveFaults::none(model);
+        let mut versions = self.versions.clone();
+        let service = |name: &str| {
+            model
+                .services
+                .iter()
+                .position(|s| s.name == name)
+                .ok_or_else(|| format!("no service named {name:?}"))
+        };
+        for fault in faults {
+            match fault {
+                Fault::ErrorScale(factor) => {
+                    if !(factor.is_finite() && *factor >= 0.0) {
+                        return Err(format!("error scale must be >= 0, got {factor}"));
+                    }
+                    active.error_scale = *factor;
+                }
+                Fault::Release {
+                    service: name,
+                    version,
+                    latency_factor,
+                    error_prob,
+                    endpoint,
+                } => {
+                    let svc = service(name)?;
+                    check_factor("latency factor", *latency_factor)?;
+                    check_probability("error probability", *error_prob)?;
+                    active.service_latency[svc] = *latency_factor;
+                    versions[svc].clone_from(version);
+                    let eps: Vec<usize> = model.services[svc]
+                        .endpoints
+                        .iter()
+                        .copied()
+                        .filter(|&e| {
+                            endpoint.as_deref().is_none_or(|n| {
+                                endpoint_is(&model.endpoints[e], &model.services[svc], n)
+                            })
+                        })
+                        .collect();
+                    if eps.is_empty() {
+                        return Err(format!(
+                            "service {name:?} has no endpoint {:?}",
+                            endpoint.as_deref().unwrap_or_default()
+                        ));
+                    }
+                    for e in eps {
+                        active.endpoint_error[e] = *error_prob;
+                    }
+                }
+                Fault::SlowInstance {
+                    service: name,
+                    instance,
+                    latency_factor,
+                } => {
+                    let svc = service(name)?;
+                    check_factor("latency factor", *latency_factor)?;
+                    let &i = model.services[svc]
+                        .instances
+                        .get(*instance)
+                        .ok_or_else(|| {
+                            format!(
+                                "service {name:?} has {} instances, no instance {instance}",
+                                model.services[svc].instances.len()
+                            )
+                        })?;
+                    active.instance_latency[i] = *latency_factor;
+                }
+                Fault::Database { system, error_prob } => {
+                    check_probability("error probability", *error_prob)?;
+                    let mut found = false;
+                    for (op, slot) in model.db_ops.iter().zip(&mut active.db_error) {
+                        if op.system.name() == system {
+                            *slot = Some(*error_prob);
+                            found = true;
+                        }
+                    }
+                    if !found {
+                        return Err(format!("no database with db.system {system:?}"));
+                    }
+                }
+            }
+        }
+        for (svc, version) in self.model.services.iter().zip(&versions) {
+            for &i in &svc.instances {
+                set_resource_attr(
+                    &mut self.model.instances[i].resource,
+                    "service.version",
+                    version,
+                );
+            }
+        }
+        self.faults = active;
+        Ok(())
+    }
+
+    /// The instance ids (`service.instance.id`) of a service, in the order
+    /// [`Fault::SlowInstance`] counts them.
+    pub fn instance_ids(&self, service: &str) -> Vec<String> {
+        self.model
+            .services
+            .iter()
+            .filter(|s| s.name == service)
+            .flat_map(|s| &s.instances)
+            .filter_map(|&i| {
+                resource_attr(&self.model.instances[i].resource, "service.instance.id")
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
     /// One OTLP request holding about `spans` spans (whole traces, so it may
     /// overshoot slightly), all starting around `start_unix_nano` (root spans
     /// start within 100 ms after it), grouped by ResourceSpans per service
@@ -1549,8 +1808,19 @@ impl Topology {
         spans: usize,
         start_unix_nano: u64,
     ) -> ExportTraceServiceRequest {
+        self.traces_request_over(spans, start_unix_nano, ROOT_SPREAD_NS)
+    }
+
+    /// Like [`Topology::traces_request`], with root spans starting uniformly within
+    /// `spread_ns` after `start_unix_nano` (e.g. a minute's traffic in one request).
+    pub fn traces_request_over(
+        &mut self,
+        spans: usize,
+        start_unix_nano: u64,
+        spread_ns: u64,
+    ) -> ExportTraceServiceRequest {
         let mut out: Vec<Vec<Span>> = vec![Vec::new(); self.model.instances.len() * SCOPE_COUNT];
-        self.generate(spans, start_unix_nano, &mut out);
+        self.generate(spans, start_unix_nano, spread_ns.max(1), &mut out);
         let mut resource_spans = Vec::new();
         for (i, instance) in self.model.instances.iter().enumerate() {
             let mut scope_spans = Vec::new();
@@ -1576,16 +1846,23 @@ impl Topology {
     }
 
     /// Generate whole traces into `out` until at least `spans` spans exist.
-    fn generate(&mut self, spans: usize, start_unix_nano: u64, out: &mut [Vec<Span>]) -> usize {
+    fn generate(
+        &mut self,
+        spans: usize,
+        start_unix_nano: u64,
+        spread_ns: u64,
+        out: &mut [Vec<Span>],
+    ) -> usize {
         let mut count = 0;
         while count < spans {
             let Some(root) = self.model.pick_root(&mut self.rng) else {
                 break;
             };
-            let offset = self.rng.random_range(0..ROOT_SPREAD_NS);
+            let offset = self.rng.random_range(0..spread_ns);
             let trace_id = random_trace_id(&mut self.rng);
             let mut b = TraceBuilder {
                 model: &self.model,
+                faults: &self.faults,
                 rng: &mut self.rng,
                 out,
                 logs: &mut self.logs,
@@ -1798,7 +2075,7 @@ impl Topology {
                     scratch = vec![Vec::new(); self.model.instances.len() * SCOPE_COUNT];
                 }
                 let start = time_unix_nano.saturating_sub(1_000_000_000);
-                if self.generate(1, start, &mut scratch) == 0 {
+                if self.generate(1, start, ROOT_SPREAD_NS, &mut scratch) == 0 {
                     break;
                 }
                 scratch.iter_mut().for_each(Vec::clear);
@@ -3284,6 +3561,200 @@ mod tests {
         );
         assert!(root_4xx.contains_key(&404) && root_4xx.contains_key(&429));
         assert!(grpc_codes.contains(&0) && grpc_codes.contains(&13) && grpc_codes.contains(&14));
+    }
+
+    /// Per service: (server spans, failed server spans, mean server duration ms), plus the
+    /// versions seen in resources.
+    fn server_stats(
+        req: &ExportTraceServiceRequest,
+    ) -> (
+        HashMap<String, (f64, f64, f64)>,
+        HashMap<String, HashSet<String>>,
+    ) {
+        let mut stats: HashMap<String, (f64, f64, f64)> = HashMap::new();
+        for (svc, s) in flatten(req) {
+            if s.kind == span::SpanKind::Server as i32 {
+                let e = stats.entry(svc).or_default();
+                e.0 += 1.0;
+                e.1 += f64::from(u8::from(s.status.is_some()));
+                e.2 += (s.end_time_unix_nano - s.start_time_unix_nano) as f64 / 1e6;
+            }
+        }
+        for e in stats.values_mut() {
+            e.2 /= e.0;
+        }
+        let mut versions: HashMap<String, HashSet<String>> = HashMap::new();
+        for rs in &req.resource_spans {
+            let res = rs.resource.as_ref().unwrap();
+            versions
+                .entry(
+                    attr_str(&res.attributes, "service.name")
+                        .unwrap()
+                        .to_owned(),
+                )
+                .or_default()
+                .insert(
+                    attr_str(&res.attributes, "service.version")
+                        .unwrap()
+                        .to_owned(),
+                );
+        }
+        (stats, versions)
+    }
+
+    #[test]
+    fn faults_change_the_traffic() {
+        let mut topo = Topology::new(21);
+        let (base, base_versions) = server_stats(&topo.traces_request(40_000, T0));
+        assert_eq!(
+            base_versions["checkout"],
+            HashSet::from(["1.9.3".to_owned()])
+        );
+
+        // A release of checkout: slower, and PlaceOrder fails a third of the time.
+        topo.set_faults(&[
+            Fault::ErrorScale(0.0),
+            Fault::Release {
+                service: "checkout".into(),
+                version: "1.10.0".into(),
+                latency_factor: 4.0,
+                error_prob: 0.3,
+                endpoint: Some("oteldemo.CheckoutService/PlaceOrder".into()),
+            },
+        ])
+        .unwrap();
+        let req = topo.traces_request(40_000, T0);
+        let (stats, versions) = server_stats(&req);
+        assert_eq!(versions["checkout"], HashSet::from(["1.10.0".to_owned()]));
+        assert_eq!(versions["payment"], base_versions["payment"]);
+        let (n, failed, _) = stats["cart"];
+        assert_eq!(failed, 0.0, "error scale 0 leaves cart healthy ({n} spans)");
+        let mut place = (0.0, 0.0);
+        for (_, s) in flatten(&req) {
+            if s.name == "oteldemo.CheckoutService/PlaceOrder"
+                && s.kind == span::SpanKind::Server as i32
+            {
+                place.0 += 1.0;
+                place.1 += f64::from(u8::from(s.status.is_some()));
+            }
+            if s.name == "oteldemo.CheckoutService/GetOrder" {
+                assert!(s.status.is_none(), "only PlaceOrder fails");
+            }
+        }
+        let rate = place.1 / place.0;
+        assert!((0.2..0.4).contains(&rate), "PlaceOrder failure rate {rate}");
+        assert!(
+            stats["frontend"].1 > 0.0,
+            "the failure reaches the frontend"
+        );
+
+        // A failing database propagates: product-catalog fails, and the frontend with it.
+        topo.set_faults(&[
+            Fault::ErrorScale(0.0),
+            Fault::Database {
+                system: "postgresql".into(),
+                error_prob: 1.0,
+            },
+        ])
+        .unwrap();
+        let (stats, versions) = server_stats(&topo.traces_request(40_000, T0));
+        assert_eq!(
+            versions["checkout"], base_versions["checkout"],
+            "release over"
+        );
+        let search = stats["product-catalog"].1 / stats["product-catalog"].0;
+        assert!(search > 0.05, "catalog failure rate {search}");
+        assert!(stats["frontend"].1 / stats["frontend"].0 > 0.05);
+        assert_eq!(stats["cart"].1, 0.0, "cart uses redis only");
+
+        // One slow pod of payment: its spans are slower than its siblings'.
+        topo.set_faults(&[Fault::SlowInstance {
+            service: "payment".into(),
+            instance: 0,
+            latency_factor: 10.0,
+        }])
+        .unwrap();
+        let slow_id = topo.instance_ids("payment")[0].clone();
+        let req = topo.traces_request(40_000, T0);
+        let (mut slow, mut other) = ((0.0, 0.0), (0.0, 0.0));
+        for rs in &req.resource_spans {
+            let res = rs.resource.as_ref().unwrap();
+            if attr_str(&res.attributes, "service.name") != Some("payment") {
+                continue;
+            }
+            let acc = if attr_str(&res.attributes, "service.instance.id") == Some(slow_id.as_str())
+            {
+                &mut slow
+            } else {
+                &mut other
+            };
+            for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                if s.kind == span::SpanKind::Server as i32 {
+                    acc.0 += 1.0;
+                    acc.1 += (s.end_time_unix_nano - s.start_time_unix_nano) as f64;
+                }
+            }
+        }
+        let ratio = (slow.1 / slow.0) / (other.1 / other.0);
+        assert!(ratio > 4.0, "slow pod {ratio}x");
+        assert!(base["payment"].2 > 0.0);
+
+        // Bad names change nothing.
+        for bad in [
+            Fault::SlowInstance {
+                service: "nope".into(),
+                instance: 0,
+                latency_factor: 2.0,
+            },
+            Fault::SlowInstance {
+                service: "payment".into(),
+                instance: 9,
+                latency_factor: 2.0,
+            },
+            Fault::Database {
+                system: "mysql".into(),
+                error_prob: 0.5,
+            },
+            Fault::Database {
+                system: "redis".into(),
+                error_prob: 1.5,
+            },
+            Fault::ErrorScale(-1.0),
+            Fault::Release {
+                service: "cart".into(),
+                version: "x".into(),
+                latency_factor: 1.0,
+                error_prob: 0.1,
+                endpoint: Some("/nope".into()),
+            },
+        ] {
+            let err = topo.set_faults(std::slice::from_ref(&bad)).unwrap_err();
+            assert!(!err.is_empty(), "{bad:?}");
+        }
+        assert_eq!(
+            topo.faults
+                .instance_latency
+                .iter()
+                .filter(|&&f| f != 1.0)
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn spread_requests_cover_the_window() {
+        let mut topo = Topology::new(2);
+        let minute = 60_000_000_000;
+        let req = topo.traces_request_over(3000, T0, minute);
+        let roots: Vec<u64> = flatten(&req)
+            .iter()
+            .filter(|(_, s)| s.parent_span_id.is_empty())
+            .map(|(_, s)| s.start_time_unix_nano - T0)
+            .collect();
+        assert!(roots.iter().all(|&t| t < minute));
+        assert!(
+            roots.iter().any(|&t| t < minute / 10) && roots.iter().any(|&t| t > minute * 9 / 10)
+        );
     }
 
     #[test]
