@@ -1049,6 +1049,7 @@ const LOG_CANDIDATES: usize = 512;
 struct TraceBuilder<'a> {
     model: &'a Model,
     faults: &'a ActiveFaults,
+    served: &'a mut [u64],
     rng: &'a mut SmallRng,
     out: &'a mut [Vec<Span>],
     logs: &'a mut VecDeque<LogCandidate>,
@@ -1116,6 +1117,7 @@ impl TraceBuilder<'_> {
         let ep = &model.endpoints[ep_idx];
         let svc = &model.services[ep.service];
         let instance = svc.instances[self.rng.random_range(0..svc.instances.len())];
+        self.served[instance] += 1;
         let span_id = random_span_id(self.rng);
 
         let mut self_ms = lognormal(self.rng, ep.self_ms, ep.sigma)
@@ -1610,6 +1612,17 @@ pub struct Topology {
     rng: SmallRng,
     logs: VecDeque<LogCandidate>,
     metrics: Option<MetricsState>,
+    /// Server spans per instance since the last [`Topology::cpu_request`].
+    served: Vec<u64>,
+    cpu: Option<CpuState>,
+}
+
+/// What [`Topology::cpu_request`] keeps between calls.
+#[derive(Clone, Debug)]
+struct CpuState {
+    first: u64,
+    last: u64,
+    total: Vec<u64>,
 }
 
 impl fmt::Debug for Topology {
@@ -1656,12 +1669,14 @@ impl Topology {
             })
             .collect();
         Topology {
+            served: vec![0; model.instances.len()],
             faults: ActiveFaults::none(&model),
             versions,
             model,
             rng: SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             logs: VecDeque::with_capacity(LOG_CANDIDATES),
             metrics: None,
+            cpu: None,
         }
     }
 
@@ -1863,6 +1878,7 @@ impl Topology {
             let mut b = TraceBuilder {
                 model: &self.model,
                 faults: &self.faults,
+                served: &mut self.served,
                 rng: &mut self.rng,
                 out,
                 logs: &mut self.logs,
@@ -2020,22 +2036,7 @@ impl Topology {
                     })),
                 },
             ];
-            let process_metrics = vec![Metric {
-                name: "process.cpu.utilization".to_owned(),
-                description: "Difference in process.cpu.time since the last measurement, divided by the elapsed time and number of CPUs available to the process.".to_owned(),
-                unit: "1".to_owned(),
-                metadata: Vec::new(),
-                data: Some(metric::Data::Gauge(Gauge {
-                    data_points: vec![NumberDataPoint {
-                        attributes: Vec::new(),
-                        start_time_unix_nano: 0,
-                        time_unix_nano,
-                        exemplars: Vec::new(),
-                        flags: 0,
-                        value: Some(number_data_point::Value::AsDouble(state.cpu[i])),
-                    }],
-                })),
-            }];
+            let process_metrics = vec![cpu_metric(time_unix_nano, state.cpu[i])];
             resource_metrics.push(ResourceMetrics {
                 resource: Some(inst.resource.clone()),
                 scope_metrics: vec![
@@ -2044,12 +2045,55 @@ impl Topology {
                         metrics: request_metrics,
                         schema_url: SCHEMA_URL.to_owned(),
                     },
-                    ScopeMetrics {
-                        scope: Some(scope("opentelemetry.instrumentation.process", "0.1.0")),
-                        metrics: process_metrics,
-                        schema_url: SCHEMA_URL.to_owned(),
-                    },
+                    process_scope(process_metrics),
                 ],
+                schema_url: SCHEMA_URL.to_owned(),
+            });
+        }
+        ExportMetricsServiceRequest { resource_metrics }
+    }
+
+    /// One OTLP metrics request at `time_unix_nano` with a `process.cpu.utilization` gauge per
+    /// instance that follows the load the generated traces put on it: 3 % idle, plus its
+    /// request rate since the previous call over its full-CPU rate, which is `full_cpu_factor`
+    /// times its mean rate since the first call, ±1 % noise. The first call only starts the
+    /// clock (every instance idle).
+    pub fn cpu_request(
+        &mut self,
+        time_unix_nano: u64,
+        full_cpu_factor: f64,
+    ) -> ExportMetricsServiceRequest {
+        const IDLE: f64 = 0.03;
+        let n = self.model.instances.len();
+        let state = self.cpu.get_or_insert_with(|| {
+            self.served.iter_mut().for_each(|c| *c = 0);
+            CpuState {
+                first: time_unix_nano,
+                last: time_unix_nano,
+                total: vec![0; n],
+            }
+        });
+        let since_last = time_unix_nano.saturating_sub(state.last) as f64;
+        let since_first = time_unix_nano.saturating_sub(state.first) as f64;
+        state.last = time_unix_nano;
+        let mut resource_metrics = Vec::with_capacity(n);
+        for (i, inst) in self.model.instances.iter().enumerate() {
+            let served = std::mem::take(&mut self.served[i]);
+            state.total[i] += served;
+            let busy = if since_last > 0.0 && state.total[i] > 0 {
+                let rate = served as f64 / since_last;
+                let mean = state.total[i] as f64 / since_first;
+                rate / (mean * full_cpu_factor)
+            } else {
+                0.0
+            };
+            let noise = self.rng.random_range(-0.01..0.01);
+            resource_metrics.push(ResourceMetrics {
+                resource: Some(inst.resource.clone()),
+                scope_metrics: vec![process_scope(vec![cpu_metric(
+                    time_unix_nano,
+                    (IDLE + busy + noise).clamp(0.0, 1.0),
+                )])],
                 schema_url: SCHEMA_URL.to_owned(),
             });
         }
@@ -2189,6 +2233,33 @@ impl Topology {
             });
         }
         ExportLogsServiceRequest { resource_logs }
+    }
+}
+
+fn cpu_metric(time_unix_nano: u64, utilization: f64) -> Metric {
+    Metric {
+        name: "process.cpu.utilization".to_owned(),
+        description: "Difference in process.cpu.time since the last measurement, divided by the elapsed time and number of CPUs available to the process.".to_owned(),
+        unit: "1".to_owned(),
+        metadata: Vec::new(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint {
+                attributes: Vec::new(),
+                start_time_unix_nano: 0,
+                time_unix_nano,
+                exemplars: Vec::new(),
+                flags: 0,
+                value: Some(number_data_point::Value::AsDouble(utilization)),
+            }],
+        })),
+    }
+}
+
+fn process_scope(metrics: Vec<Metric>) -> ScopeMetrics {
+    ScopeMetrics {
+        scope: Some(scope("opentelemetry.instrumentation.process", "0.1.0")),
+        metrics,
+        schema_url: SCHEMA_URL.to_owned(),
     }
 }
 
@@ -2703,14 +2774,13 @@ impl Retry {
 
     /// After a failed attempt: waits and returns `Ok` if the request should be sent again (the
     /// delay the server asked for, at least an exponential backoff), or returns the error.
-    async fn wait(&mut self, e: SendError, stats: &mut Stats) -> Result<(), String> {
+    async fn wait(&mut self, e: SendError) -> Result<(), String> {
         let asked = e
             .retry_after
             .filter(|_| self.attempt < self.max_retries)
             .ok_or(e.message)?;
         let backoff = ERROR_BACKOFF.saturating_mul(2u32.saturating_pow(self.attempt));
         self.attempt += 1;
-        stats.retries += 1;
         tokio::time::sleep(asked.max(backoff).min(MAX_RETRY_DELAY)).await;
         Ok(())
     }
@@ -2820,6 +2890,48 @@ impl Transport {
                     "rejectedDataPoints",
                 )
                 .await
+            }
+        }
+    }
+}
+
+/// Sends ready-made requests over OTLP with the load generator's retry rules: the demo's
+/// history and live traffic, whose requests are built one by one rather than pooled.
+#[derive(Clone)]
+pub struct Exporter {
+    transport: Transport,
+    max_retries: u32,
+}
+
+impl Exporter {
+    pub fn new(protocol: Protocol, endpoint: &str, max_retries: u32) -> Result<Self, LoadgenError> {
+        let endpoint = normalize_endpoint(endpoint)?;
+        Ok(Exporter {
+            transport: Transport::new(protocol, &endpoint)?,
+            max_retries,
+        })
+    }
+
+    /// Exports a traces request; the spans the server rejected, or why it failed for good.
+    pub async fn traces(&self, req: &ExportTraceServiceRequest) -> Result<u64, String> {
+        let body = Bytes::from(req.encode_to_vec());
+        let mut sender = self.transport.trace_sender();
+        let mut retry = Retry::new(self.max_retries);
+        loop {
+            match sender.send(body.clone()).await {
+                Ok(rejected) => return Ok(u64::try_from(rejected).unwrap_or(0)),
+                Err(e) => retry.wait(e).await?,
+            }
+        }
+    }
+
+    /// Exports a metrics request; the data points the server rejected.
+    pub async fn metrics(&self, req: &ExportMetricsServiceRequest) -> Result<u64, String> {
+        let mut retry = Retry::new(self.max_retries);
+        loop {
+            match self.transport.send_metrics(req.clone()).await {
+                Ok(rejected) => return Ok(u64::try_from(rejected).unwrap_or(0)),
+                Err(e) => retry.wait(e).await?,
             }
         }
     }
@@ -3087,12 +3199,13 @@ async fn trace_worker(
             match sender.send(body.clone()).await {
                 Ok(rejected) => break Ok(rejected),
                 Err(e) => {
-                    if let Err(e) = retry.wait(e, &mut stats).await {
+                    if let Err(e) = retry.wait(e).await {
                         break Err(e);
                     }
                 }
             }
         };
+        stats.retries += u64::from(retry.attempt);
         match sent {
             Ok(rejected) => {
                 stats.record_latency(sent_at);
@@ -3138,12 +3251,13 @@ async fn metrics_worker(
             match transport.send_metrics(req.clone()).await {
                 Ok(rejected) => break Ok(rejected),
                 Err(e) => {
-                    if let Err(e) = retry.wait(e, &mut stats).await {
+                    if let Err(e) = retry.wait(e).await {
                         break Err(e);
                     }
                 }
             }
         };
+        stats.retries += u64::from(retry.attempt);
         match sent {
             Ok(rejected) => {
                 stats.record_latency(sent_at);
@@ -3739,6 +3853,47 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn cpu_follows_load() {
+        let minute = 60_000_000_000;
+        let mut topo = Topology::new(4);
+        let cpu = |req: &ExportMetricsServiceRequest| -> Vec<f64> {
+            req.resource_metrics
+                .iter()
+                .map(|rm| {
+                    let m = &rm.scope_metrics[0].metrics[0];
+                    assert_eq!(m.name, "process.cpu.utilization");
+                    let Some(metric::Data::Gauge(g)) = &m.data else {
+                        panic!("gauge")
+                    };
+                    match g.data_points[0].value {
+                        Some(number_data_point::Value::AsDouble(v)) => v,
+                        _ => panic!("double"),
+                    }
+                })
+                .collect()
+        };
+        let idle = cpu(&topo.cpu_request(T0, 2.0));
+        assert!(idle.iter().all(|&u| u < 0.05), "{idle:?}");
+        let mut steady = Vec::new();
+        let mut doubled = Vec::new();
+        for m in 1..=10u64 {
+            let spans = if m <= 8 { 20_000 } else { 40_000 };
+            topo.traces_request_over(spans, T0 + (m - 1) * minute, minute);
+            let u = cpu(&topo.cpu_request(T0 + m * minute, 2.0));
+            if m == 8 {
+                steady = u;
+            } else if m == 10 {
+                doubled = u;
+            }
+        }
+        // At the mean rate an instance is at 3 % + 1/2; at twice the rate (mean now 1.2x) at
+        // 3 % + 2/2.4.
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        assert!((0.45..0.61).contains(&mean(&steady)), "{steady:?}");
+        assert!((0.78..0.95).contains(&mean(&doubled)), "{doubled:?}");
     }
 
     #[test]
