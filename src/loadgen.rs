@@ -1523,12 +1523,13 @@ pub enum Fault {
     /// Every baseline failure probability (endpoints and databases) times `factor`: 0.1 makes
     /// the shop ten times healthier.
     ErrorScale(f64),
-    /// `service` runs `version`: its own work takes `latency_factor` times as long, and its
-    /// `endpoint` (HTTP route, `rpc.service/rpc.method` or span name; all of them when `None`)
-    /// also fails with probability `error_prob`.
-    Release {
+    /// `service` (running `version`, when given: a release) does its own work
+    /// `latency_factor` times as slowly, and its `endpoint` (HTTP route,
+    /// `rpc.service/rpc.method` or span name; all of them when `None`) also fails with
+    /// probability `error_prob`.
+    Service {
         service: String,
-        version: String,
+        version: Option<String>,
         latency_factor: f64,
         error_prob: f64,
         endpoint: Option<String>,
@@ -1607,7 +1608,7 @@ fn check_factor(what: &str, f: f64) -> Result<(), String> {
 pub struct Topology {
     model: Model,
     faults: ActiveFaults,
-    /// Each service's version as built, restored when a release fault ends.
+    /// Each service's version as built, restored when a release ends.
     versions: Vec<String>,
     rng: SmallRng,
     logs: VecDeque<LogCandidate>,
@@ -1721,7 +1722,7 @@ impl Topology {
                     }
                     active.error_scale = *factor;
                 }
-                Fault::Release {
+                Fault::Service {
                     service: name,
                     version,
                     latency_factor,
@@ -1732,7 +1733,9 @@ impl Topology {
                     check_factor("latency factor", *latency_factor)?;
                     check_probability("error probability", *error_prob)?;
                     active.service_latency[svc] = *latency_factor;
-                    versions[svc].clone_from(version);
+                    if let Some(version) = version {
+                        versions[svc].clone_from(version);
+                    }
                     let eps: Vec<usize> = model.services[svc]
                         .endpoints
                         .iter()
@@ -3677,14 +3680,12 @@ mod tests {
         assert!(grpc_codes.contains(&0) && grpc_codes.contains(&13) && grpc_codes.contains(&14));
     }
 
-    /// Per service: (server spans, failed server spans, mean server duration ms), plus the
-    /// versions seen in resources.
-    fn server_stats(
-        req: &ExportTraceServiceRequest,
-    ) -> (
-        HashMap<String, (f64, f64, f64)>,
-        HashMap<String, HashSet<String>>,
-    ) {
+    /// Per service: (server spans, failed server spans, mean server duration ms).
+    type ServerStats = HashMap<String, (f64, f64, f64)>;
+    /// Per service: the versions seen in resources.
+    type Versions = HashMap<String, HashSet<String>>;
+
+    fn server_stats(req: &ExportTraceServiceRequest) -> (ServerStats, Versions) {
         let mut stats: HashMap<String, (f64, f64, f64)> = HashMap::new();
         for (svc, s) in flatten(req) {
             if s.kind == span::SpanKind::Server as i32 {
@@ -3728,9 +3729,9 @@ mod tests {
         // A release of checkout: slower, and PlaceOrder fails a third of the time.
         topo.set_faults(&[
             Fault::ErrorScale(0.0),
-            Fault::Release {
+            Fault::Service {
                 service: "checkout".into(),
-                version: "1.10.0".into(),
+                version: Some("1.10.0".into()),
                 latency_factor: 4.0,
                 error_prob: 0.3,
                 endpoint: Some("oteldemo.CheckoutService/PlaceOrder".into()),
@@ -3834,9 +3835,9 @@ mod tests {
                 error_prob: 1.5,
             },
             Fault::ErrorScale(-1.0),
-            Fault::Release {
+            Fault::Service {
                 service: "cart".into(),
-                version: "x".into(),
+                version: None,
                 latency_factor: 1.0,
                 error_prob: 0.1,
                 endpoint: Some("/nope".into()),

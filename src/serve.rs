@@ -58,6 +58,7 @@ pub struct Running {
     pub keda_grpc_addr: SocketAddr,
     planner_stop: CancellationToken,
     planner: JoinHandle<()>,
+    planner_wake: Arc<tokio::sync::Notify>,
     keda_server: JoinHandle<Result<(), String>>,
     receivers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
     api_server: JoinHandle<Result<(), String>>,
@@ -80,11 +81,18 @@ fn local(what: &'static str, l: &TcpListener) -> Result<SocketAddr, ServeError> 
     })
 }
 
+/// Closed WAL segments (`--wal-segment-bytes` each) allowed to wait for a table's own flush before the
+/// tables holding them are flushed early.
+const WAL_UNRETIRED_SEGMENTS: usize = 4;
+
 /// Flushes everything (with `force`) or what is due, then retires the WAL segments that are
 /// entirely in Parquet. Blocking.
 fn flush(store: &Store, wal: Option<&Wal>, force: bool) -> Result<usize, ServeError> {
-    let rows = store.flush_all(force)?;
+    let mut rows = store.flush_all(force)?;
     if let Some(wal) = wal {
+        if let Some(lsn) = wal.pinned_lsn(WAL_UNRETIRED_SEGMENTS) {
+            rows += store.flush_up_to(lsn)?;
+        }
         let segments = wal.retire()?;
         if segments > 0 {
             tracing::debug!(segments, "retired WAL segments");
@@ -173,6 +181,8 @@ struct Planner {
     learn_every_seconds: u64,
     scaling: ScalingConfig,
     kpi: headroom_analytics::KpiSettings,
+    /// Refresh everything now (e.g. after a backfill), whatever the schedule says.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// Refreshes the `forecasts` table every forecast interval and the recommendations (from the
@@ -221,6 +231,7 @@ async fn run_planner(p: Planner, stop: CancellationToken) {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep_until(wake) => {}
+            () = p.wake.notified() => next_forecast = tokio::time::Instant::now(),
         }
     }
 }
@@ -386,6 +397,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         maintenance_stop.clone(),
     ));
     let planner_stop = CancellationToken::new();
+    let planner_wake = Arc::new(tokio::sync::Notify::new());
     let every = |seconds: u64| (seconds > 0).then(|| Duration::from_secs(seconds));
     let planner = tokio::spawn(run_planner(
         Planner {
@@ -396,6 +408,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
             learn_every_seconds: cfg.scaling_learn_interval_seconds,
             scaling,
             kpi: kpi_settings,
+            wake: planner_wake.clone(),
         },
         planner_stop.clone(),
     ));
@@ -416,6 +429,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         keda_grpc_addr,
         planner_stop,
         planner,
+        planner_wake,
         keda_server,
         receivers: vec![("OTLP/gRPC", grpc), ("OTLP/HTTP", http)],
         api_server,
@@ -428,6 +442,11 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
 impl Running {
     pub fn ingester(&self) -> &Arc<Ingester> {
         &self.ingester
+    }
+
+    /// Refreshes the forecasts and recommendations now instead of at their next interval.
+    pub fn refresh_plans(&self) {
+        self.planner_wake.notify_one();
     }
 
     /// The line scripts read to find the ports.

@@ -539,6 +539,21 @@ impl Store {
 
     /// Flushes every table that is due (or all, with `force`, or when the buffer is half full
     /// over all tables). Blocking. Every table is tried; the first error is returned.
+    /// Flushes every table holding a buffered record at or below `lsn`, whatever its
+    /// thresholds, so that the WAL up to `lsn` can be retired. Blocking.
+    pub fn flush_up_to(&self, lsn: u64) -> Result<usize, StoreError> {
+        let mut rows = 0;
+        for t in &self.tables {
+            let pinned = lock(&t.state)
+                .first_unflushed_lsn()
+                .is_some_and(|first| first <= lsn);
+            if pinned {
+                rows += self.flush_table(t.def.name, true)?;
+            }
+        }
+        Ok(rows)
+    }
+
     pub fn flush_all(&self, force: bool) -> Result<usize, StoreError> {
         let force = force || self.buffered_bytes() >= self.config.max_buffer_bytes / 2;
         let mut rows = 0;

@@ -450,6 +450,18 @@ impl Wal {
         Ok(deleted)
     }
 
+    /// When more than `keep` closed segments wait to be retired: the LSN up to which the store
+    /// must flush for the oldest of them to go. Tables flush on their own size and age
+    /// thresholds, so one quiet table (a few metric points a second, flushed once a minute)
+    /// would otherwise hold every busy table's records on disk for as long.
+    pub fn pinned_lsn(&self, keep: usize) -> Option<u64> {
+        let closed = lock(&self.shared.closed);
+        if closed.len() <= keep {
+            return None;
+        }
+        closed.first().and_then(|c| c.last_lsn)
+    }
+
     /// Refuses further commits, lets the committer finish what is queued and syncs the last
     /// segment. The segments stay until [`Wal::retire`] finds them flushed.
     pub fn close(&self) {
@@ -655,7 +667,7 @@ impl Committer {
 mod tests {
     use super::*;
     use crate::convert;
-    use crate::schema::SPANS;
+    use crate::schema::{LOGS, SPANS};
     use crate::store::StoreConfig;
 
     fn span_batch(ids: std::ops::Range<u8>) -> RecordBatch {
@@ -712,6 +724,53 @@ mod tests {
         let (store, _wal, report) = open_with(dir.path(), SyncMode::Os, 1);
         assert_eq!((report.segments, report.records), (4, 4));
         assert_eq!(buffered(&store), 12);
+    }
+
+    #[test]
+    fn a_quiet_table_does_not_pin_the_log() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        let dir = tempfile::tempdir().unwrap();
+        // Tiny segments: every record starts a new one.
+        let (store, wal, _) = open_with(dir.path(), SyncMode::Os, 1);
+        let logs = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord {
+                        time_unix_nano: 1,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let batch = convert::logs::convert(&logs).unwrap().batches.remove(0).1;
+        wal.commit(vec![(LOGS, store.prepare(LOGS, batch).unwrap())])
+            .unwrap();
+        for i in 0..6 {
+            wal.commit(vec![(
+                SPANS,
+                store.prepare(SPANS, span_batch(i * 2..i * 2 + 2)).unwrap(),
+            )])
+            .unwrap();
+            // The busy table flushes on its own; the log record keeps every segment.
+            store.flush_table(SPANS, true).unwrap();
+            wal.retire().unwrap();
+        }
+        assert_eq!(wal.stats().segments.load(Ordering::Relaxed), 7);
+        assert_eq!(wal.pinned_lsn(7), None);
+        let lsn = wal.pinned_lsn(4).expect("more than 4 segments wait");
+        assert_eq!(lsn, 1, "the oldest segment holds the log record");
+        assert_eq!(
+            store.flush_up_to(lsn).unwrap(),
+            1,
+            "only the logs table flushes"
+        );
+        assert_eq!(store.stats(LOGS).unwrap().file_rows, 1);
+        wal.retire().unwrap();
+        assert!(wal.stats().segments.load(Ordering::Relaxed) <= 1);
+        assert_eq!(wal.pinned_lsn(0), None);
     }
 
     fn buffered(store: &Store) -> usize {
