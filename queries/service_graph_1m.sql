@@ -18,18 +18,22 @@
 -- p50_ms, p95_ms: latency the client saw (the server span's for calls from 'user');
 -- server_p95_ms: latency the server reported, NULL for virtual nodes. Exact percentiles as in
 -- service_kpi_1m.
+--
+-- Planned per query (analytics/src/bounded.rs): a filter on "time" limits the spans read to
+-- that range widened by 15 minutes each side ({start_time_bounds}), so a span is paired with
+-- its parent or child when they start within 15 minutes of each other.
 CREATE VIEW service_graph_1m AS
 WITH calls AS (
   SELECT trace_id, span_id, start_time, duration_ns, service_name, span_kind, is_error,
          peer_service, server_address, db_system
   FROM spans
-  WHERE span_kind IN ('CLIENT', 'PRODUCER')
+  WHERE span_kind IN ('CLIENT', 'PRODUCER') AND {start_time_bounds}
 ),
 entries AS (
   SELECT trace_id, span_id, parent_span_id, start_time, end_time, duration_ns, service_name,
          is_error
   FROM spans
-  WHERE span_kind IN ('SERVER', 'CONSUMER')
+  WHERE span_kind IN ('SERVER', 'CONSUMER') AND {start_time_bounds}
 ),
 failed_downstream AS (
   SELECT DISTINCT e.trace_id, e.span_id, true AS failed

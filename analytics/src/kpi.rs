@@ -185,9 +185,30 @@ pub async fn register(ctx: &SessionContext, settings: &KpiSettings) -> Result<()
     )?;
     crate::slo::register(ctx, &settings.slos)?;
     for (name, template) in VIEWS {
-        ctx.sql(&render(template, settings))
-            .await
-            .map_err(|e| DataFusionError::Plan(format!("KPI view {name}: {e}")))?;
+        let text = render(template, settings);
+        let created = if BOUNDED_VIEWS.contains(&name) {
+            register_bounded(ctx, name, &text).await
+        } else {
+            ctx.sql(&text).await.map(drop)
+        };
+        created.map_err(|e| DataFusionError::Plan(format!("KPI view {name}: {e}")))?;
     }
+    Ok(())
+}
+
+/// Views planned per query with the time range of the query's filters written in
+/// ([`crate::bounded`]).
+const BOUNDED_VIEWS: [&str; 1] = ["service_graph_1m"];
+/// How far outside the asked range a bounded view reads spans.
+const BOUNDED_MARGIN_NS: i64 = 15 * 60_000_000_000;
+
+async fn register_bounded(ctx: &SessionContext, name: &str, text: &str) -> Result<()> {
+    let head = format!("CREATE VIEW {name} AS");
+    let query = text
+        .split_once(&head)
+        .map(|(_, query)| query)
+        .ok_or_else(|| DataFusionError::Plan(format!("no `{head}` in the view text")))?;
+    let view = crate::bounded::BoundedView::new(ctx, name, query, BOUNDED_MARGIN_NS).await?;
+    ctx.register_table(name, Arc::new(view))?;
     Ok(())
 }
