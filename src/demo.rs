@@ -49,7 +49,7 @@ const SUMMARY_SQL: &str = "SELECT service_name, count(*) AS requests, \
 /// The demo's SLOs, used unless `--slo-config-path` names others. The shop runs at about
 /// 99.8 % availability, so 99.5 % holds except when trouble strikes; checkout's latency
 /// objective holds before its slower release and burns budget after it.
-const DEMO_SLOS: &str = r#"# SLOs of `headroom demo` (see the README for the format).
+pub const DEMO_SLOS: &str = r#"# SLOs of `headroom demo` (see the README for the format).
 [defaults]
 objective_percent = 99.5
 window_days = 28
@@ -137,19 +137,21 @@ fn minute_floor(t: i64) -> i64 {
 }
 
 impl Scenario {
-    /// The scenario of a history from `from_ns` to `to_ns`: the deploy at 70 % of it, the
-    /// incident at 85 %, the downstream failure at 95 %; the two outages last up to 75 and
-    /// 40 minutes, shorter in short histories (at least 10 minutes).
+    /// The scenario of a history from `from_ns` to `to_ns`: the deploy at 60 % of it, the
+    /// incident at 75 %, the downstream failure at 90 %. The incident lasts 4 % of the
+    /// history and the failure 2.5 %, within 30–75 and 20–40 minutes: long enough to page.
     pub fn new(spans_per_second: f64, from_ns: i64, to_ns: i64) -> Self {
         let length = (to_ns - from_ns).max(0);
         let at = |fraction: f64| minute_floor(from_ns + (length as f64 * fraction) as i64);
-        let lasting = |max_minutes: i64, fraction: f64| {
-            ((length as f64 * fraction) as i64)
-                .clamp(10 * NANOS_PER_MINUTE, max_minutes * NANOS_PER_MINUTE)
+        let lasting = |fraction: f64, min_minutes: i64, max_minutes: i64| {
+            minute_floor(((length as f64 * fraction) as i64).clamp(
+                min_minutes * NANOS_PER_MINUTE,
+                max_minutes * NANOS_PER_MINUTE,
+            ))
         };
-        let deploy = at(0.70);
-        let incident = at(0.85);
-        let outage = at(0.95);
+        let deploy = at(0.60);
+        let incident = at(0.75);
+        let outage = at(0.90);
         let events = vec![
             Event {
                 name: "deploy: checkout 1.10.0 is slower",
@@ -166,7 +168,7 @@ impl Scenario {
             Event {
                 name: "incident: payment fails a third of its charges",
                 start_ns: incident,
-                end_ns: Some(incident + lasting(75, 0.04)),
+                end_ns: Some(incident + lasting(0.04, 30, 75)),
                 fault: Fault::Service {
                     service: "payment".into(),
                     version: None,
@@ -178,7 +180,7 @@ impl Scenario {
             Event {
                 name: "downstream failure: PostgreSQL refuses most queries",
                 start_ns: outage,
-                end_ns: Some(outage + lasting(40, 0.025)),
+                end_ns: Some(outage + lasting(0.025, 20, 40)),
                 fault: Fault::Database {
                     system: "postgresql".into(),
                     error_prob: 0.6,
@@ -262,8 +264,19 @@ pub struct BackfillReport {
     pub seconds: f64,
 }
 
+impl BackfillReport {
+    fn add(&mut self, other: &BackfillReport) {
+        self.minutes += other.minutes;
+        self.spans += other.spans;
+        self.spans_rejected += other.spans_rejected;
+        self.metric_points += other.metric_points;
+        self.seconds += other.seconds;
+    }
+}
+
 /// Writes the history of `[from_ns, to_ns)` (whole minutes) through OTLP/gRPC at `endpoint`,
-/// with `concurrency` requests in flight, advancing `progress` by one per minute written.
+/// with `concurrency` requests in flight; `progress` grows by the minutes to write and advances
+/// by one per minute written.
 pub async fn backfill(
     topo: Topology,
     scenario: Scenario,
@@ -278,7 +291,7 @@ pub async fn backfill(
     let started = std::time::Instant::now();
     let first = minute_floor(from_ns);
     let minutes = u64::try_from((to_ns - first) / NANOS_PER_MINUTE).unwrap_or(0);
-    progress.set_length(minutes);
+    progress.inc_length(minutes);
     // Generation is CPU work: a blocking thread feeds the senders through a bounded channel.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Step, String>>(concurrency * 2);
     let generator = tokio::task::spawn_blocking(move || {
@@ -328,12 +341,13 @@ pub async fn backfill(
     Ok((topo, report))
 }
 
-/// Sends the scenario's traffic as it happens, every few seconds, until dropped.
-async fn live(mut topo: Topology, scenario: Scenario, exporter: Exporter) {
+/// Sends the scenario's traffic from `from_ns` on as it happens, every few seconds, until
+/// dropped.
+async fn live(mut topo: Topology, scenario: Scenario, exporter: Exporter, from_ns: i64) {
     let mut tick = tokio::time::interval(Duration::from_secs(LIVE_TICK_SECONDS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut next_cpu = minute_floor(now_ns()) + NANOS_PER_MINUTE;
-    let mut last = now_ns();
+    let mut next_cpu = minute_floor(from_ns) + NANOS_PER_MINUTE;
+    let mut last = from_ns;
     loop {
         tick.tick().await;
         let now = now_ns();
@@ -422,6 +436,7 @@ pub async fn run(
         _ => from,
     };
     tokio::pin!(stop);
+    let mut history_end = resume;
     if resume < now {
         for e in &scenario.events {
             println!(
@@ -436,39 +451,50 @@ pub async fn run(
             )
             .map_err(|e| DemoError::Setup(e.to_string()))?,
         );
-        let written = backfill(
-            topo,
-            scenario.clone(),
-            &endpoint,
-            resume,
-            now,
-            usize::try_from(args.backfill_concurrency).unwrap_or(4),
-            &progress,
-        );
-        let (t, report) = tokio::select! {
-            r = written => r?,
-            () = &mut stop => {
-                progress.abandon();
-                return Ok(running.shutdown().await?);
+        let mut total = BackfillReport::default();
+        // Rounds until the history reaches the current minute: the first one takes minutes.
+        loop {
+            let end = minute_floor(now_ns());
+            if history_end >= end {
+                break;
             }
-        };
+            let written = backfill(
+                topo,
+                scenario.clone(),
+                &endpoint,
+                history_end,
+                end,
+                usize::try_from(args.backfill_concurrency).unwrap_or(4),
+                &progress,
+            );
+            let (t, report) = tokio::select! {
+                r = written => r?,
+                () = &mut stop => {
+                    progress.abandon();
+                    return Ok(running.shutdown().await?);
+                }
+            };
+            topo = t;
+            total.add(&report);
+            history_end = end;
+        }
         progress.finish_and_clear();
-        topo = t;
         println!(
             "history: {} minutes, {} spans ({} rejected), {} metric points in {:.1} s ({:.0} spans/s)",
-            report.minutes,
-            report.spans,
-            report.spans_rejected,
-            report.metric_points,
-            report.seconds,
-            report.spans as f64 / report.seconds.max(1e-3)
+            total.minutes,
+            total.spans,
+            total.spans_rejected,
+            total.metric_points,
+            total.seconds,
+            total.spans as f64 / total.seconds.max(1e-3)
         );
         running.refresh_plans();
     }
     print_urls(&running, &args.serve);
     let exporter =
         Exporter::new(Protocol::Grpc, &endpoint, 3).map_err(|e| DemoError::Setup(e.to_string()))?;
-    let traffic = tokio::spawn(live(topo, scenario, exporter));
+    let live_from = history_end.max(now_ns() - NANOS_PER_MINUTE);
+    let traffic = tokio::spawn(live(topo, scenario, exporter, live_from));
     let engine = running.engine.clone();
     let report_every = args.report_seconds;
     let report = async {
@@ -536,7 +562,7 @@ mod tests {
                 assert_eq!(e.start_ns % NANOS_PER_MINUTE, 0);
                 if let Some(end) = e.end_ns {
                     assert!(
-                        end <= to && end - e.start_ns >= 10 * NANOS_PER_MINUTE,
+                        end <= to && end - e.start_ns >= 20 * NANOS_PER_MINUTE,
                         "{e:?}"
                     );
                     last_end = end;

@@ -22,6 +22,7 @@ fn interval_seconds(text: &str) -> u64 {
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
+        "w" => 604_800,
         other => panic!("interval unit {other:?}"),
     }
 }
@@ -56,10 +57,50 @@ fn arguments(sql: &str, open: usize) -> (Vec<String>, usize) {
     panic!("unclosed macro call in {sql:?}")
 }
 
+/// `$__interval` for the range, as Grafana's front end works it out before the query leaves
+/// (`rangeutil.calculateInterval`: the range over the panel's data points, 1000 here, rounded
+/// by `roundInterval`), for intervals of a second and more.
+fn grafana_interval(from: &str, to: &str) -> String {
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).expect("RFC 3339 range");
+    let ms = (parse(to) - parse(from)).num_milliseconds() / 1000;
+    let steps: [(i64, &str); 20] = [
+        (1_500, "1s"),
+        (3_500, "2s"),
+        (7_500, "5s"),
+        (12_500, "10s"),
+        (17_500, "15s"),
+        (25_000, "20s"),
+        (45_000, "30s"),
+        (90_000, "1m"),
+        (210_000, "2m"),
+        (450_000, "5m"),
+        (750_000, "10m"),
+        (1_050_000, "15m"),
+        (1_500_000, "20m"),
+        (2_700_000, "30m"),
+        (5_400_000, "1h"),
+        (9_000_000, "2h"),
+        (16_200_000, "3h"),
+        (27_000_000, "6h"),
+        (86_400_000, "12h"),
+        (604_800_000, "1d"),
+    ];
+    steps
+        .iter()
+        .find(|(limit, _)| ms < *limit)
+        .map_or("7d", |(_, v)| v)
+        .to_owned()
+}
+
 /// Expands the macros and variables as Grafana does, for the range [from, to] (RFC 3339).
 pub fn expand(sql: &str, from: &str, to: &str, vars: &[(&str, &str)]) -> String {
+    let interval = grafana_interval(from, to);
+    let interval_ms = (interval_seconds(&interval) * 1000).to_string();
+    let sql = sql
+        .replace("$__interval_ms", &interval_ms)
+        .replace("$__interval", &interval);
     let mut out = String::new();
-    let mut rest = sql;
+    let mut rest = sql.as_str();
     while let Some(at) = rest.find("$__") {
         out.push_str(&rest[..at]);
         let name_end = rest[at + 3..]
@@ -169,23 +210,81 @@ pub fn check_dashboard(s: &TestServer, file: &str, vars: &[(&str, &str)], from: 
             "{title}: no description"
         );
         assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
+        let mut frames = Vec::new();
         for target in panel["targets"].as_array().unwrap() {
             let sql = expand(target["rawSql"].as_str().unwrap(), from, to, vars);
             let rows = psql(s, &sql);
             assert!(rows.len() >= 2, "{title}: no rows from {sql}");
             if target["format"] == "time_series" {
                 assert_eq!(rows[0][0], "time", "{title}: {sql}");
+                // A `metric` column names the series (Grafana's long format); the rest are values.
                 for row in &rows[1..] {
-                    for value in &row[1..] {
+                    for (name, value) in rows[0].iter().zip(row).skip(1) {
                         assert!(
-                            value.is_empty() || value.parse::<f64>().is_ok(),
+                            name == "metric" || value.is_empty() || value.parse::<f64>().is_ok(),
                             "{title}: {value:?} is not a number in {row:?}"
                         );
                     }
                 }
             }
+            frames.push(rows);
+        }
+        if panel["type"] == "nodeGraph" {
+            check_node_graph(title, &frames);
         }
     }
+}
+
+/// The node graph panel's frames (Grafana's data API for it): a nodes frame with `id`,
+/// `title`, numeric `mainstat` and `arc__*` fields that add up to 1, and an edges frame (the
+/// one with `source`) whose `source` and `target` are node ids.
+fn check_node_graph(title: &str, frames: &[Vec<Vec<String>>]) {
+    let column = |frame: &Vec<Vec<String>>, name: &str| -> Vec<String> {
+        let i = frame[0].iter().position(|c| c == name);
+        let i = i.unwrap_or_else(|| panic!("{title}: no {name} field in {:?}", frame[0]));
+        frame[1..].iter().map(|row| row[i].clone()).collect()
+    };
+    let (edges, nodes): (Vec<_>, Vec<_>) = frames
+        .iter()
+        .partition(|f| f[0].iter().any(|c| c == "source"));
+    assert_eq!(
+        (nodes.len(), edges.len()),
+        (1, 1),
+        "{title}: a nodes and an edges frame"
+    );
+    let (nodes, edges) = (nodes[0], edges[0]);
+    let ids = column(nodes, "id");
+    assert_eq!(ids, column(nodes, "title"), "{title}");
+    for v in column(nodes, "mainstat")
+        .into_iter()
+        .chain(column(edges, "mainstat"))
+    {
+        assert!(v.parse::<f64>().is_ok(), "{title}: mainstat {v:?}");
+    }
+    let arcs: Vec<usize> = (0..nodes[0].len())
+        .filter(|&i| nodes[0][i].starts_with("arc__"))
+        .collect();
+    assert!(!arcs.is_empty(), "{title}: no arc__ fields");
+    for row in &nodes[1..] {
+        let sum: f64 = arcs.iter().map(|&i| row[i].parse::<f64>().unwrap()).sum();
+        assert!(
+            (sum - 1.0).abs() < 1e-6,
+            "{title}: arcs of {row:?} add up to {sum}"
+        );
+    }
+    for end in column(edges, "source")
+        .into_iter()
+        .chain(column(edges, "target"))
+    {
+        assert!(
+            ids.contains(&end),
+            "{title}: edge end {end:?} is not a node"
+        );
+    }
+    assert!(
+        column(edges, "id").iter().all(|id| !id.is_empty()),
+        "{title}"
+    );
 }
 
 #[test]
@@ -230,6 +329,145 @@ async fn service_overview_panels_get_rows() {
             &from,
             &to,
         )
+    });
+    s.stop().await;
+}
+
+/// The SLOs and Service graph dashboards over six hours of `headroom demo`'s history, written
+/// through OTLP/gRPC: the scenario's trouble shows in the data, and every panel gets rows in
+/// its shape over ranges that hold it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slo_and_service_graph_panels_over_demo_history() {
+    use headroom::demo::{self, Scenario};
+    use headroom::loadgen::Topology;
+
+    const MINUTE: i64 = 60_000_000_000;
+    let slo_dir = tempfile::tempdir().unwrap();
+    let slo_path = slo_dir.path().join("slos.toml");
+    std::fs::write(&slo_path, demo::DEMO_SLOS).unwrap();
+    let s = crate::TestServer::start_with(|cfg| {
+        cfg.slo_config_path = Some(slo_path.clone());
+        cfg.forecast_interval_seconds = 0;
+        cfg.scaling_interval_seconds = 0;
+    })
+    .await;
+    const DAY: i64 = 1440 * MINUTE;
+    // The history: 08:00 to 14:00 UTC of the last weekday that has ended, so that the load
+    // (it follows the time of day) and so what pages are the same whenever the test runs.
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let mut to = now.div_euclid(DAY) * DAY + 14 * 60 * MINUTE;
+    while to > now || (to.div_euclid(DAY) + 3).rem_euclid(7) >= 5 {
+        to -= DAY;
+    }
+    let from = to - 360 * MINUTE;
+    let scenario = Scenario::new(10.0, from, to);
+    let expected: usize = (0..360)
+        .map(|m| scenario.spans_in(from + m * MINUTE, 60.0))
+        .sum();
+    let (_, report) = demo::backfill(
+        Topology::new(1),
+        scenario.clone(),
+        &s.grpc_endpoint(),
+        from,
+        to,
+        4,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.minutes, report.spans_rejected),
+        (360, 0),
+        "{report:?}"
+    );
+    // Each minute overshoots by less than one trace.
+    let spans = usize::try_from(report.spans).unwrap();
+    assert!(
+        (expected..expected + 360 * 60).contains(&spans),
+        "{report:?}, {expected}"
+    );
+
+    let ts = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let [deploy, incident, outage] = &scenario.events[..] else {
+        panic!("three events")
+    };
+    let server = &s;
+    tokio::task::block_in_place(|| {
+        // The release shows as a new version of checkout, from the deploy on.
+        let versions = psql(
+            server,
+            &format!(
+                "SELECT service_version, min(start_time) >= '{}' AS after_deploy FROM spans \
+                 WHERE service_name = 'checkout' GROUP BY 1 ORDER BY 1",
+                ts(deploy.start_ns)
+            ),
+        );
+        assert_eq!(
+            versions[1..],
+            [vec!["1.10.0", "t"], vec!["1.9.3", "f"]],
+            "{versions:?}"
+        );
+        // The incident pages payment, and the database failure pages the frontend, each
+        // while it lasts; nothing pages before the incident.
+        let paged_during = |slo: &str, event: &demo::Event| {
+            let rows = psql(
+                server,
+                &format!(
+                    "SELECT count(*) FROM incidents WHERE slo_name = '{slo}' \
+                     AND detected_at BETWEEN '{}' AND '{}'",
+                    ts(event.start_ns),
+                    ts(event.end_ns.unwrap())
+                ),
+            );
+            assert_ne!(rows[1][0], "0", "{slo} not paged during {}", event.name);
+        };
+        paged_during("payment-availability", incident);
+        paged_during("frontend-availability", outage);
+        let early = psql(
+            server,
+            &format!(
+                "SELECT count(*) FROM incidents WHERE detected_at < '{}'",
+                ts(incident.start_ns)
+            ),
+        );
+        assert_eq!(early[1][0], "0", "a page before the incident");
+        // The database failure travels up: product-catalog fails because its PostgreSQL calls
+        // did, and the frontend because its calls to product-catalog did.
+        let origins = psql(
+            server,
+            &format!(
+                "SELECT client, server, sum(failed_origin_downstream), sum(failed_origin_edge) \
+                 FROM service_graph_1m WHERE \"time\" BETWEEN '{}' AND '{}' \
+                 AND ((client = 'product-catalog' AND server = 'postgresql') \
+                   OR (client = 'frontend' AND server = 'product-catalog')) \
+                 GROUP BY 1, 2 ORDER BY 1",
+                ts(outage.start_ns),
+                ts(outage.end_ns.unwrap() - MINUTE)
+            ),
+        );
+        let count = |r: &Vec<String>, i: usize| r[i].parse::<u64>().unwrap();
+        assert_eq!(origins.len(), 3, "{origins:?}");
+        assert!(
+            count(&origins[1], 2) > 20,
+            "frontend -> catalog from downstream: {origins:?}"
+        );
+        assert!(
+            count(&origins[2], 3) > 20,
+            "catalog -> postgresql at the edge: {origins:?}"
+        );
+
+        check_dashboard(server, "slos.json", &[], &ts(from), &ts(to));
+        // The service graph over the hour that holds the database failure.
+        check_dashboard(
+            server,
+            "service-graph.json",
+            &[],
+            &ts(outage.start_ns - 30 * MINUTE),
+            &ts(outage.start_ns + 30 * MINUTE),
+        );
     });
     s.stop().await;
 }

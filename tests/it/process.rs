@@ -84,3 +84,134 @@ fn bad_configuration_fails_fast_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--otlp-grpc-addr"));
 }
+
+/// Runs `headroom demo` on `data` until it has printed its URLs; its stdout lines so far and
+/// the process.
+fn start_demo(data: &std::path::Path, log: &std::path::Path) -> (Vec<String>, std::process::Child) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .args(["demo", "--backfill-days", "0.05", "--spans-per-second", "5"])
+        .args([
+            "--otlp-grpc-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--http-addr", "127.0.0.1:0", "--pg-addr", "127.0.0.1:0"])
+        .args(["--keda-grpc-addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        let n = out.read_line(&mut line).unwrap();
+        assert!(
+            n > 0,
+            "demo ended early: {lines:?}; log: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        let done = line.trim_start().starts_with("Grafana");
+        lines.push(line.trim_end().to_owned());
+        if done {
+            break;
+        }
+    }
+    // Keep reading so the demo never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (lines, child)
+}
+
+fn stop(child: std::process::Child) {
+    let mut child = child;
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exit within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+/// `headroom demo`: history written through OTLP, the URLs printed, live traffic after it,
+/// the demo's SLOs in force, a clean stop, and a restart that only fills the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_backfills_goes_live_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("log");
+    let (lines, child) = tokio::task::block_in_place(|| start_demo(&data, &log));
+    let text = lines.join("\n");
+    assert!(lines[0].starts_with("headroom ready "), "{text}");
+    for wanted in [
+        "scenario: deploy: checkout 1.10.0 is slower at ",
+        "scenario: incident: payment fails",
+        "scenario: downstream failure: PostgreSQL",
+        "history: 72 minutes, ",
+        " (0 rejected)",
+        "  PostgreSQL      psql postgresql://headroom@127.0.0.1:",
+        "  OTLP            gRPC 127.0.0.1:",
+    ] {
+        assert!(text.contains(wanted), "{wanted:?} not in\n{text}");
+    }
+    let http = lines[0]
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("http="))
+        .unwrap()
+        .to_owned();
+    let sql = |q: &str| {
+        let (http, q) = (http.clone(), q.to_owned());
+        async move {
+            let v: serde_json::Value = reqwest::Client::new()
+                .post(format!("http://{http}/api/v1/sql"))
+                .json(&serde_json::json!({ "sql": q }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["rows"].clone()
+        }
+    };
+    // 72 minutes of history up to about now, then live traffic within seconds.
+    let span = sql(
+        "SELECT (CAST(max(start_time) AS BIGINT) - CAST(min(start_time) AS BIGINT)) / 60e9, count(*) FROM spans",
+    )
+    .await;
+    let minutes = span[0][0].as_f64().unwrap();
+    assert!((70.0..74.0).contains(&minutes), "{span}");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let fresh =
+        sql("SELECT count(*) FROM spans WHERE start_time > now() - INTERVAL '15 seconds'").await;
+    assert!(
+        fresh[0][0].as_i64().unwrap() > 0,
+        "no live traffic: {fresh}"
+    );
+    let slos = sql("SELECT slo_name FROM slo_status WHERE slo_name = 'checkout-latency'").await;
+    assert_eq!(slos.as_array().unwrap().len(), 1, "the demo's SLOs: {slos}");
+    tokio::task::block_in_place(|| stop(child));
+
+    // A restart on the same data fills the minutes since the newest span, not the whole
+    // history again.
+    let (lines, child) = tokio::task::block_in_place(|| start_demo(&data, &log));
+    let text = lines.join("\n");
+    let gap: u64 = text
+        .split("history: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .map_or(0, |n| n.parse().unwrap());
+    assert!(gap <= 2, "refilled {gap} minutes:\n{text}");
+    tokio::task::block_in_place(|| stop(child));
+}
