@@ -51,6 +51,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .merge(super::console::routes())
         .with_state(state)
 }
 

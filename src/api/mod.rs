@@ -1,5 +1,6 @@
 //! Query-facing servers.
 
+pub mod console;
 pub mod forecast;
 pub mod http;
 pub mod keda;

@@ -6,6 +6,7 @@
 
 mod backpressure;
 mod compaction;
+mod console;
 mod crash;
 mod errors;
 mod forecast;

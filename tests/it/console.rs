@@ -1,0 +1,99 @@
+//! The built-in console in a real browser: Debian's Chromium, headless, driven by
+//! playwright-core (`tests/browser/console.mjs`) against a server holding six hours of the
+//! demo's history. `.ci/run` installs both; screenshots land in the test's target directory.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_renders_charts_and_runs_sql_in_chromium() {
+    use headroom::demo::{self, Scenario};
+    use headroom::loadgen::Topology;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let browser = root.join("tests/browser");
+    assert!(
+        browser.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run `npm ci --prefix tests/browser` (and install Debian's \
+         chromium), as .ci/run does"
+    );
+
+    const MINUTE: i64 = 60_000_000_000;
+    let slo_dir = tempfile::tempdir().unwrap();
+    let slo_path = slo_dir.path().join("slos.toml");
+    std::fs::write(&slo_path, demo::DEMO_SLOS).unwrap();
+    let s = crate::TestServer::start_with(|cfg| cfg.slo_config_path = Some(slo_path.clone())).await;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap() / MINUTE * MINUTE;
+    let from = now - 360 * MINUTE;
+    let (_, report) = demo::backfill(
+        Topology::new(1),
+        Scenario::new(10.0, from, now),
+        &s.grpc_endpoint(),
+        from,
+        now,
+        4,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.spans_rejected, 0);
+
+    // Forecasts and recommendations for the new history, then the page can show them.
+    s.running.refresh_plans();
+    let http = s.running.http_addr;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let resp = s
+            .client
+            .get(format!("http://{http}/api/v1/recommendations/frontend"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status().is_success() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no recommendation");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The page and its assets are served from the binary with their types.
+    for (path, ty) in [
+        ("/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/uPlot.iife.min.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        let resp = s
+            .client
+            .get(format!("http://{http}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{path}");
+        let got = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(got.starts_with(ty), "{path}: {got}");
+    }
+
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(browser.join("console.mjs"))
+            .arg(format!("http://{http}"))
+            .arg("frontend")
+            .arg(&out_dir)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("forecast points ahead"), "{stdout}");
+    s.stop().await;
+}
