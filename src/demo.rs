@@ -227,23 +227,20 @@ impl Scenario {
     }
 }
 
-/// One step of traffic: the traces of a window, and the CPU gauges at its end.
+/// One minute of traffic: its traces, and the CPU gauges at its end.
 struct Step {
     traces: ExportTraceServiceRequest,
-    cpu: Option<ExportMetricsServiceRequest>,
+    cpu: ExportMetricsServiceRequest,
 }
 
-/// Generates the traffic of `[from_ns, to_ns)` a minute at a time. Faults change at minute
-/// boundaries, which is where the events start and end.
+/// Generates the minute that starts at `minute_ns`, with the faults in force then (events
+/// start and end on minute boundaries).
 fn generate(topo: &mut Topology, scenario: &Scenario, minute_ns: i64) -> Result<Step, String> {
     topo.set_faults(&scenario.faults_at(minute_ns))?;
     let spans = scenario.spans_in(minute_ns, 60.0);
     let traces = topo.traces_request_over(spans, to_u64(minute_ns), NANOS_PER_MINUTE as u64);
     let cpu = topo.cpu_request(to_u64(minute_ns + NANOS_PER_MINUTE), FULL_CPU_FACTOR);
-    Ok(Step {
-        traces,
-        cpu: Some(cpu),
-    })
+    Ok(Step { traces, cpu })
 }
 
 fn to_u64(t: i64) -> u64 {
@@ -293,9 +290,11 @@ pub async fn backfill(
     let minutes = u64::try_from((to_ns - first) / NANOS_PER_MINUTE).unwrap_or(0);
     progress.inc_length(minutes);
     // Generation is CPU work: a blocking thread feeds the senders through a bounded channel.
+    let concurrency = concurrency.max(1);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Step, String>>(concurrency * 2);
     let generator = tokio::task::spawn_blocking(move || {
         let mut topo = topo;
+        // Starts the CPU gauges' clock on a first backfill; a later one continues it.
         topo.cpu_request(to_u64(first), FULL_CPU_FACTOR);
         for m in 0..minutes {
             let step = generate(&mut topo, &scenario, first + m as i64 * NANOS_PER_MINUTE);
@@ -314,15 +313,12 @@ pub async fn backfill(
                 let step = step?;
                 let spans = loadgen::span_count(&step.traces);
                 let rejected = exporter.traces(&step.traces).await?;
-                let mut points = 0;
-                if let Some(cpu) = &step.cpu {
-                    exporter.metrics(cpu).await?;
-                    points = loadgen::metric_point_count(cpu);
-                }
-                Ok::<_, String>((spans, rejected, points))
+                let points = loadgen::metric_point_count(&step.cpu);
+                let points_rejected = exporter.metrics(&step.cpu).await?;
+                Ok::<_, String>((spans, rejected, points.saturating_sub(points_rejected)))
             }
         })
-        .buffer_unordered(concurrency.max(1));
+        .buffer_unordered(concurrency);
     while let Some(sent) = sends.next().await {
         let (spans, rejected, points) = sent.map_err(DemoError::Backfill)?;
         report.minutes += 1;
@@ -402,6 +398,7 @@ fn demo_slo_file(cfg: &ServeConfig) -> Result<PathBuf, DemoError> {
 fn print_urls(running: &serve::Running, cfg: &ServeConfig) {
     println!(
         "\nHeadroom demo is running. Data: {}\n\
+         \x20 Console         http://{http}/\n\
          \x20 SQL over HTTP   curl -s http://{http}/api/v1/sql -H 'content-type: application/json' -d '{{\"sql\": \"SELECT * FROM slo_status\"}}'\n\
          \x20 API             http://{http}/api/v1/services  ·  /api/v1/slos  ·  /api/v1/forecast/frontend  ·  /api/v1/recommendations\n\
          \x20 PostgreSQL      psql postgresql://{user}@{pg}/headroom\n\

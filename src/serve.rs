@@ -81,8 +81,8 @@ fn local(what: &'static str, l: &TcpListener) -> Result<SocketAddr, ServeError> 
     })
 }
 
-/// Closed WAL segments (`--wal-segment-bytes` each) allowed to wait for a table's own flush before the
-/// tables holding them are flushed early.
+/// Closed WAL segments (`--wal-segment-bytes` each) allowed to wait for a table's own flush;
+/// beyond them, the tables holding the oldest are flushed early.
 const WAL_UNRETIRED_SEGMENTS: usize = 4;
 
 /// Flushes everything (with `force`) or what is due, then retires the WAL segments that are

@@ -537,8 +537,6 @@ impl Store {
         deleted
     }
 
-    /// Flushes every table that is due (or all, with `force`, or when the buffer is half full
-    /// over all tables). Blocking. Every table is tried; the first error is returned.
     /// Flushes every table holding a buffered record at or below `lsn`, whatever its
     /// thresholds, so that the WAL up to `lsn` can be retired. Blocking.
     pub fn flush_up_to(&self, lsn: u64) -> Result<usize, StoreError> {
@@ -554,6 +552,8 @@ impl Store {
         Ok(rows)
     }
 
+    /// Flushes every table that is due (or all, with `force`, or when the buffer is half full
+    /// over all tables). Blocking. Every table is tried; the first error is returned.
     pub fn flush_all(&self, force: bool) -> Result<usize, StoreError> {
         let force = force || self.buffered_bytes() >= self.config.max_buffer_bytes / 2;
         let mut rows = 0;

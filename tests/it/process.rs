@@ -160,6 +160,7 @@ async fn demo_backfills_goes_live_and_resumes() {
         "scenario: downstream failure: PostgreSQL",
         "history: 72 minutes, ",
         " (0 rejected)",
+        "  Console         http://127.0.0.1:",
         "  PostgreSQL      psql postgresql://headroom@127.0.0.1:",
         "  OTLP            gRPC 127.0.0.1:",
     ] {
