@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 use crate::slo::SloConfig;
 
 /// The views, in creation order (a view is created after the views it reads).
-pub const VIEWS: [(&str, &str); 16] = [
+pub const VIEWS: [(&str, &str); 18] = [
     (
         "server_requests",
         include_str!("../../queries/server_requests.sql"),
@@ -24,6 +24,11 @@ pub const VIEWS: [(&str, &str); 16] = [
     (
         "server_requests_apdex",
         include_str!("../../queries/server_requests_apdex.sql"),
+    ),
+    ("deploys", include_str!("../../queries/deploys.sql")),
+    (
+        "deploy_impact",
+        include_str!("../../queries/deploy_impact.sql"),
     ),
     (
         "service_kpi_1m",

@@ -13,6 +13,7 @@ pub mod pg_compat;
 pub mod readable;
 pub mod scaling;
 pub mod slo;
+pub mod stats;
 
 pub use engine::{JsonRows, QueryEngine};
 pub use error::QueryError;

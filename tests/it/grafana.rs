@@ -410,6 +410,27 @@ async fn slo_and_service_graph_panels_over_demo_history() {
             [vec!["1.10.0", "t"], vec!["1.9.3", "f"]],
             "{versions:?}"
         );
+        // deploy_impact finds the release, and only it, and judges it: slower, not failing more.
+        let impact = psql(
+            server,
+            "SELECT service_name, previous_version, version, verdict, latency_effect > 0.3, \
+             latency_p_value < 0.001, error_p_value > 0.01, p50_after_ms > 2 * p50_before_ms \
+             FROM deploy_impact",
+        );
+        assert_eq!(
+            impact[1..],
+            [vec![
+                "checkout",
+                "1.9.3",
+                "1.10.0",
+                "regressed",
+                "t",
+                "t",
+                "t",
+                "t"
+            ]],
+            "{impact:?}"
+        );
         // The incident pages payment, and the database failure pages the frontend, each
         // while it lasts; nothing pages before the incident.
         let paged_during = |slo: &str, event: &demo::Event| {
