@@ -163,6 +163,19 @@ pub struct ServerProcess {
     log: PathBuf,
 }
 
+/// The rows of `sql` run through the HTTP SQL API at `http` (host:port).
+pub async fn http_sql(http: &str, sql: &str) -> Vec<Vec<Value>> {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{http}/api/v1/sql"))
+        .json(&json!({ "sql": sql }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    serde_json::from_value(body["rows"].clone()).unwrap()
+}
+
 impl ServerProcess {
     /// Starts the binary on `data` and waits for its ready line.
     pub fn start(data: &Path, log: PathBuf, extra: &[&str]) -> Self {
@@ -210,15 +223,7 @@ impl ServerProcess {
     }
 
     pub async fn sql(&self, sql: &str) -> Vec<Vec<Value>> {
-        let resp = reqwest::Client::new()
-            .post(format!("http://{}/api/v1/sql", self.http))
-            .json(&json!({ "sql": sql }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let body: Value = resp.json().await.unwrap();
-        serde_json::from_value(body["rows"].clone()).unwrap()
+        http_sql(&self.http, sql).await
     }
 
     pub fn log(&self) -> String {

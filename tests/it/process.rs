@@ -171,37 +171,26 @@ async fn demo_backfills_goes_live_and_resumes() {
         .find_map(|kv| kv.strip_prefix("http="))
         .unwrap()
         .to_owned();
-    let sql = |q: &str| {
-        let (http, q) = (http.clone(), q.to_owned());
-        async move {
-            let v: serde_json::Value = reqwest::Client::new()
-                .post(format!("http://{http}/api/v1/sql"))
-                .json(&serde_json::json!({ "sql": q }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["rows"].clone()
-        }
-    };
     // 72 minutes of history up to about now, then live traffic within seconds.
+    let sql = |q: &'static str| {
+        let http = http.clone();
+        async move { crate::http_sql(&http, q).await }
+    };
     let span = sql(
         "SELECT (CAST(max(start_time) AS BIGINT) - CAST(min(start_time) AS BIGINT)) / 60e9, count(*) FROM spans",
     )
     .await;
     let minutes = span[0][0].as_f64().unwrap();
-    assert!((70.0..74.0).contains(&minutes), "{span}");
+    assert!((70.0..74.0).contains(&minutes), "{span:?}");
     tokio::time::sleep(Duration::from_secs(7)).await;
     let fresh =
         sql("SELECT count(*) FROM spans WHERE start_time > now() - INTERVAL '15 seconds'").await;
     assert!(
         fresh[0][0].as_i64().unwrap() > 0,
-        "no live traffic: {fresh}"
+        "no live traffic: {fresh:?}"
     );
     let slos = sql("SELECT slo_name FROM slo_status WHERE slo_name = 'checkout-latency'").await;
-    assert_eq!(slos.as_array().unwrap().len(), 1, "the demo's SLOs: {slos}");
+    assert_eq!(slos.len(), 1, "the demo's SLOs: {slos:?}");
     tokio::task::block_in_place(|| stop(child));
 
     // A restart on the same data fills the minutes since the newest span, not the whole
