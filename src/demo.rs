@@ -225,6 +225,19 @@ impl Scenario {
     pub fn spans_in(&self, t_ns: i64, seconds: f64) -> usize {
         (self.spans_per_second * seconds * Self::load_factor(t_ns)).round() as usize
     }
+
+    /// The traces of `[from_ns, to_ns)`, at the load and with the faults of `from_ns`.
+    fn traces(
+        &self,
+        topo: &mut Topology,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<ExportTraceServiceRequest, String> {
+        topo.set_faults(&self.faults_at(from_ns))?;
+        let seconds = (to_ns - from_ns) as f64 / NANOS_PER_SECOND as f64;
+        let spans = self.spans_in(from_ns, seconds);
+        Ok(topo.traces_request_over(spans, to_u64(from_ns), to_u64(to_ns - from_ns)))
+    }
 }
 
 /// One minute of traffic: its traces, and the CPU gauges at its end.
@@ -236,9 +249,7 @@ struct Step {
 /// Generates the minute that starts at `minute_ns`, with the faults in force then (events
 /// start and end on minute boundaries).
 fn generate(topo: &mut Topology, scenario: &Scenario, minute_ns: i64) -> Result<Step, String> {
-    topo.set_faults(&scenario.faults_at(minute_ns))?;
-    let spans = scenario.spans_in(minute_ns, 60.0);
-    let traces = topo.traces_request_over(spans, to_u64(minute_ns), NANOS_PER_MINUTE as u64);
+    let traces = scenario.traces(topo, minute_ns, minute_ns + NANOS_PER_MINUTE)?;
     let cpu = topo.cpu_request(to_u64(minute_ns + NANOS_PER_MINUTE), FULL_CPU_FACTOR);
     Ok(Step { traces, cpu })
 }
@@ -347,13 +358,13 @@ async fn live(mut topo: Topology, scenario: Scenario, exporter: Exporter, from_n
     loop {
         tick.tick().await;
         let now = now_ns();
-        if let Err(e) = topo.set_faults(&scenario.faults_at(now)) {
-            tracing::error!(error = %e, "demo faults");
-            return;
-        }
-        let seconds = (now - last) as f64 / NANOS_PER_SECOND as f64;
-        let spans = scenario.spans_in(now, seconds);
-        let traces = topo.traces_request_over(spans, to_u64(last), to_u64(now - last));
+        let traces = match scenario.traces(&mut topo, last, now) {
+            Ok(traces) => traces,
+            Err(e) => {
+                tracing::error!(error = %e, "demo faults");
+                return;
+            }
+        };
         last = now;
         if let Err(e) = exporter.traces(&traces).await {
             tracing::warn!(error = %e, "demo traffic not accepted");

@@ -132,17 +132,16 @@ fn kv_int(key: &str, value: i64) -> KeyValue {
     }
 }
 
-fn resource_attr<'a>(resource: &'a Resource, key: &str) -> Option<&'a str> {
-    resource
-        .attributes
+/// The string value of attribute `key`.
+fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    match attrs
         .iter()
         .find(|kv| kv.key == key)
-        .and_then(
-            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
-                _ => None,
-            },
-        )
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+    {
+        Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
+        _ => None,
+    }
 }
 
 fn set_resource_attr(resource: &mut Resource, key: &str, value: &str) {
@@ -1663,7 +1662,7 @@ impl Topology {
                 svc.instances
                     .first()
                     .and_then(|&i| {
-                        resource_attr(&model.instances[i].resource, "service.version")
+                        attr_str(&model.instances[i].resource.attributes, "service.version")
                             .map(str::to_owned)
                     })
                     .unwrap_or_default()
@@ -1811,8 +1810,11 @@ impl Topology {
             .filter(|s| s.name == service)
             .flat_map(|s| &s.instances)
             .filter_map(|&i| {
-                resource_attr(&self.model.instances[i].resource, "service.instance.id")
-                    .map(str::to_owned)
+                attr_str(
+                    &self.model.instances[i].resource.attributes,
+                    "service.instance.id",
+                )
+                .map(str::to_owned)
             })
             .collect()
     }
@@ -3412,13 +3414,6 @@ mod tests {
             .find(|kv| kv.key == key)
             .and_then(|kv| kv.value.as_ref())
             .and_then(|v| v.value.as_ref())
-    }
-
-    fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-        match attr(attrs, key) {
-            Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
-            _ => None,
-        }
     }
 
     fn attr_int(attrs: &[KeyValue], key: &str) -> Option<i64> {

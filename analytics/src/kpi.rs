@@ -191,7 +191,7 @@ pub async fn register(ctx: &SessionContext, settings: &KpiSettings) -> Result<()
     crate::slo::register(ctx, &settings.slos)?;
     for (name, template) in VIEWS {
         let text = render(template, settings);
-        let created = if BOUNDED_VIEWS.contains(&name) {
+        let created = if text.contains(crate::bounded::PLACEHOLDER) {
             register_bounded(ctx, name, &text).await
         } else {
             ctx.sql(&text).await.map(drop)
@@ -201,12 +201,11 @@ pub async fn register(ctx: &SessionContext, settings: &KpiSettings) -> Result<()
     Ok(())
 }
 
-/// Views planned per query with the time range of the query's filters written in
-/// ([`crate::bounded`]).
-const BOUNDED_VIEWS: [&str; 1] = ["service_graph_1m"];
 /// How far outside the asked range a bounded view reads spans.
 const BOUNDED_MARGIN_NS: i64 = 15 * 60_000_000_000;
 
+/// A view whose text marks where the time bounds go is planned per query with the range of
+/// the query's filters written in ([`crate::bounded`]).
 async fn register_bounded(ctx: &SessionContext, name: &str, text: &str) -> Result<()> {
     let head = format!("CREATE VIEW {name} AS");
     let query = text

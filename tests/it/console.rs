@@ -10,9 +10,6 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_renders_charts_and_runs_sql_in_chromium() {
-    use headroom::demo::{self, Scenario};
-    use headroom::loadgen::Topology;
-
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let browser = root.join("tests/browser");
     assert!(
@@ -22,25 +19,10 @@ async fn console_renders_charts_and_runs_sql_in_chromium() {
     );
 
     const MINUTE: i64 = 60_000_000_000;
-    let slo_dir = tempfile::tempdir().unwrap();
-    let slo_path = slo_dir.path().join("slos.toml");
-    std::fs::write(&slo_path, demo::DEMO_SLOS).unwrap();
-    let s = crate::TestServer::start_with(|cfg| cfg.slo_config_path = Some(slo_path.clone())).await;
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap() / MINUTE * MINUTE;
     // Eight days, enough for a seasonal forecast model: at 1.5 spans/s on average, ~1 M spans.
     let from = now - 8 * 1440 * MINUTE;
-    let (_, report) = demo::backfill(
-        Topology::new(1),
-        Scenario::new(1.5, from, now),
-        &s.grpc_endpoint(),
-        from,
-        now,
-        4,
-        &indicatif::ProgressBar::hidden(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(report.spans_rejected, 0);
+    let (s, _, _) = crate::server_with_demo_history(from, now, 1.5, |_| {}).await;
 
     // Forecasts and recommendations for the new history, then the page can show them.
     s.running.refresh_plans();
@@ -79,11 +61,10 @@ async fn console_renders_charts_and_runs_sql_in_chromium() {
 
     // The Grafana dashboards not covered by the fixed-window demo test in grafana.rs, over
     // the same history: a service's overview, and capacity with forecasts and replicas.
-    let ts = |ns: i64| {
-        chrono::DateTime::from_timestamp_nanos(ns)
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    };
-    let (range_from, range_to) = (ts(now - 360 * MINUTE), ts(now + 60 * MINUTE));
+    let (range_from, range_to) = (
+        crate::rfc3339(now - 360 * MINUTE),
+        crate::rfc3339(now + 60 * MINUTE),
+    );
     let server = &s;
     tokio::task::block_in_place(|| {
         for file in ["service-overview.json", "capacity.json"] {

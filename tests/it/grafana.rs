@@ -338,19 +338,9 @@ async fn service_overview_panels_get_rows() {
 /// its shape over ranges that hold it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slo_and_service_graph_panels_over_demo_history() {
-    use headroom::demo::{self, Scenario};
-    use headroom::loadgen::Topology;
+    use headroom::demo;
 
     const MINUTE: i64 = 60_000_000_000;
-    let slo_dir = tempfile::tempdir().unwrap();
-    let slo_path = slo_dir.path().join("slos.toml");
-    std::fs::write(&slo_path, demo::DEMO_SLOS).unwrap();
-    let s = crate::TestServer::start_with(|cfg| {
-        cfg.slo_config_path = Some(slo_path.clone());
-        cfg.forecast_interval_seconds = 0;
-        cfg.scaling_interval_seconds = 0;
-    })
-    .await;
     const DAY: i64 = 1440 * MINUTE;
     // The history: 08:00 to 14:00 UTC of the last weekday that has ended, so that the load
     // (it follows the time of day) and so what pages are the same whenever the test runs.
@@ -360,26 +350,15 @@ async fn slo_and_service_graph_panels_over_demo_history() {
         to -= DAY;
     }
     let from = to - 360 * MINUTE;
-    let scenario = Scenario::new(10.0, from, to);
+    let (s, scenario, report) = crate::server_with_demo_history(from, to, 10.0, |cfg| {
+        cfg.forecast_interval_seconds = 0;
+        cfg.scaling_interval_seconds = 0;
+    })
+    .await;
+    assert_eq!(report.minutes, 360, "{report:?}");
     let expected: usize = (0..360)
         .map(|m| scenario.spans_in(from + m * MINUTE, 60.0))
         .sum();
-    let (_, report) = demo::backfill(
-        Topology::new(1),
-        scenario.clone(),
-        &s.grpc_endpoint(),
-        from,
-        to,
-        4,
-        &indicatif::ProgressBar::hidden(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (report.minutes, report.spans_rejected),
-        (360, 0),
-        "{report:?}"
-    );
     // Each minute overshoots by less than one trace.
     let spans = usize::try_from(report.spans).unwrap();
     assert!(
@@ -387,10 +366,7 @@ async fn slo_and_service_graph_panels_over_demo_history() {
         "{report:?}, {expected}"
     );
 
-    let ts = |ns: i64| {
-        chrono::DateTime::from_timestamp_nanos(ns)
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    };
+    let ts = crate::rfc3339;
     let [deploy, incident, outage] = &scenario.events[..] else {
         panic!("three events")
     };

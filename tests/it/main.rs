@@ -163,6 +163,47 @@ pub struct ServerProcess {
     log: PathBuf,
 }
 
+/// A server running the demo's SLOs and holding the demo scenario's history of
+/// `[from_ns, to_ns)` at `spans_per_second`, written through OTLP/gRPC by `headroom demo`'s
+/// backfill, every span accepted.
+pub async fn server_with_demo_history(
+    from_ns: i64,
+    to_ns: i64,
+    spans_per_second: f64,
+    tweak: impl FnOnce(&mut ServeConfig),
+) -> (
+    TestServer,
+    headroom::demo::Scenario,
+    headroom::demo::BackfillReport,
+) {
+    let s = TestServer::start_with(|cfg| {
+        let path = cfg.data_dir.with_file_name("demo-slos.toml");
+        std::fs::write(&path, headroom::demo::DEMO_SLOS).unwrap();
+        cfg.slo_config_path = Some(path);
+        tweak(cfg);
+    })
+    .await;
+    let scenario = headroom::demo::Scenario::new(spans_per_second, from_ns, to_ns);
+    let (_, report) = headroom::demo::backfill(
+        headroom::loadgen::Topology::new(1),
+        scenario.clone(),
+        &s.grpc_endpoint(),
+        from_ns,
+        to_ns,
+        4,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.spans_rejected, 0, "{report:?}");
+    (s, scenario, report)
+}
+
+/// Nanoseconds since the epoch as RFC 3339, to the second.
+pub fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// The rows of `sql` run through the HTTP SQL API at `http` (host:port).
 pub async fn http_sql(http: &str, sql: &str) -> Vec<Vec<Value>> {
     let resp = reqwest::Client::new()

@@ -18,7 +18,7 @@ async fn serve_prints_ports_and_flushes_on_sigterm() {
     );
     let grpc = server.grpc.clone();
     assert!(!grpc.ends_with(":0") && !server.http.ends_with(":0"));
-    let mut child = server.child;
+    let child = server.child;
 
     let report = loadgen::run(&LoadgenArgs {
         endpoint: grpc,
@@ -32,25 +32,7 @@ async fn serve_prints_ports_and_flushes_on_sigterm() {
     assert!(report.spans_acked > 0);
 
     // Nothing is flushed yet (one-hour age, large size threshold): SIGTERM must flush it.
-    // The shell's builtin `kill`: no procps needed on the test machine.
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(std::time::Instant::now() < deadline, "no exit within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await
-    .unwrap();
-    assert!(exit.success(), "{exit:?}");
+    tokio::task::block_in_place(|| stop(child));
 
     let out = headroom::query::run(&data, "SELECT count(*) AS n FROM spans")
         .await
@@ -126,6 +108,8 @@ fn start_demo(data: &std::path::Path, log: &std::path::Path) -> (Vec<String>, st
     (lines, child)
 }
 
+/// SIGTERM (the shell's builtin `kill`: no procps needed on the test machine), then a clean
+/// exit within 30 s.
 fn stop(child: std::process::Child) {
     let mut child = child;
     let status = Command::new("sh")
