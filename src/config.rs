@@ -40,6 +40,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::scaling::ScalingCommand,
     },
+    /// Anomaly detection benchmarks: the Numenta Anomaly Benchmark.
+    Anomaly {
+        #[command(subcommand)]
+        command: crate::anomaly::AnomalyCommand,
+    },
     /// Print the storage schema as Markdown.
     Schema,
 }
@@ -152,6 +157,15 @@ pub struct ServeConfig {
     /// table, the API and the KEDA scaler); 0 turns recommendations off.
     #[arg(long, env = "HEADROOM_SCALING_INTERVAL_SECONDS", default_value_t = 60)]
     pub scaling_interval_seconds: u64,
+    /// How often every service's KPI series are scored for anomalies (the `anomalies` and
+    /// `anomaly_scores` tables, `GET /api/v1/anomalies`); 0 turns anomaly detection off.
+    #[arg(long, env = "HEADROOM_ANOMALY_INTERVAL_SECONDS", default_value_t = 60)]
+    pub anomaly_interval_seconds: u64,
+    /// History the anomaly detectors learn from when the server starts (a week lets them
+    /// learn weekly patterns).
+    #[arg(long, env = "HEADROOM_ANOMALY_HISTORY_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u64).range(1..=24 * 90))]
+    pub anomaly_history_hours: u64,
     /// How often the capacity per replica is learned again from the last 7 days of requests
     /// and CPU (also whenever a new service shows up).
     #[arg(long, env = "HEADROOM_SCALING_LEARN_INTERVAL_SECONDS", default_value_t = 900,
@@ -396,6 +410,8 @@ impl ServeConfig {
             query_timeout_seconds: 60.0,
             forecast_interval_seconds: 300,
             scaling_interval_seconds: 60,
+            anomaly_interval_seconds: 60,
+            anomaly_history_hours: 168,
             scaling_learn_interval_seconds: 900,
             scaling_config_path: None,
             keda_grpc_addr: any,

@@ -1,5 +1,6 @@
 //! Headroom: one binary that ingests OpenTelemetry data and answers questions about it in SQL.
 
+pub mod anomaly;
 pub mod api;
 pub mod config;
 pub mod demo;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use headroom::config::{Cli, Command};
-use headroom::{demo, forecast, loadgen, query, scaling, serve};
+use headroom::{anomaly, demo, forecast, loadgen, query, scaling, serve};
 
 // The ingest path allocates and frees many small buffers across threads; glibc's allocator spent
 // a quarter of the CPU there and fragmented memory.
@@ -72,6 +72,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Scaling { command } => {
             let report = tokio::task::spawn_blocking(move || scaling::run(&command)).await??;
+            print!("{report}");
+        }
+        Command::Anomaly { command } => {
+            let report = tokio::task::spawn_blocking(move || anomaly::run(&command)).await??;
             print!("{report}");
         }
         Command::Schema => print!("{}", headroom_collector::schema::markdown()),

@@ -58,6 +58,8 @@ pub struct Running {
     pub keda_grpc_addr: SocketAddr,
     planner_stop: CancellationToken,
     planner: JoinHandle<()>,
+    anomalies: JoinHandle<()>,
+    anomaly_wake: Arc<tokio::sync::Notify>,
     planner_wake: Arc<tokio::sync::Notify>,
     keda_server: JoinHandle<Result<(), String>>,
     receivers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
@@ -232,6 +234,39 @@ async fn run_planner(p: Planner, stop: CancellationToken) {
             () = stop.cancelled() => return,
             () = tokio::time::sleep_until(wake) => {}
             () = p.wake.notified() => next_forecast = tokio::time::Instant::now(),
+        }
+    }
+}
+
+/// Scores every service's KPI series each `every`, the first time right away over the last
+/// `history_ns`; a wake starts over (history written after the start, as the demo's backfill,
+/// is older than what was scored).
+async fn run_anomalies(
+    engine: QueryEngine,
+    every: Option<Duration>,
+    history_ns: i64,
+    wake: Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+) {
+    use headroom_analytics::anomaly::live::Monitor;
+    let Some(every) = every else { return };
+    let mut monitor = Monitor::new(history_ns);
+    loop {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let started = std::time::Instant::now();
+        tokio::select! {
+            () = stop.cancelled() => return,
+            result = monitor.refresh(&engine, now) => match result.and_then(|minutes| {
+                engine.publish_anomalies(&monitor).map(|()| minutes)
+            }) {
+                Ok(minutes) => tracing::debug!(minutes, anomalies = monitor.anomalies().count(), seconds = started.elapsed().as_secs_f64(), "anomalies refreshed"),
+                Err(e) => tracing::error!(error = %e, "anomaly refresh failed; retrying next round"),
+            },
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+            () = wake.notified() => monitor = Monitor::new(history_ns),
         }
     }
 }
@@ -412,6 +447,15 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         },
         planner_stop.clone(),
     ));
+    let anomaly_wake = Arc::new(tokio::sync::Notify::new());
+    let anomalies = tokio::spawn(run_anomalies(
+        engine.clone(),
+        every(cfg.anomaly_interval_seconds),
+        i64::try_from(cfg.anomaly_history_hours.saturating_mul(3_600_000_000_000))
+            .unwrap_or(i64::MAX),
+        anomaly_wake.clone(),
+        planner_stop.clone(),
+    ));
     tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, %pg_addr, %keda_grpc_addr, data_dir = %store.root().display(), "headroom serving");
     Ok(Running {
         otlp_grpc_addr,
@@ -430,6 +474,8 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         planner_stop,
         planner,
         planner_wake,
+        anomalies,
+        anomaly_wake,
         keda_server,
         receivers: vec![("OTLP/gRPC", grpc), ("OTLP/HTTP", http)],
         api_server,
@@ -444,9 +490,11 @@ impl Running {
         &self.ingester
     }
 
-    /// Refreshes the forecasts and recommendations now instead of at their next interval.
+    /// Refreshes the forecasts and recommendations now instead of at their next interval, and
+    /// scores the anomalies again from the start of their history.
     pub fn refresh_plans(&self) {
         self.planner_wake.notify_one();
+        self.anomaly_wake.notify_one();
     }
 
     /// The line scripts read to find the ports.
@@ -511,6 +559,7 @@ impl Running {
         // as they were.
         self.planner_stop.cancel();
         let _ = self.planner.await;
+        let _ = self.anomalies.await;
         self.api_stop.cancel();
         // One deadline for both query servers; a server still busy after it is stopped, so
         // that no query is left reading the files deleted below.

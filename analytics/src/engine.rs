@@ -55,6 +55,9 @@ pub struct QueryEngine {
     /// The `recommendations` and `recommendation_schedule` tables, replaced together.
     recommendations: Arc<crate::catalog::PublishedTable>,
     schedule: Arc<crate::catalog::PublishedTable>,
+    /// The `anomalies` and `anomaly_scores` tables, replaced together.
+    anomalies: Arc<crate::catalog::PublishedTable>,
+    anomaly_scores: Arc<crate::catalog::PublishedTable>,
     board: crate::scaling::live::Board,
 }
 
@@ -127,12 +130,21 @@ impl QueryEngine {
             crate::scaling::live::schedule_batch(&[])?,
         )?);
         ctx.register_table(crate::scaling::live::SCHEDULE_TABLE, schedule.clone())?;
+        let empty = crate::anomaly::live::Monitor::new(0);
+        let anomalies = Arc::new(crate::catalog::PublishedTable::new(
+            empty.anomalies_batch()?,
+        )?);
+        ctx.register_table(crate::anomaly::live::TABLE, anomalies.clone())?;
+        let anomaly_scores = Arc::new(crate::catalog::PublishedTable::new(empty.scores_batch()?)?);
+        ctx.register_table(crate::anomaly::live::SCORES_TABLE, anomaly_scores.clone())?;
         Ok(Self {
             ctx,
             limits,
             forecasts,
             recommendations,
             schedule,
+            anomalies,
+            anomaly_scores,
             board: Default::default(),
         })
     }
@@ -148,6 +160,8 @@ impl QueryEngine {
             crate::forecast::live::TABLE,
             crate::scaling::live::TABLE,
             crate::scaling::live::SCHEDULE_TABLE,
+            crate::anomaly::live::TABLE,
+            crate::anomaly::live::SCORES_TABLE,
         ] {
             let _ = self.ctx.deregister_table(table);
         }
@@ -169,6 +183,15 @@ impl QueryEngine {
     ) -> Result<(), QueryError> {
         self.recommendations.replace(recommendations)?;
         Ok(self.schedule.replace(schedule)?)
+    }
+
+    /// Replaces the rows of the `anomalies` and `anomaly_scores` tables.
+    pub fn publish_anomalies(
+        &self,
+        monitor: &crate::anomaly::live::Monitor,
+    ) -> Result<(), QueryError> {
+        self.anomalies.replace(monitor.anomalies_batch()?)?;
+        Ok(self.anomaly_scores.replace(monitor.scores_batch()?)?)
     }
 
     /// The latest recommendations.

@@ -1,5 +1,6 @@
 //! The read side of Headroom: a DataFusion session over the stored tables and the hot buffer.
 
+pub mod anomaly;
 pub mod bounded;
 pub mod catalog;
 pub mod engine;

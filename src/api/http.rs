@@ -40,6 +40,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/forecast/{service}",
             get(super::forecast::service_forecast),
         )
+        .route("/api/v1/anomalies", get(super::anomalies::list))
         .route("/api/v1/recommendations", get(super::recommendations::all))
         .route(
             "/api/v1/recommendations/{service}",

@@ -54,14 +54,14 @@ pub struct Range {
     to: Option<String>,
 }
 
-fn parse_time(name: &str, value: Option<&str>) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(name: &str, value: Option<&str>) -> Result<DateTime<Utc>, String> {
     let value = value.ok_or_else(|| format!("missing query parameter {name} (RFC 3339 time)"))?;
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("{name}={value:?} is not an RFC 3339 time: {e}"))
 }
 
-fn timestamp(t: DateTime<Utc>) -> ScalarValue {
+pub(crate) fn timestamp(t: DateTime<Utc>) -> ScalarValue {
     ScalarValue::TimestampNanosecond(t.timestamp_nanos_opt(), Some("UTC".into()))
 }
 

@@ -1,5 +1,6 @@
 //! Query-facing servers.
 
+pub mod anomalies;
 pub mod console;
 pub mod forecast;
 pub mod http;

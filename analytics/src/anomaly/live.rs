@@ -1,0 +1,532 @@
+//! Live anomalies: every service's KPI series scored minute by minute, published as the
+//! `anomaly_scores` and `anomalies` tables.
+//!
+//! Series, per service and minute (the last complete minutes only: a minute is scored once
+//! [`SETTLE_NS`] has passed since its end, so late spans are in):
+//! - `request_rate`: requests per second served (a minute without requests is a real zero);
+//! - `error_ratio`: failed requests over requests (minutes with requests);
+//! - `p95_ms`: the 95th percentile of server span durations (as `service_kpi_1m`);
+//! - `cpu_utilization`: the mean over the service's instances, where the data has it
+//!   (`service_saturation_1m`).
+//!
+//! Each series has its own [`Detector`], fed in time order, so a score never depends on later
+//! minutes. An anomaly (one row of `anomalies`) starts at a minute scoring
+//! [`ANOMALY_THRESHOLD`] or more and lasts while the series stays outside its expected band;
+//! it ends at the first minute back inside (`end_time` is null while it lasts).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampNanosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit};
+
+use super::{ANOMALY_THRESHOLD, Detector};
+use crate::QueryEngine;
+use crate::error::QueryError;
+
+/// The table of anomalies (one row per event).
+pub const TABLE: &str = "anomalies";
+/// The table of per-minute scores, observed values and expected bands.
+pub const SCORES_TABLE: &str = "anomaly_scores";
+
+const MINUTE_NS: i64 = 60_000_000_000;
+/// How long after a minute's end it is scored: spans of requests that started in it and ran
+/// long, and exporters' batching, arrive by then.
+pub const SETTLE_NS: i64 = 2 * MINUTE_NS;
+/// History read per query while catching up, to bound each query's memory.
+const CHUNK_NS: i64 = 24 * 60 * MINUTE_NS;
+/// How long per-minute scores are kept in `anomaly_scores`.
+const SCORES_KEPT_NS: i64 = 24 * 60 * MINUTE_NS;
+/// How many anomalies are kept (the oldest go first).
+const EVENTS_KEPT: usize = 10_000;
+/// An anomaly this many typical errors away from the expected value is `critical`.
+const CRITICAL_DEVIATION: f64 = 6.0;
+
+/// A KPI series scored per service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    RequestRate,
+    ErrorRatio,
+    P95Latency,
+    CpuUtilization,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::RequestRate => "request_rate",
+            Metric::ErrorRatio => "error_ratio",
+            Metric::P95Latency => "p95_ms",
+            Metric::CpuUtilization => "cpu_utilization",
+        }
+    }
+}
+
+/// One anomaly: a run of minutes of one series outside what was expected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anomaly {
+    pub service: String,
+    pub metric: Metric,
+    pub start_ns: i64,
+    /// The first minute back inside the band; None while the anomaly lasts.
+    pub end_ns: Option<i64>,
+    /// Minutes outside the band.
+    pub minutes: i64,
+    /// The most deviating minute: its value, what was expected and the band.
+    pub peak_ns: i64,
+    pub observed: f64,
+    pub expected: f64,
+    pub lower: f64,
+    pub upper: f64,
+    /// |observed − expected| in typical errors (a third of the band's half-width).
+    pub deviation: f64,
+    /// The score of the minute that started it.
+    pub score: f64,
+}
+
+impl Anomaly {
+    pub fn severity(&self) -> &'static str {
+        if self.deviation >= CRITICAL_DEVIATION {
+            "critical"
+        } else {
+            "warning"
+        }
+    }
+}
+
+/// One scored minute of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredMinute {
+    pub time_ns: i64,
+    pub service: String,
+    pub metric: Metric,
+    pub observed: f64,
+    pub expected: f64,
+    pub lower: f64,
+    pub upper: f64,
+    pub score: f64,
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    detector: Detector,
+    /// The last minute fed.
+    last_ns: Option<i64>,
+    /// Index into `Monitor::events` of the anomaly in progress.
+    open: Option<usize>,
+}
+
+/// The detectors of every series and what they found.
+#[derive(Debug)]
+pub struct Monitor {
+    series: BTreeMap<(String, Metric), Series>,
+    /// Minutes before this are scored.
+    scored_until_ns: Option<i64>,
+    /// How far back the first refresh reads.
+    history_ns: i64,
+    events: VecDeque<Anomaly>,
+    /// Events dropped from the front of `events`, so `Series::open` indices stay valid.
+    dropped: usize,
+    scores: VecDeque<ScoredMinute>,
+}
+
+impl Monitor {
+    /// A monitor whose first refresh learns from the last `history_ns` of data.
+    pub fn new(history_ns: i64) -> Self {
+        Monitor {
+            series: BTreeMap::new(),
+            scored_until_ns: None,
+            history_ns,
+            events: VecDeque::new(),
+            dropped: 0,
+            scores: VecDeque::new(),
+        }
+    }
+
+    pub fn anomalies(&self) -> impl Iterator<Item = &Anomaly> {
+        self.events.iter()
+    }
+
+    pub fn scores(&self) -> impl Iterator<Item = &ScoredMinute> {
+        self.scores.iter()
+    }
+
+    /// Scores every complete minute up to `now_ns` not scored yet; returns how many minutes
+    /// of series were scored.
+    pub async fn refresh(
+        &mut self,
+        engine: &QueryEngine,
+        now_ns: i64,
+    ) -> Result<usize, QueryError> {
+        let to_ns = (now_ns - SETTLE_NS).div_euclid(MINUTE_NS) * MINUTE_NS;
+        let mut from_ns = self
+            .scored_until_ns
+            .unwrap_or_else(|| (to_ns - self.history_ns).div_euclid(MINUTE_NS) * MINUTE_NS);
+        let mut scored = 0;
+        while from_ns < to_ns {
+            let chunk_end = (from_ns + CHUNK_NS).min(to_ns);
+            let points = read_minutes(engine, from_ns, chunk_end).await?;
+            scored += self.feed(points, chunk_end);
+            self.scored_until_ns = Some(chunk_end);
+            from_ns = chunk_end;
+        }
+        let keep_from = to_ns - SCORES_KEPT_NS;
+        while self.scores.front().is_some_and(|s| s.time_ns < keep_from) {
+            self.scores.pop_front();
+        }
+        Ok(scored)
+    }
+
+    /// Feeds one chunk of minutes (each series' points in any order) ending before `end_ns`.
+    fn feed(
+        &mut self,
+        mut points: BTreeMap<(String, Metric), Vec<(i64, f64)>>,
+        end_ns: i64,
+    ) -> usize {
+        // A service that served requests before and none in this chunk served zero.
+        for (service, metric) in self.series.keys() {
+            if *metric == Metric::RequestRate {
+                points.entry((service.clone(), *metric)).or_default();
+            }
+        }
+        let mut scored = 0;
+        for ((service, metric), mut minutes) in points {
+            minutes.sort_unstable_by_key(|p| p.0);
+            let key = (service, metric);
+            if !self.series.contains_key(&key) && minutes.is_empty() {
+                continue;
+            }
+            let mut filled = Vec::with_capacity(minutes.len());
+            let last_ns = self.series.get(&key).and_then(|s| s.last_ns);
+            if metric == Metric::RequestRate {
+                // Zeros for the minutes without requests, from the series' first minute.
+                let mut t = last_ns.map_or_else(|| minutes[0].0, |l| l + MINUTE_NS);
+                let mut it = minutes.iter().peekable();
+                while t < end_ns {
+                    match it.peek() {
+                        Some((pt, v)) if *pt == t => {
+                            filled.push((t, *v));
+                            it.next();
+                        }
+                        _ => filled.push((t, 0.0)),
+                    }
+                    t += MINUTE_NS;
+                }
+            } else {
+                filled.extend(
+                    minutes
+                        .into_iter()
+                        .filter(|(t, _)| last_ns.is_none_or(|l| *t > l)),
+                );
+            }
+            for (t, value) in filled {
+                self.score(&key, t, value);
+                scored += 1;
+            }
+        }
+        scored
+    }
+
+    fn score(&mut self, key: &(String, Metric), t: i64, value: f64) {
+        let series = self.series.entry(key.clone()).or_default();
+        let s = series.detector.update(t / 1_000_000_000, value);
+        series.last_ns = Some(t);
+        let typical = (s.upper - s.expected) / 3.0;
+        let deviation = if typical > 0.0 {
+            (value - s.expected).abs() / typical
+        } else {
+            0.0
+        };
+        let outside = value < s.lower || value > s.upper;
+        let open = series.open.and_then(|i| i.checked_sub(self.dropped));
+        match open.and_then(|i| self.events.get_mut(i)) {
+            Some(event) if outside => {
+                event.minutes += 1;
+                if deviation > event.deviation {
+                    event.peak_ns = t;
+                    event.observed = value;
+                    event.expected = s.expected;
+                    event.lower = s.lower;
+                    event.upper = s.upper;
+                    event.deviation = deviation;
+                }
+            }
+            Some(event) => {
+                event.end_ns = Some(t);
+                series.open = None;
+            }
+            None if s.score >= ANOMALY_THRESHOLD => {
+                self.events.push_back(Anomaly {
+                    service: key.0.clone(),
+                    metric: key.1,
+                    start_ns: t,
+                    end_ns: None,
+                    minutes: 1,
+                    peak_ns: t,
+                    observed: value,
+                    expected: s.expected,
+                    lower: s.lower,
+                    upper: s.upper,
+                    deviation,
+                    score: s.score,
+                });
+                series.open = Some(self.dropped + self.events.len() - 1);
+                if !outside {
+                    // Scored as anomalous by context alone: one minute.
+                    self.events.back_mut().expect("just pushed").end_ns = Some(t + MINUTE_NS);
+                    series.open = None;
+                }
+                if self.events.len() > EVENTS_KEPT {
+                    self.events.pop_front();
+                    self.dropped += 1;
+                }
+            }
+            None => {}
+        }
+        self.scores.push_back(ScoredMinute {
+            time_ns: t,
+            service: key.0.clone(),
+            metric: key.1,
+            observed: value,
+            expected: s.expected,
+            lower: s.lower,
+            upper: s.upper,
+            score: s.score,
+        });
+    }
+
+    /// The anomalies as rows of the `anomalies` table.
+    pub fn anomalies_batch(&self) -> Result<RecordBatch, QueryError> {
+        let e: Vec<&Anomaly> = self.events.iter().collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(
+                e.iter()
+                    .map(|a| Some(a.service.as_str()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                e.iter()
+                    .map(|a| Some(a.metric.name()))
+                    .collect::<StringArray>(),
+            ),
+            times(e.iter().map(|a| Some(a.start_ns))),
+            times(e.iter().map(|a| a.end_ns)),
+            Arc::new(e.iter().map(|a| a.minutes).collect::<Int64Array>()),
+            times(e.iter().map(|a| Some(a.peak_ns))),
+            floats(e.iter().map(|a| a.observed)),
+            floats(e.iter().map(|a| a.expected)),
+            floats(e.iter().map(|a| a.lower)),
+            floats(e.iter().map(|a| a.upper)),
+            floats(e.iter().map(|a| a.deviation)),
+            floats(e.iter().map(|a| a.score)),
+            Arc::new(
+                e.iter()
+                    .map(|a| Some(a.severity()))
+                    .collect::<StringArray>(),
+            ),
+        ];
+        Ok(RecordBatch::try_new(anomalies_schema(), columns)?)
+    }
+
+    /// The kept per-minute scores as rows of the `anomaly_scores` table.
+    pub fn scores_batch(&self) -> Result<RecordBatch, QueryError> {
+        let s: Vec<&ScoredMinute> = self.scores.iter().collect();
+        let columns: Vec<ArrayRef> = vec![
+            times(s.iter().map(|m| Some(m.time_ns))),
+            Arc::new(
+                s.iter()
+                    .map(|m| Some(m.service.as_str()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                s.iter()
+                    .map(|m| Some(m.metric.name()))
+                    .collect::<StringArray>(),
+            ),
+            floats(s.iter().map(|m| m.observed)),
+            floats(s.iter().map(|m| m.expected)),
+            floats(s.iter().map(|m| m.lower)),
+            floats(s.iter().map(|m| m.upper)),
+            floats(s.iter().map(|m| m.score)),
+        ];
+        Ok(RecordBatch::try_new(scores_schema(), columns)?)
+    }
+}
+
+fn times(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(
+        values
+            .collect::<TimestampNanosecondArray>()
+            .with_timezone("UTC"),
+    )
+}
+
+fn floats(values: impl Iterator<Item = f64>) -> ArrayRef {
+    Arc::new(values.map(Some).collect::<Float64Array>())
+}
+
+fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+pub fn anomalies_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("service_name", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("start_time", time_type(), false),
+        Field::new("end_time", time_type(), true),
+        Field::new("minutes", DataType::Int64, false),
+        Field::new("peak_time", time_type(), false),
+        Field::new("observed", DataType::Float64, false),
+        Field::new("expected", DataType::Float64, false),
+        Field::new("lower", DataType::Float64, false),
+        Field::new("upper", DataType::Float64, false),
+        Field::new("deviation", DataType::Float64, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("severity", DataType::Utf8, false),
+    ]))
+}
+
+pub fn scores_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("time", time_type(), false),
+        Field::new("service_name", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("observed", DataType::Float64, false),
+        Field::new("expected", DataType::Float64, false),
+        Field::new("lower", DataType::Float64, false),
+        Field::new("upper", DataType::Float64, false),
+        Field::new("score", DataType::Float64, false),
+    ]))
+}
+
+/// Every series' minutes in `[from_ns, to_ns)`.
+async fn read_minutes(
+    engine: &QueryEngine,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<BTreeMap<(String, Metric), Vec<(i64, f64)>>, QueryError> {
+    let bin = |col: &str| {
+        format!(
+            "CAST(date_bin(INTERVAL '1 minute', {col}, TIMESTAMP '1970-01-01T00:00:00Z') AS BIGINT)"
+        )
+    };
+    let range = |col: &str| {
+        format!("{col} >= to_timestamp_nanos({from_ns}) AND {col} < to_timestamp_nanos({to_ns})")
+    };
+    let requests = format!(
+        "SELECT service_name, {t} AS t, \
+           CAST(count(*) AS DOUBLE) / 60.0, \
+           CAST(sum(CASE WHEN is_bad THEN 1 ELSE 0 END) AS DOUBLE) / count(*), \
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ns) / 1e6 \
+         FROM server_requests WHERE {r} GROUP BY 1, 2",
+        t = bin("start_time"),
+        r = range("start_time"),
+    );
+    let cpu = format!(
+        "SELECT service_name, CAST(\"time\" AS BIGINT) AS t, avg(cpu_utilization) \
+         FROM service_saturation_1m WHERE {r} AND cpu_utilization IS NOT NULL GROUP BY 1, 2",
+        r = range("\"time\""),
+    );
+    let mut out: BTreeMap<(String, Metric), Vec<(i64, f64)>> = BTreeMap::new();
+    let metrics: [(&str, &[Metric]); 2] = [
+        (
+            &requests,
+            &[Metric::RequestRate, Metric::ErrorRatio, Metric::P95Latency],
+        ),
+        (&cpu, &[Metric::CpuUtilization]),
+    ];
+    for (sql, metrics) in metrics {
+        for batch in engine.sql(sql).await? {
+            let names = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+            let names = names.as_string::<i32>();
+            let times = batch.column(1).as_primitive::<Int64Type>();
+            for (k, metric) in metrics.iter().enumerate() {
+                let values = arrow::compute::cast(batch.column(2 + k), &DataType::Float64)?;
+                let values = values.as_primitive::<Float64Type>();
+                for row in 0..batch.num_rows() {
+                    if names.is_valid(row) && times.is_valid(row) && values.is_valid(row) {
+                        let v = values.value(row);
+                        if v.is_finite() {
+                            out.entry((names.value(row).to_owned(), *metric))
+                                .or_default()
+                                .push((times.value(row), v));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minutes(values: impl IntoIterator<Item = (i64, f64)>) -> Vec<(i64, f64)> {
+        values
+            .into_iter()
+            .map(|(m, v)| (m * MINUTE_NS, v))
+            .collect()
+    }
+
+    /// 50 plus pseudo-random noise in [0, 5): splitmix64 of the minute.
+    fn steady(m: i64) -> f64 {
+        let mut z = (m as u64).wrapping_add(0x9e3779b97f4a7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^= z >> 31;
+        50.0 + (z >> 11) as f64 / (1u64 << 53) as f64 * 5.0
+    }
+
+    #[test]
+    fn a_drop_to_zero_opens_one_anomaly_that_ends_when_traffic_returns() {
+        let mut monitor = Monitor::new(0);
+        let key = ("checkout".to_string(), Metric::RequestRate);
+        // 600 minutes of steady traffic, then 30 silent minutes (no rows), then traffic.
+        let mut points = BTreeMap::new();
+        points.insert(key.clone(), minutes((0..600).map(|m| (m, steady(m)))));
+        monitor.feed(points, 630 * MINUTE_NS);
+        let mut points = BTreeMap::new();
+        points.insert(key.clone(), minutes((630..700).map(|m| (m, steady(m)))));
+        monitor.feed(points, 700 * MINUTE_NS);
+
+        let events: Vec<&Anomaly> = monitor.anomalies().collect();
+        assert_eq!(events.len(), 1, "{events:?}");
+        let a = events[0];
+        assert_eq!(a.start_ns, 600 * MINUTE_NS);
+        assert_eq!(a.end_ns, Some(630 * MINUTE_NS));
+        assert_eq!(a.minutes, 30);
+        assert_eq!(a.observed, 0.0);
+        assert!(a.expected > 45.0 && a.lower > 0.0, "{a:?}");
+        assert_eq!(a.severity(), "critical");
+        // Every minute was scored once, zeros included.
+        assert_eq!(monitor.scores().count(), 700);
+    }
+
+    #[test]
+    fn gauges_skip_missing_minutes_and_old_minutes_are_not_fed_twice() {
+        let mut monitor = Monitor::new(0);
+        let key = ("api".to_string(), Metric::P95Latency);
+        let mut points = BTreeMap::new();
+        points.insert(
+            key.clone(),
+            minutes((0..300).step_by(2).map(|m| (m, steady(m)))),
+        );
+        assert_eq!(monitor.feed(points, 300 * MINUTE_NS), 150);
+        let mut points = BTreeMap::new();
+        points.insert(key.clone(), minutes((290..310).map(|m| (m, steady(m)))));
+        assert_eq!(monitor.feed(points, 310 * MINUTE_NS), 11);
+        assert_eq!(monitor.anomalies().count(), 0);
+        let batch = monitor.scores_batch().unwrap();
+        assert_eq!(batch.num_rows(), 161);
+        assert_eq!(
+            monitor.anomalies_batch().unwrap().schema(),
+            anomalies_schema()
+        );
+    }
+}
