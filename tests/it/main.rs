@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod anomalies;
 mod backpressure;
 mod compaction;
 mod console;

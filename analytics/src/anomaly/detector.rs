@@ -55,6 +55,8 @@ const MIN_SD: f64 = 0.02;
 const EXTREME_MARGIN: f64 = 0.02;
 /// ...and adds this many deviations of evidence.
 const EXTREME_EVIDENCE: f64 = 10.0;
+/// New extremes count once this much time has passed since the first point.
+const EXTREMES_AFTER_SECONDS: i64 = 86_400;
 /// Evidence (in deviations) that maps to a score of 0.5.
 const EVIDENCE_HALF: f64 = 5.0;
 /// Points after an alert during which scores are damped, and the span a point must top to
@@ -71,6 +73,9 @@ const MAX_PHASES: i64 = 10_080;
 pub struct Scored {
     /// Anomaly score in [0, 1); 0 during warm-up. Anomalous from [`ANOMALY_THRESHOLD`].
     pub score: f64,
+    /// The score before the one-alert-per-event damping: for callers that group alerts into
+    /// events themselves.
+    pub undamped: f64,
     /// The forecast made before the point was seen.
     pub expected: f64,
     /// The band of ordinary values around `expected` (three typical errors).
@@ -310,7 +315,12 @@ impl Detector {
             evidence = evidence.max(ctx.push(value, self.min, range, self.seen));
         }
         let margin = range * EXTREME_MARGIN;
-        if value > self.max + margin || value < self.min - margin {
+        // Until a day has passed, the range has not seen the whole daily cycle yet.
+        let day_seen = self
+            .first_times
+            .first()
+            .is_some_and(|t0| t - t0 >= EXTREMES_AFTER_SECONDS);
+        if day_seen && (value > self.max + margin || value < self.min - margin) {
             evidence += EXTREME_EVIDENCE;
         }
         let undamped = if self.seen < WARMUP_POINTS {
@@ -352,6 +362,7 @@ impl Detector {
         self.seen += 1;
         Scored {
             score,
+            undamped,
             expected,
             lower: expected - 3.0 * typical_error,
             upper: expected + 3.0 * typical_error,

@@ -10,9 +10,16 @@
 //!   (`service_saturation_1m`).
 //!
 //! Each series has its own [`Detector`], fed in time order, so a score never depends on later
-//! minutes. An anomaly (one row of `anomalies`) starts at a minute scoring
-//! [`ANOMALY_THRESHOLD`] or more and lasts while the series stays outside its expected band;
-//! it ends at the first minute back inside (`end_time` is null while it lasts).
+//! minutes. An anomaly (one row of `anomalies`) starts at a minute that
+//! - scores [`ANOMALY_THRESHOLD`] or more,
+//! - lies outside the expected band, and
+//! - for counts (requests, errors), is unlikely under the expected rate: a Poisson tail below
+//!   [`SIGNIFICANCE`], so one failed request among thirty is not an incident;
+//! - for p95, stands on at least 20 requests;
+//!
+//! and lasts while the series stays outside its band; it ends at the first minute back inside
+//! (`end_time` is null while it lasts), and goes on if the series alerts again within five
+//! minutes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -42,6 +49,17 @@ const CHUNK_NS: i64 = 24 * 60 * MINUTE_NS;
 const SCORES_KEPT_NS: i64 = 24 * 60 * MINUTE_NS;
 /// How many anomalies are kept (the oldest go first).
 const EVENTS_KEPT: usize = 10_000;
+/// The largest chance, under the expected rate, of a count at least as far from it as the one
+/// observed, for the minute to open an anomaly.
+pub const SIGNIFICANCE: f64 = 0.001;
+/// The error ratio assumed when a service has hardly ever failed: below it, a single error
+/// would be "significant".
+const ERROR_RATIO_FLOOR: f64 = 0.005;
+/// An anomaly that ended less than this long before the series alerts again goes on.
+const MERGE_GAP_NS: i64 = 5 * MINUTE_NS;
+/// Fewer requests than this in a minute make its p95 little more than its slowest request:
+/// such minutes are scored but open no anomaly.
+const MIN_PERCENTILE_REQUESTS: f64 = 20.0;
 /// An anomaly this many typical errors away from the expected value is `critical`.
 const CRITICAL_DEVIATION: f64 = 6.0;
 
@@ -83,11 +101,25 @@ pub struct Anomaly {
     pub upper: f64,
     /// |observed − expected| in typical errors (a third of the band's half-width).
     pub deviation: f64,
-    /// The score of the minute that started it.
+    /// The highest score of its minutes.
     pub score: f64,
 }
 
 impl Anomaly {
+    /// One more minute outside the band.
+    fn extend(&mut self, t: i64, value: f64, s: &super::Scored, deviation: f64) {
+        self.minutes += 1;
+        self.score = self.score.max(s.undamped);
+        if deviation > self.deviation {
+            self.peak_ns = t;
+            self.observed = value;
+            self.expected = s.expected;
+            self.lower = s.lower;
+            self.upper = s.upper;
+            self.deviation = deviation;
+        }
+    }
+
     pub fn severity(&self) -> &'static str {
         if self.deviation >= CRITICAL_DEVIATION {
             "critical"
@@ -110,13 +142,48 @@ pub struct ScoredMinute {
     pub score: f64,
 }
 
+/// One minute of one series: its value and, for rates and ratios, the requests behind it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub time_ns: i64,
+    pub value: f64,
+    pub requests: Option<f64>,
+}
+
+/// The chance of a count at least as far from `expected` as `observed` (on its side), for a
+/// Poisson count; a normal approximation from a mean of 100 on.
+pub fn poisson_tail(observed: f64, expected: f64) -> f64 {
+    let (k, lambda) = (observed.round().max(0.0), expected.max(1e-9));
+    if lambda >= 100.0 {
+        let z = (k - lambda).abs() / lambda.sqrt();
+        return 0.5 * libm::erfc(z / std::f64::consts::SQRT_2);
+    }
+    // Terms of the probability mass function, from P(0) up.
+    let mut term = (-lambda).exp();
+    let mut below = 0.0; // P(X < k)
+    let mut i = 0.0;
+    while i < k {
+        below += term;
+        i += 1.0;
+        term *= lambda / i;
+        if i > 1e4 {
+            break;
+        }
+    }
+    if k > lambda {
+        (1.0 - below).max(0.0)
+    } else {
+        (below + term).min(1.0) // P(X <= k)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Series {
     detector: Detector,
     /// The last minute fed.
     last_ns: Option<i64>,
-    /// Index into `Monitor::events` of the anomaly in progress.
-    open: Option<usize>,
+    /// Index (counting dropped ones) of the series' latest anomaly.
+    last_event: Option<usize>,
 }
 
 /// The detectors of every series and what they found.
@@ -181,11 +248,7 @@ impl Monitor {
     }
 
     /// Feeds one chunk of minutes (each series' points in any order) ending before `end_ns`.
-    fn feed(
-        &mut self,
-        mut points: BTreeMap<(String, Metric), Vec<(i64, f64)>>,
-        end_ns: i64,
-    ) -> usize {
+    fn feed(&mut self, mut points: BTreeMap<(String, Metric), Vec<Point>>, end_ns: i64) -> usize {
         // A service that served requests before and none in this chunk served zero.
         for (service, metric) in self.series.keys() {
             if *metric == Metric::RequestRate {
@@ -194,7 +257,7 @@ impl Monitor {
         }
         let mut scored = 0;
         for ((service, metric), mut minutes) in points {
-            minutes.sort_unstable_by_key(|p| p.0);
+            minutes.sort_unstable_by_key(|p| p.time_ns);
             let key = (service, metric);
             if !self.series.contains_key(&key) && minutes.is_empty() {
                 continue;
@@ -203,15 +266,19 @@ impl Monitor {
             let last_ns = self.series.get(&key).and_then(|s| s.last_ns);
             if metric == Metric::RequestRate {
                 // Zeros for the minutes without requests, from the series' first minute.
-                let mut t = last_ns.map_or_else(|| minutes[0].0, |l| l + MINUTE_NS);
+                let mut t = last_ns.map_or_else(|| minutes[0].time_ns, |l| l + MINUTE_NS);
                 let mut it = minutes.iter().peekable();
                 while t < end_ns {
                     match it.peek() {
-                        Some((pt, v)) if *pt == t => {
-                            filled.push((t, *v));
+                        Some(p) if p.time_ns == t => {
+                            filled.push(**p);
                             it.next();
                         }
-                        _ => filled.push((t, 0.0)),
+                        _ => filled.push(Point {
+                            time_ns: t,
+                            value: 0.0,
+                            requests: Some(0.0),
+                        }),
                     }
                     t += MINUTE_NS;
                 }
@@ -219,18 +286,23 @@ impl Monitor {
                 filled.extend(
                     minutes
                         .into_iter()
-                        .filter(|(t, _)| last_ns.is_none_or(|l| *t > l)),
+                        .filter(|p| last_ns.is_none_or(|l| p.time_ns > l)),
                 );
             }
-            for (t, value) in filled {
-                self.score(&key, t, value);
+            for point in filled {
+                self.score(&key, point);
                 scored += 1;
             }
         }
         scored
     }
 
-    fn score(&mut self, key: &(String, Metric), t: i64, value: f64) {
+    fn score(&mut self, key: &(String, Metric), point: Point) {
+        let Point {
+            time_ns: t,
+            value,
+            requests,
+        } = point;
         let series = self.series.entry(key.clone()).or_default();
         let s = series.detector.update(t / 1_000_000_000, value);
         series.last_ns = Some(t);
@@ -241,24 +313,36 @@ impl Monitor {
             0.0
         };
         let outside = value < s.lower || value > s.upper;
-        let open = series.open.and_then(|i| i.checked_sub(self.dropped));
-        match open.and_then(|i| self.events.get_mut(i)) {
-            Some(event) if outside => {
-                event.minutes += 1;
-                if deviation > event.deviation {
-                    event.peak_ns = t;
-                    event.observed = value;
-                    event.expected = s.expected;
-                    event.lower = s.lower;
-                    event.upper = s.upper;
-                    event.deviation = deviation;
+        let significant = match (key.1, requests) {
+            (Metric::RequestRate, _) => {
+                poisson_tail(value * 60.0, s.expected * 60.0) < SIGNIFICANCE
+            }
+            (Metric::ErrorRatio, Some(n)) => {
+                let p0 = s.expected.max(ERROR_RATIO_FLOOR);
+                value > p0 && poisson_tail(value * n, p0 * n) < SIGNIFICANCE
+            }
+            (Metric::P95Latency, Some(n)) => n >= MIN_PERCENTILE_REQUESTS,
+            _ => true,
+        };
+        let alert = s.undamped >= ANOMALY_THRESHOLD && outside && significant;
+        let last = series
+            .last_event
+            .and_then(|i| i.checked_sub(self.dropped))
+            .and_then(|i| self.events.get_mut(i));
+        match last {
+            Some(event) if event.end_ns.is_none() => {
+                if outside {
+                    event.extend(t, value, &s, deviation);
+                } else {
+                    event.end_ns = Some(t);
                 }
             }
-            Some(event) => {
-                event.end_ns = Some(t);
-                series.open = None;
+            // Back outside soon after it ended: the same anomaly.
+            Some(event) if alert && event.end_ns.is_some_and(|end| t - end < MERGE_GAP_NS) => {
+                event.end_ns = None;
+                event.extend(t, value, &s, deviation);
             }
-            None if s.score >= ANOMALY_THRESHOLD => {
+            _ if alert => {
                 self.events.push_back(Anomaly {
                     service: key.0.clone(),
                     metric: key.1,
@@ -271,20 +355,15 @@ impl Monitor {
                     lower: s.lower,
                     upper: s.upper,
                     deviation,
-                    score: s.score,
+                    score: s.undamped,
                 });
-                series.open = Some(self.dropped + self.events.len() - 1);
-                if !outside {
-                    // Scored as anomalous by context alone: one minute.
-                    self.events.back_mut().expect("just pushed").end_ns = Some(t + MINUTE_NS);
-                    series.open = None;
-                }
+                series.last_event = Some(self.dropped + self.events.len() - 1);
                 if self.events.len() > EVENTS_KEPT {
                     self.events.pop_front();
                     self.dropped += 1;
                 }
             }
-            None => {}
+            _ => {}
         }
         self.scores.push_back(ScoredMinute {
             time_ns: t,
@@ -294,7 +373,7 @@ impl Monitor {
             expected: s.expected,
             lower: s.lower,
             upper: s.upper,
-            score: s.score,
+            score: s.undamped,
         });
     }
 
@@ -408,7 +487,7 @@ async fn read_minutes(
     engine: &QueryEngine,
     from_ns: i64,
     to_ns: i64,
-) -> Result<BTreeMap<(String, Metric), Vec<(i64, f64)>>, QueryError> {
+) -> Result<BTreeMap<(String, Metric), Vec<Point>>, QueryError> {
     let bin = |col: &str| {
         format!(
             "CAST(date_bin(INTERVAL '1 minute', {col}, TIMESTAMP '1970-01-01T00:00:00Z') AS BIGINT)"
@@ -421,7 +500,8 @@ async fn read_minutes(
         "SELECT service_name, {t} AS t, \
            CAST(count(*) AS DOUBLE) / 60.0, \
            CAST(sum(CASE WHEN is_bad THEN 1 ELSE 0 END) AS DOUBLE) / count(*), \
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ns) / 1e6 \
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ns) / 1e6, \
+           CAST(count(*) AS DOUBLE) \
          FROM server_requests WHERE {r} GROUP BY 1, 2",
         t = bin("start_time"),
         r = range("start_time"),
@@ -431,19 +511,25 @@ async fn read_minutes(
          FROM service_saturation_1m WHERE {r} AND cpu_utilization IS NOT NULL GROUP BY 1, 2",
         r = range("\"time\""),
     );
-    let mut out: BTreeMap<(String, Metric), Vec<(i64, f64)>> = BTreeMap::new();
-    let metrics: [(&str, &[Metric]); 2] = [
+    let mut out: BTreeMap<(String, Metric), Vec<Point>> = BTreeMap::new();
+    // The query, the metric of each value column, and the column holding the request count.
+    let metrics: [(&str, &[Metric], Option<usize>); 2] = [
         (
             &requests,
             &[Metric::RequestRate, Metric::ErrorRatio, Metric::P95Latency],
+            Some(5),
         ),
-        (&cpu, &[Metric::CpuUtilization]),
+        (&cpu, &[Metric::CpuUtilization], None),
     ];
-    for (sql, metrics) in metrics {
+    for (sql, metrics, count_column) in metrics {
         for batch in engine.sql(sql).await? {
             let names = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
             let names = names.as_string::<i32>();
             let times = batch.column(1).as_primitive::<Int64Type>();
+            let counts = count_column
+                .map(|c| arrow::compute::cast(batch.column(c), &DataType::Float64))
+                .transpose()?;
+            let counts = counts.as_ref().map(|c| c.as_primitive::<Float64Type>());
             for (k, metric) in metrics.iter().enumerate() {
                 let values = arrow::compute::cast(batch.column(2 + k), &DataType::Float64)?;
                 let values = values.as_primitive::<Float64Type>();
@@ -453,7 +539,11 @@ async fn read_minutes(
                         if v.is_finite() {
                             out.entry((names.value(row).to_owned(), *metric))
                                 .or_default()
-                                .push((times.value(row), v));
+                                .push(Point {
+                                    time_ns: times.value(row),
+                                    value: v,
+                                    requests: counts.map(|c| c.value(row)),
+                                });
                         }
                     }
                 }
@@ -467,10 +557,14 @@ async fn read_minutes(
 mod tests {
     use super::*;
 
-    fn minutes(values: impl IntoIterator<Item = (i64, f64)>) -> Vec<(i64, f64)> {
+    fn minutes(values: impl IntoIterator<Item = (i64, f64)>) -> Vec<Point> {
         values
             .into_iter()
-            .map(|(m, v)| (m * MINUTE_NS, v))
+            .map(|(m, v)| Point {
+                time_ns: m * MINUTE_NS,
+                value: v,
+                requests: Some(v * 60.0),
+            })
             .collect()
     }
 
@@ -481,6 +575,18 @@ mod tests {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
         z ^= z >> 31;
         50.0 + (z >> 11) as f64 / (1u64 << 53) as f64 * 5.0
+    }
+
+    #[test]
+    fn poisson_tails_match_hand_computed_values() {
+        // P(X >= 3 | λ = 0.5) = 1 − e^−0.5 (1 + 0.5 + 0.125) = 0.0143877
+        assert!((poisson_tail(3.0, 0.5) - 0.014_387_7).abs() < 1e-6);
+        // P(X <= 0 | λ = 10) = e^−10
+        assert!((poisson_tail(0.0, 10.0) - (-10.0f64).exp()).abs() < 1e-12);
+        // P(X >= 1 | λ = 0.01) = 1 − e^−0.01
+        assert!((poisson_tail(1.0, 0.01) - (1.0 - (-0.01f64).exp())).abs() < 1e-12);
+        // Normal approximation from λ = 100: 130 is 3 deviations above.
+        assert!((poisson_tail(130.0, 100.0) - 0.001_349_9).abs() < 1e-6);
     }
 
     #[test]
@@ -506,6 +612,46 @@ mod tests {
         assert_eq!(a.severity(), "critical");
         // Every minute was scored once, zeros included.
         assert_eq!(monitor.scores().count(), 700);
+    }
+
+    #[test]
+    fn minutes_scored_in_chunks_score_as_in_one_pass() {
+        let series = |from: i64, to: i64| {
+            let mut points = BTreeMap::new();
+            let rate = (from..to).filter(|m| !(400..420).contains(m));
+            points.insert(
+                ("a".to_string(), Metric::RequestRate),
+                minutes(rate.map(|m| (m, steady(m)))),
+            );
+            points.insert(
+                ("a".to_string(), Metric::P95Latency),
+                minutes((from..to).map(|m| (m, if m == 500 { 400.0 } else { steady(m) }))),
+            );
+            points
+        };
+        let mut whole = Monitor::new(0);
+        whole.feed(series(0, 700), 700 * MINUTE_NS);
+        let mut chunked = Monitor::new(0);
+        for c in 0..7 {
+            chunked.feed(series(c * 100, c * 100 + 100), (c * 100 + 100) * MINUTE_NS);
+        }
+        let sorted = |m: &Monitor| {
+            let mut s: Vec<ScoredMinute> = m.scores().cloned().collect();
+            s.sort_by_key(|p| (p.metric, p.time_ns));
+            s
+        };
+        let (a, b) = (sorted(&whole), sorted(&chunked));
+        assert_eq!(a.len(), 1400);
+        assert!(a == b, "scores differ");
+        assert!(whole.events == chunked.events, "{:?}", chunked.events);
+        let found: Vec<(Metric, i64)> = whole
+            .anomalies()
+            .map(|a| (a.metric, a.start_ns / MINUTE_NS))
+            .collect();
+        assert_eq!(
+            found,
+            [(Metric::RequestRate, 400), (Metric::P95Latency, 500)]
+        );
     }
 
     #[test]
