@@ -1,5 +1,6 @@
 -- incidents: runs of breaching minutes of an SLO (slo_minutes), merged when no more than the
--- SLO file's incident_merge_gap_minutes lie between them (gaps and islands). started_at: the
+-- SLO file's incident_merge_gap_minutes lie between them (gaps and islands). incident_id:
+-- "<slo>@<first minute as YYYYMMDDTHHMMZ>", stable as history grows. started_at: the
 -- first breaching minute; detected_at: the first minute of the run at whose end the page alert
 -- held (NULL if it never did); resolved_at: the end of the last breaching minute, NULL while
 -- the incident may still go on (that end is less than the merge gap ago).
@@ -22,6 +23,7 @@ runs AS (
   FROM breaching
 )
 SELECT
+  slo_name || '@' || to_char(min("time"), '%Y%m%dT%H%MZ') AS incident_id,
   slo_name,
   service_name,
   incident AS incident_number,

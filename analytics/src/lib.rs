@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod exp_histogram;
+pub mod explain;
 pub mod forecast;
 pub mod guard;
 pub mod histogram;

@@ -41,7 +41,7 @@ pub async fn list(State(state): State<ApiState>, Query(p): Query<Params>) -> Res
     }
     let mut params = vec![timestamp(from), timestamp(to)];
     let mut sql = String::from(
-        "SELECT service_name, metric, start_time, end_time, minutes, peak_time, observed, \
+        "SELECT anomaly_id, service_name, metric, start_time, end_time, minutes, peak_time, observed, \
                 expected, lower, upper, deviation, score, severity \
          FROM anomalies \
          WHERE start_time < $2 AND (end_time IS NULL OR end_time > $1)",

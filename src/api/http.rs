@@ -41,6 +41,10 @@ pub fn router(state: ApiState) -> Router {
             get(super::forecast::service_forecast),
         )
         .route("/api/v1/anomalies", get(super::anomalies::list))
+        .route(
+            "/api/v1/incidents/{id}/explain",
+            get(super::incidents::explain_incident),
+        )
         .route("/api/v1/recommendations", get(super::recommendations::all))
         .route(
             "/api/v1/recommendations/{service}",

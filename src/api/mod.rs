@@ -4,6 +4,7 @@ pub mod anomalies;
 pub mod console;
 pub mod forecast;
 pub mod http;
+pub mod incidents;
 pub mod keda;
 pub mod kpis;
 pub mod pg;

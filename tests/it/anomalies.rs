@@ -160,4 +160,42 @@ async fn the_demo_faults_are_found_in_the_series_they_break() {
     let rows = crate::http_sql(&http.to_string(), "SELECT count(*) FROM anomalies").await;
     assert_eq!(rows[0][0].as_i64().unwrap() as usize, anomalies.len());
     assert!(minutes >= 28 * 359, "{minutes}");
+
+    // The SLO incident the database failure opened on product-catalog, explained: the
+    // failures come from PostgreSQL.
+    let ids = crate::http_sql(
+        &http.to_string(),
+        &format!(
+            "SELECT incident_id FROM incidents WHERE slo_name = 'product-catalog-availability' \
+             AND started_at >= '{}' AND started_at < '{}'",
+            ts(outage.start_ns),
+            ts(outage.start_ns + 5 * MINUTE)
+        ),
+    )
+    .await;
+    let id = ids[0][0].as_str().unwrap();
+    let resp = s
+        .client
+        .get(format!("http://{http}/api/v1/incidents/{id}/explain"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let top = &body["explanation"]["causes"][0];
+    assert_eq!(
+        (&top["dimension"], &top["value"]),
+        (&Value::from("downstream"), &Value::from("postgresql")),
+        "{body:#}"
+    );
+    assert_eq!(body["explanation"]["signal"], "errors");
+    let resp = s
+        .client
+        .get(format!(
+            "http://{http}/api/v1/incidents/no-such-slo@20260101T0000Z/explain"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
 }

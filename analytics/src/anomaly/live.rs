@@ -106,6 +106,18 @@ pub struct Anomaly {
 }
 
 impl Anomaly {
+    /// `<service>:<metric>@<start as YYYYMMDDTHHMM>Z`: what `GET /api/v1/incidents/{id}/explain`
+    /// takes.
+    pub fn id(&self) -> String {
+        let start = chrono::DateTime::from_timestamp_nanos(self.start_ns);
+        format!(
+            "{}:{}@{}",
+            self.service,
+            self.metric.name(),
+            start.format("%Y%m%dT%H%MZ")
+        )
+    }
+
     /// One more minute outside the band.
     fn extend(&mut self, t: i64, value: f64, s: &super::Scored, deviation: f64) {
         self.minutes += 1;
@@ -381,6 +393,7 @@ impl Monitor {
     pub fn anomalies_batch(&self) -> Result<RecordBatch, QueryError> {
         let e: Vec<&Anomaly> = self.events.iter().collect();
         let columns: Vec<ArrayRef> = vec![
+            Arc::new(e.iter().map(|a| Some(a.id())).collect::<StringArray>()),
             Arc::new(
                 e.iter()
                     .map(|a| Some(a.service.as_str()))
@@ -453,6 +466,7 @@ fn time_type() -> DataType {
 
 pub fn anomalies_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
+        Field::new("anomaly_id", DataType::Utf8, false),
         Field::new("service_name", DataType::Utf8, false),
         Field::new("metric", DataType::Utf8, false),
         Field::new("start_time", time_type(), false),
