@@ -161,6 +161,19 @@ async fn the_demo_faults_are_found_in_the_series_they_break() {
     assert_eq!(rows[0][0].as_i64().unwrap() as usize, anomalies.len());
     assert!(minutes >= 28 * 359, "{minutes}");
 
+    // The Anomalies dashboard: every panel gets rows of its shape.
+    let (range_from, range_to) = (ts(from), ts(to));
+    let server = &s;
+    tokio::task::block_in_place(|| {
+        crate::grafana::check_dashboard(
+            server,
+            "anomalies.json",
+            &[("service", "frontend")],
+            &range_from,
+            &range_to,
+        )
+    });
+
     // The SLO incident the database failure opened on product-catalog, explained: the
     // failures come from PostgreSQL.
     let ids = crate::http_sql(
