@@ -19,7 +19,7 @@
 //! The constants were chosen on the Numenta Anomaly Benchmark (`headroom anomaly nab`); the
 //! README records the scores.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 /// The score above which a point is anomalous: the threshold NAB's standard profile chooses
 /// for this detector.
@@ -45,8 +45,9 @@ const POINT_WEIGHT: f64 = 0.5;
 const CONTEXTS: [(usize, usize); 2] = [(5, 10), (6, 10)];
 /// Points over which the share of unseen contexts is averaged.
 const CONTEXT_WINDOW: usize = 10;
-/// Contexts remembered before the table is cleared and relearned.
-const CONTEXT_CAPACITY: usize = 200_000;
+/// Contexts remembered per channel: the recent half in one set, the half before in another,
+/// so memory stays bounded without forgetting everything at once.
+const CONTEXT_CAPACITY: usize = 10_000;
 /// Smoothing of each channel's long-run mean and variance (about 1,400 points).
 const HISTORY_ALPHA: f64 = 0.0007;
 /// Floor of a channel's long-run standard deviation.
@@ -184,7 +185,8 @@ struct Contexts {
     len: usize,
     levels: usize,
     context: u64,
-    seen: HashMap<u64, ()>,
+    /// Contexts seen lately, and those seen before them.
+    seen: [HashSet<u64>; 2],
     channel: Channel,
 }
 
@@ -194,7 +196,7 @@ impl Contexts {
             len,
             levels,
             context: 0,
-            seen: HashMap::new(),
+            seen: [HashSet::new(), HashSet::new()],
             channel: Channel::new(CONTEXT_WINDOW),
         }
     }
@@ -207,10 +209,11 @@ impl Contexts {
             + 1;
         let mask = (1u64 << (8 * self.len)) - 1;
         self.context = ((self.context << 8) | level as u64) & mask;
-        if self.seen.len() >= CONTEXT_CAPACITY {
-            self.seen.clear();
+        // Seen again: kept in the recent set, so it survives the next rotation.
+        let novel = self.seen[0].insert(self.context) && !self.seen[1].contains(&self.context);
+        if self.seen[0].len() >= CONTEXT_CAPACITY / 2 {
+            self.seen[1] = std::mem::take(&mut self.seen[0]);
         }
-        let novel = self.seen.insert(self.context, ()).is_none();
         self.channel.push(if novel { 1.0 } else { 0.0 }, seen)
     }
 }
@@ -438,5 +441,28 @@ mod tests {
             assert!(s.score.is_finite() && s.score < ANOMALY_THRESHOLD, "{s:?}");
         }
         assert!(d.update(500 * 60, 9.0).score >= ANOMALY_THRESHOLD);
+    }
+
+    #[test]
+    fn memory_stays_bounded_on_a_long_noisy_series() {
+        let mut d = Detector::new();
+        for i in 0..60_000u64 {
+            d.update(i as i64 * 60, noise(i) * 100.0);
+        }
+        for ctx in &d.contexts {
+            assert!(
+                ctx.seen[0].len() < CONTEXT_CAPACITY / 2,
+                "{}",
+                ctx.seen[0].len()
+            );
+            assert!(ctx.seen[1].len() <= CONTEXT_CAPACITY / 2);
+        }
+        // A week of minutes per phase table at most.
+        assert!(
+            d.forecasts
+                .iter()
+                .all(|f| f.phases.len() <= MAX_PHASES as usize)
+        );
+        assert_eq!(d.forecasts.len(), 3);
     }
 }
