@@ -157,9 +157,10 @@ pub struct ServeConfig {
     /// table, the API and the KEDA scaler); 0 turns recommendations off.
     #[arg(long, env = "HEADROOM_SCALING_INTERVAL_SECONDS", default_value_t = 60)]
     pub scaling_interval_seconds: u64,
-    /// How often every service's KPI series are scored for anomalies (the `anomalies` and
-    /// `anomaly_scores` tables, `GET /api/v1/anomalies`); 0 turns anomaly detection off.
-    #[arg(long, env = "HEADROOM_ANOMALY_INTERVAL_SECONDS", default_value_t = 60)]
+    /// How often the anomaly detectors look for newly complete minutes of every service's KPI
+    /// series (the `anomalies` and `anomaly_scores` tables, `GET /api/v1/anomalies`); a look
+    /// with nothing new costs nothing. 0 turns anomaly detection off.
+    #[arg(long, env = "HEADROOM_ANOMALY_INTERVAL_SECONDS", default_value_t = 15)]
     pub anomaly_interval_seconds: u64,
     /// History the anomaly detectors learn from when the server starts (a week lets them
     /// learn weekly patterns).
@@ -410,7 +411,7 @@ impl ServeConfig {
             query_timeout_seconds: 60.0,
             forecast_interval_seconds: 300,
             scaling_interval_seconds: 60,
-            anomaly_interval_seconds: 60,
+            anomaly_interval_seconds: 15,
             anomaly_history_hours: 168,
             scaling_learn_interval_seconds: 900,
             scaling_config_path: None,

@@ -1,8 +1,8 @@
 //! Live anomalies: every service's KPI series scored minute by minute, published as the
 //! `anomaly_scores` and `anomalies` tables.
 //!
-//! Series, per service and minute (the last complete minutes only: a minute is scored once
-//! [`SETTLE_NS`] has passed since its end, so late spans are in):
+//! Series, per service and minute (complete minutes only: a minute is scored once, when
+//! [`SETTLE_NS`] has passed since its end):
 //! - `request_rate`: requests per second served (a minute without requests is a real zero);
 //! - `error_ratio`: failed requests over requests (minutes with requests);
 //! - `p95_ms`: the 95th percentile of server span durations (as `service_kpi_1m`);
@@ -40,9 +40,10 @@ pub const TABLE: &str = "anomalies";
 pub const SCORES_TABLE: &str = "anomaly_scores";
 
 const MINUTE_NS: i64 = 60_000_000_000;
-/// How long after a minute's end it is scored: spans of requests that started in it and ran
-/// long, and exporters' batching, arrive by then.
-pub const SETTLE_NS: i64 = 2 * MINUTE_NS;
+/// How long after a minute's end it is scored: exporters' batching (5 s by default in the
+/// OpenTelemetry SDKs) and requests that started in it and ran up to 30 s are in by then.
+/// Later spans are not counted: a minute is scored once.
+pub const SETTLE_NS: i64 = 30_000_000_000;
 /// History read per query while catching up, to bound each query's memory.
 const CHUNK_NS: i64 = 24 * 60 * MINUTE_NS;
 /// How long per-minute scores are kept in `anomaly_scores`.
