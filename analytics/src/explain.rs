@@ -3,7 +3,7 @@
 //! Contribution analysis in the manner of Adtributor (Bhagwan et al., NSDI 2014) and
 //! ThirdEye: a service's bad requests (failed, slow, or simply requests) in the window of an
 //! incident are compared with the hour before it. For each value v of each dimension
-//! (endpoint, `service.version`, instance, error type, HTTP and gRPC status, and the failing
+//! (endpoint, `service.version`, instance, error type, HTTP and gRPC status, and the
 //! downstream dependency), with F the bad requests the baseline rate predicts for the window
 //! and A those observed:
 //! - **explanatory power** `EP = (A_v − F_v) / (A − F)`: the share of the change it accounts for;
@@ -15,9 +15,10 @@
 //! moved. A version that did not exist before and carries all the new errors scores high; an
 //! endpoint that always carried half the errors and now carries all of them, less.
 //!
-//! The downstream dimension follows the error's origin: if most of the new failures of a
-//! service come with a failed call to X, and most of X's new failures come with a failed call
-//! to Y, the cause is the path service → X → Y, named by its last hop.
+//! The downstream dimension ties a failed request to the dependencies whose calls failed within
+//! it, and a slow one to those whose calls were slower than their baseline p95. It follows the
+//! origin: if most of the new bad requests of a service come with a bad call to X, and most of
+//! X's with a bad call to Y, the cause is the path service → X → Y, named by its last hop.
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
@@ -200,11 +201,15 @@ fn bad_condition(signal: Signal, threshold_ns: Option<i64>) -> String {
 }
 
 /// The baseline's p95 duration of the service, for slow requests without a threshold.
-async fn baseline_p95_ns(engine: &QueryEngine, q: &Question) -> Result<Option<i64>, QueryError> {
+async fn baseline_p95_ns(
+    engine: &QueryEngine,
+    service: &str,
+    q: &Question,
+) -> Result<Option<i64>, QueryError> {
     let sql = format!(
         "SELECT CAST(percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ns) AS DOUBLE) \
          FROM server_requests WHERE service_name = {s} AND start_time >= {b0} AND start_time < {a0}",
-        s = quote(&q.service),
+        s = quote(service),
         b0 = ts(q.baseline_from_ns),
         a0 = ts(q.from_ns),
     );
@@ -252,32 +257,62 @@ async fn dimension_counts(
     Ok(out)
 }
 
-/// Failed requests of `service` per downstream dependency that failed within them (the
-/// callee's service, or the virtual node the call went to; `(none)` for failures without a
-/// failed call).
+/// How a bad request is tied to a downstream dependency.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Attribution {
+    /// A failed request, to every dependency whose call failed within it.
+    Failed,
+    /// A request slower than the threshold (ns), to every dependency whose call within it was
+    /// slower than that dependency's calls' baseline p95.
+    Slower(i64),
+}
+
+/// Bad requests of `service` per downstream dependency (the callee's service, or the virtual
+/// node the call went to; `(none)` for bad requests without such a call).
 async fn downstream_counts(
     engine: &QueryEngine,
     service: &str,
     q: &Question,
+    how: Attribution,
 ) -> Result<Counts, QueryError> {
     // Spans of one request start within 15 minutes of it (as service_graph_1m pairs them).
     let margin = 15 * 60_000_000_000;
+    let (bad, call_filter, attributed) = match how {
+        Attribution::Failed => (
+            "is_bad".to_owned(),
+            "AND c.is_error",
+            "SELECT DISTINCT b.span_id, b.start_time, COALESCE(x.callee, '(none)') AS callee \
+             FROM bad b LEFT JOIN calls x \
+               ON x.trace_id = b.trace_id AND x.start_time >= b.start_time AND x.start_time <= b.end_time"
+                .to_owned(),
+        ),
+        Attribution::Slower(threshold) => (
+            format!("duration_ns > {threshold}"),
+            "",
+            "SELECT DISTINCT b.span_id, b.start_time, COALESCE(x.callee, '(none)') AS callee \
+             FROM bad b LEFT JOIN ( \
+               SELECT c.trace_id, c.start_time, c.callee FROM calls c \
+               JOIN (SELECT callee, percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ns) AS p95 \
+                     FROM calls WHERE start_time < {a0} GROUP BY callee) n \
+                 ON n.callee = c.callee \
+               WHERE c.duration_ns > n.p95) x \
+               ON x.trace_id = b.trace_id AND x.start_time >= b.start_time AND x.start_time <= b.end_time"
+                .replace("{a0}", &ts(q.from_ns)),
+        ),
+    };
     let sql = format!(
         "WITH bad AS ( \
            SELECT trace_id, span_id, start_time, end_time FROM server_requests \
-           WHERE service_name = {s} AND is_bad AND start_time >= {b0} AND start_time < {a1}), \
+           WHERE service_name = {s} AND {bad} AND start_time >= {b0} AND start_time < {a1}), \
          calls AS ( \
-           SELECT c.trace_id, c.start_time, \
+           SELECT c.trace_id, c.start_time, c.duration_ns, \
                   COALESCE(e.service_name, c.peer_service, c.server_address, c.db_system, 'unknown') AS callee \
            FROM spans c LEFT JOIN spans e \
              ON e.trace_id = c.trace_id AND e.parent_span_id = c.span_id \
             AND e.span_kind IN ('SERVER', 'CONSUMER') AND e.start_time >= {b0} AND e.start_time < {a1m} \
-           WHERE c.service_name = {s} AND c.span_kind IN ('CLIENT', 'PRODUCER') AND c.is_error \
+           WHERE c.service_name = {s} AND c.span_kind IN ('CLIENT', 'PRODUCER') {call_filter} \
              AND c.start_time >= {b0} AND c.start_time < {a1m}), \
-         attributed AS ( \
-           SELECT DISTINCT b.span_id, b.start_time, COALESCE(x.callee, '(none)') AS callee \
-           FROM bad b LEFT JOIN calls x \
-             ON x.trace_id = b.trace_id AND x.start_time >= b.start_time AND x.start_time <= b.end_time) \
+         attributed AS ({attributed}) \
          SELECT callee, \
            sum(CASE WHEN start_time < {a0} THEN 1 ELSE 0 END), \
            sum(CASE WHEN start_time >= {a0} THEN 1 ELSE 0 END) \
@@ -406,7 +441,7 @@ pub async fn explain(engine: &QueryEngine, q: &Question) -> Result<Explanation, 
         Signal::Slow {
             threshold_ns: Some(t),
         } => Some(t),
-        Signal::Slow { threshold_ns: None } => baseline_p95_ns(engine, q).await?,
+        Signal::Slow { threshold_ns: None } => baseline_p95_ns(engine, &q.service, q).await?,
         _ => None,
     };
     let bad = bad_condition(q.signal, threshold_ns);
@@ -425,8 +460,13 @@ pub async fn explain(engine: &QueryEngine, q: &Question) -> Result<Explanation, 
             causes.extend(contributions(name, counts, scale));
         }
     }
-    if q.signal == Signal::Errors {
-        causes.extend(downstream(engine, q, scale).await?);
+    let attribution = match (q.signal, threshold_ns) {
+        (Signal::Errors, _) => Some(Attribution::Failed),
+        (Signal::Slow { .. }, Some(t)) => Some(Attribution::Slower(t)),
+        _ => None,
+    };
+    if let Some(how) = attribution {
+        causes.extend(downstream(engine, q, scale, how).await?);
     }
     causes.sort_by(|a, b| b.score.total_cmp(&a.score));
     symptoms.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -447,16 +487,18 @@ pub async fn explain(engine: &QueryEngine, q: &Question) -> Result<Explanation, 
     })
 }
 
-/// The downstream dimension. Each failing dependency is followed while one hop carries most
-/// of the change, and dependencies whose failures lead to the same place count together
+/// The downstream dimension: for failed requests the dependencies whose calls failed, for slow
+/// ones those whose calls were slower than they used to be. Each is followed while one hop carries most of
+/// the change, and dependencies whose failures lead to the same place count together
 /// under its name (checkout → payment → postgresql and product-catalog → postgresql are both
 /// "postgresql").
 async fn downstream(
     engine: &QueryEngine,
     q: &Question,
     scale: f64,
+    how: Attribution,
 ) -> Result<Vec<Cause>, QueryError> {
-    let counts = downstream_counts(engine, &q.service, q).await?;
+    let counts = downstream_counts(engine, &q.service, q, how).await?;
     let mut paths: Vec<(String, Vec<String>, f64)> = Vec::new(); // (first hop, path, its EP)
     for cause in contributions("downstream", &counts, scale) {
         if cause.value == "(none)" {
@@ -465,7 +507,15 @@ async fn downstream(
         let mut path = vec![q.service.clone(), cause.value.clone()];
         while path.len() <= MAX_DEPTH {
             let hop = path.last().expect("never empty").clone();
-            let next = downstream_counts(engine, &hop, q).await?;
+            // Slow at the next hop means slower than that service's own baseline p95.
+            let hop_how = match how {
+                Attribution::Failed => Attribution::Failed,
+                Attribution::Slower(_) => match baseline_p95_ns(engine, &hop, q).await? {
+                    Some(t) => Attribution::Slower(t),
+                    None => break,
+                },
+            };
+            let next = downstream_counts(engine, &hop, q, hop_how).await?;
             let Some(top) = contributions("downstream", &next, scale)
                 .into_iter()
                 .find(|c| c.explanatory_power >= FOLLOW_EXPLANATORY_POWER)

@@ -1,5 +1,6 @@
 //! Fault injection, end to end: for each fault the load generator injects (a bad version that
-//! fails one endpoint, one slow pod, a failing database under two services), three hours of
+//! fails one endpoint, one slow pod, a slow dependency, a failing database under two
+//! services), three hours of
 //! traffic go through OTLP, the anomaly detector must flag the broken series within two
 //! minutes of the onset, and `GET /api/v1/incidents/{id}/explain` must rank the injected cause
 //! first.
@@ -180,6 +181,25 @@ async fn one_slow_pod_is_the_first_cause() {
         metric: "p95_ms",
         dimension: "instance",
         value: instance,
+    })
+    .await;
+    println!("{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_dependency_is_the_first_cause_of_its_callers_latency() {
+    let line = run(Case {
+        fault: Fault::Service {
+            service: "payment".into(),
+            version: None,
+            latency_factor: 8.0,
+            error_prob: 0.0,
+            endpoint: None,
+        },
+        service: "checkout",
+        metric: "p95_ms",
+        dimension: "downstream",
+        value: "payment".into(),
     })
     .await;
     println!("{line}");
