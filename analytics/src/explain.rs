@@ -343,8 +343,9 @@ pub fn contributions(dimension: &'static str, counts: &Counts, scale: f64) -> Ve
     let during: f64 = counts.iter().map(|c| c.2).sum();
     let expected = before * scale;
     let change = during - expected;
-    if change <= 0.0 || counts.len() < 2 && counts.iter().all(|c| c.1 > 0.0) {
-        // Nothing to explain, or one value all along: the dimension tells nothing.
+    // A fall is explained as a rise is (a drop in requests by the endpoint that lost them);
+    // no change, or one value all along, tells nothing.
+    if change.abs() < 0.5 || counts.len() < 2 && counts.iter().all(|c| c.1 > 0.0) {
         return Vec::new();
     }
     let k = counts.len() as f64;
@@ -595,11 +596,24 @@ mod tests {
     }
 
     #[test]
-    fn nothing_to_explain_without_a_rise_or_with_one_value() {
+    fn a_drop_is_explained_by_the_value_that_lost_it() {
+        // 600 requests an hour on two endpoints; in the window /b got none.
+        let c = contributions(
+            "endpoint",
+            &counts(&[("/a", 300.0, 300.0), ("/b", 300.0, 0.0)]),
+            1.0,
+        );
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].value, "/b");
+        assert!((c[0].explanatory_power - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn nothing_to_explain_without_a_change_or_with_one_value() {
         assert!(
             contributions(
                 "endpoint",
-                &counts(&[("/a", 10.0, 5.0), ("/b", 1.0, 1.0)]),
+                &counts(&[("/a", 10.0, 10.0), ("/b", 1.0, 1.0)]),
                 1.0
             )
             .is_empty()
