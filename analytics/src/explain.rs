@@ -19,6 +19,7 @@
 //! it, and a slow one to those whose calls were slower than their baseline p95. It follows the
 //! origin: if most of the new bad requests of a service come with a bad call to X, and most of
 //! X's with a bad call to Y, the cause is the path service → X → Y, named by its last hop.
+//! Bad requests without such a call are `(none)`: they start in the service itself.
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
@@ -550,8 +551,12 @@ async fn downstream(
         }
     }
     let mut causes = contributions("downstream", &merged, scale);
-    causes.retain(|c| c.value != "(none)");
     for cause in &mut causes {
+        if cause.value == "(none)" {
+            // Bad requests without a bad call: they start in the service itself.
+            cause.path = vec![q.service.clone()];
+            continue;
+        }
         // The path of the first hop that carries most of it.
         cause.path = paths
             .iter()
