@@ -58,6 +58,7 @@ pub struct QueryEngine {
     /// The `anomalies` and `anomaly_scores` tables, replaced together.
     anomalies: Arc<crate::catalog::PublishedTable>,
     anomaly_scores: Arc<crate::catalog::PublishedTable>,
+    anomaly_stats: Arc<crate::anomaly::live::Stats>,
     board: crate::scaling::live::Board,
 }
 
@@ -145,6 +146,7 @@ impl QueryEngine {
             schedule,
             anomalies,
             anomaly_scores,
+            anomaly_stats: Default::default(),
             board: Default::default(),
         })
     }
@@ -191,7 +193,14 @@ impl QueryEngine {
         monitor: &crate::anomaly::live::Monitor,
     ) -> Result<(), QueryError> {
         self.anomalies.replace(monitor.anomalies_batch()?)?;
-        Ok(self.anomaly_scores.replace(monitor.scores_batch()?)?)
+        self.anomaly_scores.replace(monitor.scores_batch()?)?;
+        self.anomaly_stats.record(monitor);
+        Ok(())
+    }
+
+    /// What the live anomaly detectors have done, as of their last publish.
+    pub fn anomaly_stats(&self) -> &crate::anomaly::live::Stats {
+        &self.anomaly_stats
     }
 
     /// The latest recommendations.

@@ -337,5 +337,40 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         let n = recs.iter().filter(|r| r.mode.name() == mode).count();
         let _ = writeln!(out, "{name}{{mode=\"{mode}\"}} {n}");
     }
+    let a = state.engine.anomaly_stats();
+    let load = |v: &std::sync::atomic::AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);
+    for (name, kind, help, value) in [
+        (
+            "headroom_anomaly_series",
+            "gauge",
+            "KPI series the anomaly detectors score",
+            load(&a.series),
+        ),
+        (
+            "headroom_anomaly_minutes_scored_total",
+            "counter",
+            "series-minutes scored since the detectors last started",
+            load(&a.minutes_scored_total),
+        ),
+        (
+            "headroom_anomalies_total",
+            "counter",
+            "anomalies found since the detectors last started",
+            load(&a.anomalies_total),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    let name = "headroom_anomalies_ongoing";
+    let _ = writeln!(
+        out,
+        "# HELP {name} anomalies still going on, by severity\n# TYPE {name} gauge\n\
+         {name}{{severity=\"warning\"}} {}\n{name}{{severity=\"critical\"}} {}",
+        load(&a.ongoing_warning),
+        load(&a.ongoing_critical)
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

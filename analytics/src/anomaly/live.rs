@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
@@ -199,6 +200,40 @@ struct Series {
     last_event: Option<usize>,
 }
 
+/// What the live detectors have done, for `/metrics`: copied from the monitor at each publish.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub series: AtomicU64,
+    pub ongoing_warning: AtomicU64,
+    pub ongoing_critical: AtomicU64,
+    pub minutes_scored_total: AtomicU64,
+    pub anomalies_total: AtomicU64,
+}
+
+impl Stats {
+    pub fn record(&self, monitor: &Monitor) {
+        let ongoing = |severity: &str| {
+            monitor
+                .events
+                .iter()
+                .filter(|a| a.end_ns.is_none() && a.severity() == severity)
+                .count() as u64
+        };
+        self.series
+            .store(monitor.series.len() as u64, Ordering::Relaxed);
+        self.ongoing_warning
+            .store(ongoing("warning"), Ordering::Relaxed);
+        self.ongoing_critical
+            .store(ongoing("critical"), Ordering::Relaxed);
+        self.minutes_scored_total
+            .store(monitor.minutes_scored, Ordering::Relaxed);
+        self.anomalies_total.store(
+            (monitor.dropped + monitor.events.len()) as u64,
+            Ordering::Relaxed,
+        );
+    }
+}
+
 /// The detectors of every series and what they found.
 #[derive(Debug)]
 pub struct Monitor {
@@ -211,6 +246,8 @@ pub struct Monitor {
     /// Events dropped from the front of `events`, so `Series::open` indices stay valid.
     dropped: usize,
     scores: VecDeque<ScoredMinute>,
+    /// Series-minutes scored since the monitor started.
+    minutes_scored: u64,
 }
 
 impl Monitor {
@@ -223,6 +260,7 @@ impl Monitor {
             events: VecDeque::new(),
             dropped: 0,
             scores: VecDeque::new(),
+            minutes_scored: 0,
         }
     }
 
@@ -305,6 +343,7 @@ impl Monitor {
             for point in filled {
                 self.score(&key, point);
                 scored += 1;
+                self.minutes_scored += 1;
             }
         }
         scored
