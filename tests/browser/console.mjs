@@ -1,6 +1,7 @@
 // Drives the built-in console in Debian's Chromium, headless: the services page with its
 // table and dependency graph, a service page whose charts render with data (the forecast band
-// included) and whose replicas come with reasons, and a SQL query that returns rows. Prints
+// included) and whose replicas come with reasons, the anomalies with one explained, and a SQL
+// query that returns rows. Prints
 // one line per check; exits non-zero on the first failure. Screenshots go to OUT_DIR.
 //
 // node tests/browser/console.mjs BASE_URL SERVICE OUT_DIR
@@ -58,6 +59,18 @@ try {
   if (!reasons.length || !/^\d+$/.test(recommended)) throw new Error(`replicas: ${recommended}, reasons ${reasons}`);
   console.log(`recommended replicas: ${recommended}; ${reasons.length} reasons, first: ${reasons[0]}`);
   await page.screenshot({ path: `${outDir}/console-service.png`, fullPage: true });
+
+  await page.click('a[href="#/anomalies"]');
+  await page.waitForSelector("#anomalies tbody tr button.explain");
+  const anomalies = await page.$$eval("#anomalies tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  console.log(`anomalies: ${anomalies.length}, newest ${JSON.stringify(anomalies[0].slice(0, 7))}`);
+  await page.click("#anomalies tbody tr:first-child button.explain");
+  await page.waitForSelector("#explanation h2");
+  const explained = await page.textContent("#explanation");
+  if (!/Causes, best first/.test(explained) || !/Symptoms/.test(explained)) throw new Error(`explanation: ${explained}`);
+  const causes = await page.$$eval("#explanation table.causes tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  console.log(`explanation: ${causes.length} causes${causes.length ? ", first " + JSON.stringify(causes[0]) : ""}`);
+  await page.screenshot({ path: `${outDir}/console-anomalies.png`, fullPage: true });
 
   await page.click('a[href="#/sql"]');
   await page.fill("#sql-text", "SELECT service_name, count(*) AS spans FROM spans GROUP BY 1 ORDER BY 2 DESC");

@@ -356,7 +356,9 @@ impl Monitor {
             requests,
         } = point;
         let series = self.series.entry(key.clone()).or_default();
-        let s = series.detector.update(t / 1_000_000_000, value);
+        let mut s = series.detector.update(t / 1_000_000_000, value);
+        // Every series here is a rate, a ratio or a duration: none goes below zero.
+        s.lower = s.lower.max(0.0);
         series.last_ns = Some(t);
         let typical = (s.upper - s.expected) / 3.0;
         let deviation = if typical > 0.0 {

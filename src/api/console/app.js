@@ -1,6 +1,6 @@
 // Headroom console: the services with their KPIs and SLO state, a page per service (rate,
 // errors, latency percentiles, the forecast band, the recommended replicas and why), the
-// dependency graph and a SQL box. It reads the same HTTP API as everyone else; charts are
+// dependency graph, the anomalies with their ranked causes, and a SQL box. It reads the same HTTP API as everyone else; charts are
 // uPlot (vendored, no CDN). No build step: this file is served as written.
 "use strict";
 
@@ -218,6 +218,66 @@ function replicasCard(rec) {
     el("ul", { class: "reasons" }, (rec.reasons || []).map((r) => el("li", {}, r))));
 }
 
+// ---- Anomalies --------------------------------------------------------------------------
+
+async function anomaliesPage() {
+  nav("anomalies");
+  const to = new Date(), from = new Date(to - 7 * 86400e3);
+  const { anomalies } = await api(`/api/v1/anomalies?from=${from.toISOString()}&to=${to.toISOString()}`);
+  const detail = el("div", { class: "card", id: "explanation" },
+    el("p", { class: "muted" }, "Choose an anomaly to see what explains it."));
+  const rows = anomalies.slice().reverse().map((a) => el("tr", {},
+    el("td", {}, new Date(a.start_time).toLocaleString()),
+    el("td", {}, el("a", { href: "#/service/" + encodeURIComponent(a.service_name) }, a.service_name)),
+    el("td", {}, a.metric),
+    el("td", { class: "num" }, fmt(a.minutes, 0)),
+    el("td", { class: "num" }, fmt(a.observed, 4)),
+    el("td", { class: "num" }, `${fmt(a.expected, 4)} (${fmt(a.lower, 4)} – ${fmt(a.upper, 4)})`),
+    el("td", {}, el("span", { class: "pill " + (a.severity === "critical" ? "bad" : "warn") }, a.severity)),
+    el("td", {}, el("button", { class: "explain", onclick: () => explain(a.anomaly_id, detail) }, "explain"))));
+  main.replaceChildren(
+    el("h1", {}, "Anomalies"),
+    el("div", { class: "card scroll" },
+      el("p", { class: "muted" }, "The last 7 days, newest first: minutes of a service's request rate, error ratio, p95 or CPU outside the band its detector expected (the anomalies table)."),
+      el("table", { id: "anomalies" },
+        el("thead", {}, el("tr", {}, ["start", "service", "series", "minutes", "observed", "expected (band)", "severity", ""]
+          .map((h) => el("th", { class: ["minutes", "observed", "expected (band)"].includes(h) ? "num" : "" }, h)))),
+        el("tbody", {}, rows.length ? rows : [el("tr", {}, el("td", { colspan: 8, class: "muted" }, "none"))]))),
+    detail);
+}
+
+async function explain(id, card) {
+  card.replaceChildren(el("p", { class: "muted" }, "explaining " + id + "…"));
+  try {
+    const r = await api(`/api/v1/incidents/${encodeURIComponent(id)}/explain`);
+    const x = r.explanation;
+    const list = (title, causes, cls) => el("div", {},
+      el("h3", {}, title),
+      causes.length
+        ? el("table", { class: cls },
+          el("thead", {}, el("tr", {}, ["dimension", "value", "explains", "surprise", "bad before", "bad during", "share before → during"]
+            .map((h, i) => el("th", { class: i > 1 ? "num" : "" }, h)))),
+          el("tbody", {}, causes.slice(0, 8).map((c) => el("tr", {},
+            el("td", {}, c.dimension),
+            el("td", {}, c.path && c.path.length > 1 ? c.path.join(" → ") : c.value),
+            el("td", { class: "num" }, pct(c.explanatory_power, 0)),
+            el("td", { class: "num" }, fmt(c.surprise, 4)),
+            el("td", { class: "num" }, fmt(c.bad_before, 0)),
+            el("td", { class: "num" }, fmt(c.bad_during, 0)),
+            el("td", { class: "num" }, `${pct(c.share_before, 0)} → ${pct(c.share_during, 0)}`)))))
+        : el("p", { class: "muted" }, "no value of any dimension explains the change"));
+    card.replaceChildren(
+      el("h2", {}, id),
+      el("p", { class: "muted" },
+        `${x.service}: ${fmt(x.bad_during, 0)} ${x.signal} in ${new Date(r.window.from).toLocaleTimeString()}–${new Date(r.window.to).toLocaleTimeString()}, ` +
+        `${fmt(x.bad_expected, 0)} expected from the hour before` + (x.slow_threshold_ms ? ` (slow: over ${fmt(x.slow_threshold_ms, 1)} ms)` : "")),
+      list("Causes, best first", x.causes, "causes"),
+      list("Symptoms", x.symptoms, "symptoms"));
+  } catch (e) {
+    card.replaceChildren(el("p", { class: "error" }, e.message));
+  }
+}
+
 // ---- SQL --------------------------------------------------------------------------------
 
 const DEFAULT_SQL = "SELECT slo_name, service_name, round(100 * sli, 3) AS sli_pct,\n" +
@@ -261,6 +321,7 @@ async function route() {
   try {
     if (hash.startsWith("#/service/")) await servicePage(decodeURIComponent(hash.slice(10)));
     else if (hash === "#/sql") sqlPage();
+    else if (hash === "#/anomalies") await anomaliesPage();
     else await servicesPage();
     statusLine.textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
