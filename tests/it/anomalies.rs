@@ -1,25 +1,15 @@
 //! Live anomalies over six hours of the demo's history: each fault is found in the series it
 //! breaks (errors within two minutes of the onset), with few false alarms before.
 
-use headroom_analytics::anomaly::live::{Monitor, SETTLE_NS};
 use serde_json::Value;
 
 const MINUTE: i64 = 60_000_000_000;
-const DAY: i64 = 1440 * MINUTE;
-
-/// 08:00 to 14:00 UTC of the last weekday that has ended (as the SLO dashboard test).
-fn weekday_window() -> (i64, i64) {
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
-    let mut to = now.div_euclid(DAY) * DAY + 14 * 60 * MINUTE;
-    while to > now || (to.div_euclid(DAY) + 3).rem_euclid(7) >= 5 {
-        to -= DAY;
-    }
-    (to - 360 * MINUTE, to)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_demo_faults_are_found_in_the_series_they_break() {
-    let (from, to) = weekday_window();
+    // 08:00 to 14:00 UTC of the last weekday that has ended (as the SLO dashboard test).
+    let to = crate::last_weekday_at(14);
+    let from = to - 360 * MINUTE;
     let (s, scenario, _) = crate::server_with_demo_history(from, to, 30.0, |cfg| {
         cfg.forecast_interval_seconds = 0;
         cfg.scaling_interval_seconds = 0;
@@ -27,27 +17,11 @@ async fn the_demo_faults_are_found_in_the_series_they_break() {
     })
     .await;
     // Scored as the server would at the end of the history: every minute of it, in order.
-    let mut monitor = Monitor::new(to - from);
-    let minutes = monitor
-        .refresh(&s.running.engine, to + SETTLE_NS)
-        .await
-        .unwrap();
-    s.running.engine.publish_anomalies(&monitor).unwrap();
-    let http = s.running.http_addr;
+    let minutes = crate::score_anomalies(&s, from, to).await;
+    let http = s.running.http_addr.to_string();
     let ts = crate::rfc3339;
-    let body: Value = s
-        .client
-        .get(format!(
-            "http://{http}/api/v1/anomalies?from={}&to={}",
-            ts(from),
-            ts(to)
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let range = format!("from={}&to={}", ts(from), ts(to));
+    let (_, body) = crate::http_get(&http, &format!("/api/v1/anomalies?{range}")).await;
     let anomalies = body["anomalies"].as_array().unwrap();
     let start = |a: &Value| {
         chrono::DateTime::parse_from_rfc3339(a["start_time"].as_str().unwrap())
@@ -127,37 +101,20 @@ async fn the_demo_faults_are_found_in_the_series_they_break() {
     }
 
     // One service only; and refused parameters.
-    let only: Value = s
-        .client
-        .get(format!(
-            "http://{http}/api/v1/anomalies?from={}&to={}&service=payment",
-            ts(from),
-            ts(to)
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, only) =
+        crate::http_get(&http, &format!("/api/v1/anomalies?{range}&service=payment")).await;
     let only = only["anomalies"].as_array().unwrap();
     assert!(!only.is_empty() && only.iter().all(|a| a["service_name"] == "payment"));
     for bad in [
         "from=yesterday",
         "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
     ] {
-        let resp = s
-            .client
-            .get(format!("http://{http}/api/v1/anomalies?{bad}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 400, "{bad}");
-        let body: Value = resp.json().await.unwrap();
+        let (status, body) = crate::http_get(&http, &format!("/api/v1/anomalies?{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
         assert!(body["error"].as_str().unwrap().contains("from"), "{body}");
     }
     // The same rows over SQL; the per-minute scores too.
-    let rows = crate::http_sql(&http.to_string(), "SELECT count(*) FROM anomalies").await;
+    let rows = crate::http_sql(&http, "SELECT count(*) FROM anomalies").await;
     assert_eq!(rows[0][0].as_i64().unwrap() as usize, anomalies.len());
     assert!(minutes >= 28 * 359, "{minutes}");
 
@@ -177,7 +134,7 @@ async fn the_demo_faults_are_found_in_the_series_they_break() {
     // The SLO incident the database failure opened on product-catalog, explained: the
     // failures come from PostgreSQL.
     let ids = crate::http_sql(
-        &http.to_string(),
+        &http,
         &format!(
             "SELECT incident_id FROM incidents WHERE slo_name = 'product-catalog-availability' \
              AND started_at >= '{}' AND started_at < '{}'",
@@ -187,14 +144,8 @@ async fn the_demo_faults_are_found_in_the_series_they_break() {
     )
     .await;
     let id = ids[0][0].as_str().unwrap();
-    let resp = s
-        .client
-        .get(format!("http://{http}/api/v1/incidents/{id}/explain"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) = crate::http_get(&http, &format!("/api/v1/incidents/{id}/explain")).await;
+    assert_eq!(status, 200, "{body}");
     let top = &body["explanation"]["causes"][0];
     assert_eq!(
         (&top["dimension"], &top["value"]),
@@ -202,13 +153,10 @@ async fn the_demo_faults_are_found_in_the_series_they_break() {
         "{body:#}"
     );
     assert_eq!(body["explanation"]["signal"], "errors");
-    let resp = s
-        .client
-        .get(format!(
-            "http://{http}/api/v1/incidents/no-such-slo@20260101T0000Z/explain"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
+    let (status, body) = crate::http_get(
+        &http,
+        "/api/v1/incidents/no-such-slo@20260101T0000Z/explain",
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
 }

@@ -341,14 +341,9 @@ async fn slo_and_service_graph_panels_over_demo_history() {
     use headroom::demo;
 
     const MINUTE: i64 = 60_000_000_000;
-    const DAY: i64 = 1440 * MINUTE;
     // The history: 08:00 to 14:00 UTC of the last weekday that has ended, so that the load
     // (it follows the time of day) and so what pages are the same whenever the test runs.
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
-    let mut to = now.div_euclid(DAY) * DAY + 14 * 60 * MINUTE;
-    while to > now || (to.div_euclid(DAY) + 3).rem_euclid(7) >= 5 {
-        to -= DAY;
-    }
+    let to = crate::last_weekday_at(14);
     let from = to - 360 * MINUTE;
     let (s, scenario, report) = crate::server_with_demo_history(from, to, 10.0, |cfg| {
         cfg.forecast_interval_seconds = 0;

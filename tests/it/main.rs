@@ -186,9 +186,21 @@ pub async fn server_with_demo_history(
     })
     .await;
     let scenario = headroom::demo::Scenario::new(spans_per_second, from_ns, to_ns);
+    let report = backfill(&s, scenario.clone(), from_ns, to_ns).await;
+    (s, scenario, report)
+}
+
+/// Writes `scenario`'s traffic of `[from_ns, to_ns)` into `s` through OTLP/gRPC with
+/// `headroom demo`'s backfill; every span must be accepted.
+pub async fn backfill(
+    s: &TestServer,
+    scenario: headroom::demo::Scenario,
+    from_ns: i64,
+    to_ns: i64,
+) -> headroom::demo::BackfillReport {
     let (_, report) = headroom::demo::backfill(
         headroom::loadgen::Topology::new(1),
-        scenario.clone(),
+        scenario,
         &s.grpc_endpoint(),
         from_ns,
         to_ns,
@@ -198,7 +210,40 @@ pub async fn server_with_demo_history(
     .await
     .unwrap();
     assert_eq!(report.spans_rejected, 0, "{report:?}");
-    (s, scenario, report)
+    report
+}
+
+/// The end of `hour`:00 UTC on the last weekday on which that time has passed: a history
+/// ending there has the same load (which follows the time of day) whenever a test runs.
+pub fn last_weekday_at(hour: i64) -> i64 {
+    const HOUR: i64 = 3_600_000_000_000;
+    const DAY: i64 = 24 * HOUR;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let mut t = now.div_euclid(DAY) * DAY + hour * HOUR;
+    while t > now || (t.div_euclid(DAY) + 3).rem_euclid(7) >= 5 {
+        t -= DAY;
+    }
+    t
+}
+
+/// Scores `[from_ns, to_ns)` with the live anomaly detectors, as the server would at its end,
+/// and publishes what they found; returns the series-minutes scored.
+pub async fn score_anomalies(s: &TestServer, from_ns: i64, to_ns: i64) -> usize {
+    use headroom_analytics::anomaly::live::{Monitor, SETTLE_NS};
+    let mut monitor = Monitor::new(to_ns - from_ns);
+    let minutes = monitor
+        .refresh(&s.running.engine, to_ns + SETTLE_NS)
+        .await
+        .unwrap();
+    s.running.engine.publish_anomalies(&monitor).unwrap();
+    minutes
+}
+
+/// The JSON body of `GET http://{http}{path}` and its status.
+pub async fn http_get(http: &str, path: &str) -> (reqwest::StatusCode, Value) {
+    let resp = reqwest::get(format!("http://{http}{path}")).await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap())
 }
 
 /// Nanoseconds since the epoch as RFC 3339, to the second.

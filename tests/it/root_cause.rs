@@ -7,21 +7,9 @@
 
 use headroom::demo::{Event, Scenario};
 use headroom::loadgen::{Fault, Topology};
-use headroom_analytics::anomaly::live::{Monitor, SETTLE_NS};
 use serde_json::Value;
 
 const MINUTE: i64 = 60_000_000_000;
-const DAY: i64 = 1440 * MINUTE;
-
-/// 11:00 to 14:00 UTC of the last weekday that has ended; the fault from 13:00 to 13:30.
-fn window() -> (i64, i64, i64) {
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
-    let mut to = now.div_euclid(DAY) * DAY + 14 * 60 * MINUTE;
-    while to > now || (to.div_euclid(DAY) + 3).rem_euclid(7) >= 5 {
-        to -= DAY;
-    }
-    (to - 180 * MINUTE, to - 60 * MINUTE, to)
-}
 
 struct Case {
     fault: Fault,
@@ -35,7 +23,9 @@ struct Case {
 
 /// Runs one fault; returns a line for the report.
 async fn run(case: Case) -> String {
-    let (from, onset, to) = window();
+    // 11:00 to 14:00 UTC of the last weekday that has ended; the fault from 13:00 to 13:30.
+    let to = crate::last_weekday_at(14);
+    let (from, onset) = (to - 180 * MINUTE, to - 60 * MINUTE);
     let scenario = Scenario {
         spans_per_second: 30.0,
         events: vec![Event {
@@ -51,37 +41,13 @@ async fn run(case: Case) -> String {
         cfg.anomaly_interval_seconds = 0;
     })
     .await;
-    let (_, report) = headroom::demo::backfill(
-        Topology::new(1),
-        scenario,
-        &s.grpc_endpoint(),
-        from,
-        to,
-        4,
-        &indicatif::ProgressBar::hidden(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(report.spans_rejected, 0, "{report:?}");
-    let mut monitor = Monitor::new(to - from);
-    monitor
-        .refresh(&s.running.engine, to + SETTLE_NS)
-        .await
-        .unwrap();
-    s.running.engine.publish_anomalies(&monitor).unwrap();
+    crate::backfill(&s, scenario, from, to).await;
+    crate::score_anomalies(&s, from, to).await;
 
-    let http = s.running.http_addr;
+    let http = s.running.http_addr.to_string();
     let get = |path: String| {
-        let client = s.client.clone();
-        async move {
-            let resp = client
-                .get(format!("http://{http}{path}"))
-                .send()
-                .await
-                .unwrap();
-            let status = resp.status();
-            (status, resp.json::<Value>().await.unwrap())
-        }
+        let http = http.clone();
+        async move { crate::http_get(&http, &path).await }
     };
     let (status, body) = get(format!(
         "/api/v1/anomalies?from={}&to={}&service={}",

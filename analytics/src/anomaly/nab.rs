@@ -334,18 +334,28 @@ pub fn score_by_threshold(
     let mut detected = vec![false; windows];
     let mut fp_part = 0.0;
     let (mut tp, mut fp) = (0, 0);
-    let total = |window_part: &[f64], fp_part: f64| window_part.iter().sum::<f64>() + fp_part;
+    let snapshot =
+        |threshold: f64, window_part: &[f64], fp_part: f64, tp, fp, detected: &[bool]| {
+            ThresholdScore {
+                threshold,
+                score: window_part.iter().sum::<f64>() + fp_part,
+                tp,
+                fp,
+                fn_: detected.iter().filter(|d| !**d).count(),
+            }
+        };
     let mut out = Vec::new();
     let mut threshold = 1.1;
     for point in &points {
         if point.anomaly_score != threshold {
-            out.push(ThresholdScore {
+            out.push(snapshot(
                 threshold,
-                score: total(&window_part, fp_part),
+                &window_part,
+                fp_part,
                 tp,
                 fp,
-                fn_: detected.iter().filter(|d| !**d).count(),
-            });
+                &detected,
+            ));
             threshold = point.anomaly_score;
         }
         match point.window {
@@ -360,13 +370,14 @@ pub fn score_by_threshold(
             }
         }
     }
-    out.push(ThresholdScore {
+    out.push(snapshot(
         threshold,
-        score: total(&window_part, fp_part),
+        &window_part,
+        fp_part,
         tp,
         fp,
-        fn_: detected.iter().filter(|d| !**d).count(),
-    });
+        &detected,
+    ));
     out
 }
 
