@@ -329,56 +329,56 @@ pub fn score_by_threshold(
         windows += file.windows.len();
     }
     points.sort_by(|a, b| b.anomaly_score.total_cmp(&a.anomaly_score));
-    // A window's part is −fn until detected, then the best sweep score among its detections.
-    let mut window_part = vec![-profile.fn_; windows];
-    let mut detected = vec![false; windows];
-    let mut fp_part = 0.0;
-    let (mut tp, mut fp) = (0, 0);
-    let snapshot =
-        |threshold: f64, window_part: &[f64], fp_part: f64, tp, fp, detected: &[bool]| {
-            ThresholdScore {
-                threshold,
-                score: window_part.iter().sum::<f64>() + fp_part,
-                tp,
-                fp,
-                fn_: detected.iter().filter(|d| !**d).count(),
-            }
-        };
+    let mut tally = Tally {
+        window_part: vec![-profile.fn_; windows],
+        detected: vec![false; windows],
+        fp_part: 0.0,
+        tp: 0,
+        fp: 0,
+    };
     let mut out = Vec::new();
     let mut threshold = 1.1;
     for point in &points {
         if point.anomaly_score != threshold {
-            out.push(snapshot(
-                threshold,
-                &window_part,
-                fp_part,
-                tp,
-                fp,
-                &detected,
-            ));
+            out.push(tally.at(threshold));
             threshold = point.anomaly_score;
         }
         match point.window {
             Some(k) => {
-                tp += 1;
-                detected[k] = true;
-                window_part[k] = window_part[k].max(point.sweep_score);
+                tally.tp += 1;
+                tally.detected[k] = true;
+                tally.window_part[k] = tally.window_part[k].max(point.sweep_score);
             }
             None => {
-                fp += 1;
-                fp_part += point.sweep_score;
+                tally.fp += 1;
+                tally.fp_part += point.sweep_score;
             }
         }
     }
-    out.push(snapshot(
-        threshold,
-        &window_part,
-        fp_part,
-        tp,
-        fp,
-        &detected,
-    ));
+    out.push(tally.at(threshold));
     out
+}
+
+/// The running score of a threshold sweep.
+struct Tally {
+    /// A window's part is −fn until detected, then the best sweep score among its detections.
+    window_part: Vec<f64>,
+    detected: Vec<bool>,
+    fp_part: f64,
+    tp: usize,
+    fp: usize,
+}
+
+impl Tally {
+    fn at(&self, threshold: f64) -> ThresholdScore {
+        ThresholdScore {
+            threshold,
+            score: self.window_part.iter().sum::<f64>() + self.fp_part,
+            tp: self.tp,
+            fp: self.fp,
+            fn_: self.detected.iter().filter(|d| !**d).count(),
+        }
+    }
 }
 
 /// The threshold with the best raw score (the highest such threshold on a tie).
