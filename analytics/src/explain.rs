@@ -6,7 +6,8 @@
 //! (endpoint, `service.version`, instance, error type, HTTP and gRPC status, and the
 //! downstream dependency), with F the bad requests the baseline rate predicts for the window
 //! and A those observed:
-//! - **explanatory power** `EP = (A_v − F_v) / (A − F)`: the share of the change it accounts for;
+//! - **explanatory power** `EP = (A_v − F_v) / (A − F)`: the share of the change it accounts
+//!   for;
 //! - **surprise**: the Jensen–Shannon term of v's share of bad requests before (`p`) and
 //!   during (`q`) the window, `½ (p log 2p/(p+q) + q log 2q/(p+q))` (half a request added to
 //!   every count, so a value never seen before is surprising rather than undefined).
@@ -21,8 +22,8 @@
 //! X's with a bad call to Y, the cause is the path service → X → Y, named by its last hop.
 //! Bad requests without such a call are `(none)`: they start in the service itself.
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::ScalarValue;
+use serde_json::Value;
 
 use crate::QueryEngine;
 use crate::error::QueryError;
@@ -100,13 +101,6 @@ pub struct Explanation {
     pub symptoms: Vec<Cause>,
 }
 
-/// Dimensions that describe how requests failed, not where the failure came from.
-const SYMPTOMS: [&str; 3] = [
-    "error.type",
-    "http.response.status_code",
-    "rpc.grpc.status_code",
-];
-
 /// Values carrying less of the change than this are not causes.
 const MIN_EXPLANATORY_POWER: f64 = 0.1;
 /// A downstream hop is followed when it carries at least this much of the change.
@@ -116,80 +110,60 @@ const SMOOTHING: f64 = 0.5;
 /// The longest downstream path followed.
 const MAX_DEPTH: usize = 6;
 
-/// (name, SQL expression over `server_requests`, whether it applies to every signal or to
-/// errors only). The last three say how requests failed rather than where: they are
-/// symptoms, ranked apart from the causes.
+/// (name, SQL expression over `server_requests`, whether it is a symptom). Symptoms say how
+/// requests failed rather than where: they apply to errors only and are ranked apart from
+/// the causes.
 const DIMENSIONS: [(&str, &str, bool); 6] = [
-    ("endpoint", "endpoint", true),
+    ("endpoint", "endpoint", false),
     (
         "service.version",
         "COALESCE(service_version, '(none)')",
-        true,
+        false,
     ),
-    ("instance", "COALESCE(service_instance_id, '(none)')", true),
+    ("instance", "COALESCE(service_instance_id, '(none)')", false),
     (
         "error.type",
         "COALESCE(error_type, CASE WHEN status_code = 'ERROR' THEN 'span status ERROR' ELSE '(none)' END)",
-        false,
+        true,
     ),
     (
         "http.response.status_code",
         "COALESCE(CAST(http_response_status_code AS VARCHAR), '(none)')",
-        false,
+        true,
     ),
     (
         "rpc.grpc.status_code",
         "COALESCE(CAST(rpc_grpc_status_code AS VARCHAR), '(none)')",
-        false,
+        true,
     ),
 ];
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
 
 fn ts(ns: i64) -> String {
     format!("to_timestamp_nanos({ns})")
 }
 
-/// Bad requests (and requests) per value: (value, before, during, requests before, during).
-type Counts = Vec<(String, f64, f64, f64, f64)>;
+/// Bad requests (and requests) with one value of a dimension, before and during.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueCounts {
+    pub value: String,
+    pub bad_before: f64,
+    pub bad_during: f64,
+    pub requests_before: f64,
+    pub requests_during: f64,
+}
 
-async fn rows(
-    engine: &QueryEngine,
-    sql: &str,
-    columns: usize,
-) -> Result<Vec<Vec<(String, f64)>>, QueryError> {
-    let mut out = Vec::new();
-    for batch in engine.sql(sql).await? {
-        let cols: Vec<_> = (0..columns)
-            .map(|c| arrow::compute::cast(batch.column(c), &DataType::Utf8))
-            .collect::<Result<_, _>>()?;
-        let nums: Vec<_> = (0..columns)
-            .map(|c| arrow::compute::cast(batch.column(c), &DataType::Float64).ok())
-            .collect();
-        for row in 0..batch.num_rows() {
-            out.push(
-                (0..columns)
-                    .map(|c| {
-                        let text = cols[c].as_string::<i32>();
-                        let text = if text.is_valid(row) {
-                            text.value(row).to_owned()
-                        } else {
-                            String::new()
-                        };
-                        let num = nums[c]
-                            .as_ref()
-                            .map(|n| n.as_primitive::<Float64Type>())
-                            .filter(|n| n.is_valid(row))
-                            .map_or(0.0, |n| n.value(row));
-                        (text, num)
-                    })
-                    .collect(),
-            );
-        }
-    }
-    Ok(out)
+/// The rows of `sql`, with `$1` bound to `name` (a service or an id).
+async fn query(engine: &QueryEngine, sql: &str, name: &str) -> Result<Vec<Vec<Value>>, QueryError> {
+    let params = vec![ScalarValue::Utf8(Some(name.to_owned()))];
+    Ok(engine.sql_json_params(sql, params).await?.rows)
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
 }
 
 /// The SQL condition of a bad request.
@@ -209,14 +183,12 @@ async fn baseline_p95_ns(
 ) -> Result<Option<i64>, QueryError> {
     let sql = format!(
         "SELECT CAST(percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ns) AS DOUBLE) \
-         FROM server_requests WHERE service_name = {s} AND start_time >= {b0} AND start_time < {a0}",
-        s = quote(service),
+         FROM server_requests WHERE service_name = $1 AND start_time >= {b0} AND start_time < {a0}",
         b0 = ts(q.baseline_from_ns),
         a0 = ts(q.from_ns),
     );
-    let r = rows(engine, &sql, 1).await?;
-    Ok(r.first()
-        .and_then(|row| (!row[0].0.is_empty()).then_some(row[0].1 as i64)))
+    let r = query(engine, &sql, service).await?;
+    Ok(r.first().and_then(|row| row[0].as_f64()).map(|t| t as i64))
 }
 
 /// Counts per value of every request dimension, in one query.
@@ -224,10 +196,10 @@ async fn dimension_counts(
     engine: &QueryEngine,
     q: &Question,
     bad: &str,
-) -> Result<Vec<(&'static str, Counts)>, QueryError> {
+) -> Result<Vec<(&'static str, Vec<ValueCounts>)>, QueryError> {
     let selects: Vec<String> = DIMENSIONS
         .iter()
-        .filter(|(_, _, always)| *always || q.signal == Signal::Errors)
+        .filter(|(_, _, symptom)| !symptom || q.signal == Signal::Errors)
         .map(|(name, expr, _)| {
             format!(
                 "SELECT '{name}' AS dimension, CAST({expr} AS VARCHAR) AS value, \
@@ -236,23 +208,28 @@ async fn dimension_counts(
                  sum(CASE WHEN start_time < {a0} THEN 1 ELSE 0 END) AS requests_before, \
                  sum(CASE WHEN start_time >= {a0} THEN 1 ELSE 0 END) AS requests_during \
                  FROM server_requests \
-                 WHERE service_name = {s} AND start_time >= {b0} AND start_time < {a1} \
+                 WHERE service_name = $1 AND start_time >= {b0} AND start_time < {a1} \
                  GROUP BY 1, 2",
-                s = quote(&q.service),
                 b0 = ts(q.baseline_from_ns),
                 a0 = ts(q.from_ns),
                 a1 = ts(q.to_ns),
             )
         })
         .collect();
-    let all = rows(engine, &selects.join(" UNION ALL "), 6).await?;
-    let mut out: Vec<(&'static str, Counts)> = DIMENSIONS
+    let all = query(engine, &selects.join(" UNION ALL "), &q.service).await?;
+    let mut out: Vec<(&'static str, Vec<ValueCounts>)> = DIMENSIONS
         .iter()
         .map(|(name, _, _)| (*name, Vec::new()))
         .collect();
     for row in all {
-        if let Some((_, counts)) = out.iter_mut().find(|(name, _)| *name == row[0].0) {
-            counts.push((row[1].0.clone(), row[2].1, row[3].1, row[4].1, row[5].1));
+        if let Some((_, counts)) = out.iter_mut().find(|(name, _)| *name == row[0]) {
+            counts.push(ValueCounts {
+                value: text(&row[1]),
+                bad_before: num(&row[2]),
+                bad_during: num(&row[3]),
+                requests_before: num(&row[4]),
+                requests_during: num(&row[5]),
+            });
         }
     }
     Ok(out)
@@ -275,9 +252,10 @@ async fn downstream_counts(
     service: &str,
     q: &Question,
     how: Attribution,
-) -> Result<Counts, QueryError> {
+) -> Result<Vec<ValueCounts>, QueryError> {
     // Spans of one request start within 15 minutes of it (as service_graph_1m pairs them).
     let margin = 15 * 60_000_000_000;
+    let a0 = ts(q.from_ns);
     let (bad, call_filter, attributed) = match how {
         Attribution::Failed => (
             "is_bad".to_owned(),
@@ -290,44 +268,49 @@ async fn downstream_counts(
         Attribution::Slower(threshold) => (
             format!("duration_ns > {threshold}"),
             "",
-            "SELECT DISTINCT b.span_id, b.start_time, COALESCE(x.callee, '(none)') AS callee \
-             FROM bad b LEFT JOIN ( \
-               SELECT c.trace_id, c.start_time, c.callee FROM calls c \
-               JOIN (SELECT callee, percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ns) AS p95 \
-                     FROM calls WHERE start_time < {a0} GROUP BY callee) n \
-                 ON n.callee = c.callee \
-               WHERE c.duration_ns > n.p95) x \
-               ON x.trace_id = b.trace_id AND x.start_time >= b.start_time AND x.start_time <= b.end_time"
-                .replace("{a0}", &ts(q.from_ns)),
+            format!(
+                "SELECT DISTINCT b.span_id, b.start_time, COALESCE(x.callee, '(none)') AS callee \
+                 FROM bad b LEFT JOIN ( \
+                   SELECT c.trace_id, c.start_time, c.callee FROM calls c \
+                   JOIN (SELECT callee, percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ns) AS p95 \
+                         FROM calls WHERE start_time < {a0} GROUP BY callee) n \
+                     ON n.callee = c.callee \
+                   WHERE c.duration_ns > n.p95) x \
+                   ON x.trace_id = b.trace_id AND x.start_time >= b.start_time AND x.start_time <= b.end_time"
+            ),
         ),
     };
     let sql = format!(
         "WITH bad AS ( \
            SELECT trace_id, span_id, start_time, end_time FROM server_requests \
-           WHERE service_name = {s} AND {bad} AND start_time >= {b0} AND start_time < {a1}), \
+           WHERE service_name = $1 AND {bad} AND start_time >= {b0} AND start_time < {a1}), \
          calls AS ( \
            SELECT c.trace_id, c.start_time, c.duration_ns, \
                   COALESCE(e.service_name, c.peer_service, c.server_address, c.db_system, 'unknown') AS callee \
            FROM spans c LEFT JOIN spans e \
              ON e.trace_id = c.trace_id AND e.parent_span_id = c.span_id \
             AND e.span_kind IN ('SERVER', 'CONSUMER') AND e.start_time >= {b0} AND e.start_time < {a1m} \
-           WHERE c.service_name = {s} AND c.span_kind IN ('CLIENT', 'PRODUCER') {call_filter} \
+           WHERE c.service_name = $1 AND c.span_kind IN ('CLIENT', 'PRODUCER') {call_filter} \
              AND c.start_time >= {b0} AND c.start_time < {a1m}), \
          attributed AS ({attributed}) \
          SELECT callee, \
            sum(CASE WHEN start_time < {a0} THEN 1 ELSE 0 END), \
            sum(CASE WHEN start_time >= {a0} THEN 1 ELSE 0 END) \
          FROM attributed GROUP BY 1",
-        s = quote(service),
         b0 = ts(q.baseline_from_ns),
-        a0 = ts(q.from_ns),
         a1 = ts(q.to_ns),
         a1m = ts(q.to_ns + margin),
     );
-    Ok(rows(engine, &sql, 3)
+    Ok(query(engine, &sql, service)
         .await?
-        .into_iter()
-        .map(|r| (r[0].0.clone(), r[1].1, r[2].1, 0.0, 0.0))
+        .iter()
+        .map(|r| ValueCounts {
+            value: text(&r[0]),
+            bad_before: num(&r[1]),
+            bad_during: num(&r[2]),
+            requests_before: 0.0,
+            requests_during: 0.0,
+        })
         .collect())
 }
 
@@ -339,20 +322,21 @@ fn js_term(p: f64, q: f64) -> f64 {
 
 /// Adtributor's measures for every value of one dimension; `scale` turns baseline counts into
 /// the window's expected counts. Values with too little explanatory power are left out.
-pub fn contributions(dimension: &'static str, counts: &Counts, scale: f64) -> Vec<Cause> {
-    let before: f64 = counts.iter().map(|c| c.1).sum();
-    let during: f64 = counts.iter().map(|c| c.2).sum();
+pub fn contributions(dimension: &'static str, counts: &[ValueCounts], scale: f64) -> Vec<Cause> {
+    let before: f64 = counts.iter().map(|c| c.bad_before).sum();
+    let during: f64 = counts.iter().map(|c| c.bad_during).sum();
     let expected = before * scale;
     let change = during - expected;
     // A fall is explained as a rise is (a drop in requests by the endpoint that lost them);
     // no change, or one value all along, tells nothing.
-    if change.abs() < 0.5 || counts.len() < 2 && counts.iter().all(|c| c.1 > 0.0) {
+    if change.abs() < 0.5 || counts.len() < 2 && counts.iter().all(|c| c.bad_before > 0.0) {
         return Vec::new();
     }
     let k = counts.len() as f64;
     let mut out: Vec<Cause> = counts
         .iter()
-        .map(|(value, b, d, _, _)| {
+        .map(|c| {
+            let (b, d) = (c.bad_before, c.bad_during);
             let expected_v = b * scale;
             let p = (expected_v + SMOOTHING * scale) / (expected + k * SMOOTHING * scale);
             let q = (d + SMOOTHING) / (during + k * SMOOTHING);
@@ -360,13 +344,13 @@ pub fn contributions(dimension: &'static str, counts: &Counts, scale: f64) -> Ve
             let surprise = js_term(p, q);
             Cause {
                 dimension,
-                value: value.clone(),
+                value: c.value.clone(),
                 path: Vec::new(),
                 explanatory_power: ep,
                 surprise,
                 score: ep.max(0.0) * surprise,
-                bad_before: *b,
-                bad_during: *d,
+                bad_before: b,
+                bad_during: d,
                 bad_expected: expected_v,
                 share_before: if before > 0.0 { b / before } else { 0.0 },
                 share_during: if during > 0.0 { d / during } else { 0.0 },
@@ -392,44 +376,37 @@ pub async fn question_for(
     let is_anomaly = id.split('@').next().is_some_and(|head| head.contains(':'));
     let sql = if is_anomaly {
         format!(
-            "SELECT service_name, metric, '', CAST(start_time AS BIGINT), CAST(end_time AS BIGINT) \
-             FROM {table} WHERE anomaly_id = {id}",
+            "SELECT service_name, metric, NULL, CAST(start_time AS BIGINT), CAST(end_time AS BIGINT) \
+             FROM {table} WHERE anomaly_id = $1",
             table = crate::anomaly::live::TABLE,
-            id = quote(id)
         )
     } else {
-        format!(
-            "SELECT i.service_name, o.indicator, CAST(o.latency_threshold_ns AS VARCHAR), \
-                    CAST(i.started_at AS BIGINT), CAST(i.resolved_at AS BIGINT) \
-             FROM incidents i JOIN slo_objectives o ON o.slo_name = i.slo_name \
-             WHERE i.incident_id = {id}",
-            id = quote(id)
-        )
+        "SELECT i.service_name, o.indicator, CAST(o.latency_threshold_ns AS BIGINT), \
+                CAST(i.started_at AS BIGINT), CAST(i.resolved_at AS BIGINT) \
+         FROM incidents i JOIN slo_objectives o ON o.slo_name = i.slo_name \
+         WHERE i.incident_id = $1"
+            .to_owned()
     };
-    let found = rows(engine, &sql, 5).await?;
+    let found = query(engine, &sql, id).await?;
     let Some(row) = found.first() else {
         return Ok(None);
     };
-    let from_ns = row[3].1 as i64;
-    let end_ns = if row[4].0.is_empty() {
-        now_ns
-    } else {
-        row[4].1 as i64
-    };
+    let from_ns = num(&row[3]) as i64;
+    let end_ns = row[4].as_i64().unwrap_or(now_ns);
     let to_ns = end_ns
         .min(from_ns + WINDOW_NS)
         .min(now_ns)
         .max(from_ns + 60_000_000_000);
-    let signal = match row[1].0.as_str() {
-        "error_ratio" | "availability" => Signal::Errors,
-        "p95_ms" => Signal::Slow { threshold_ns: None },
-        "latency" => Signal::Slow {
-            threshold_ns: row[2].0.parse::<f64>().ok().map(|t| t as i64),
+    let signal = match row[1].as_str() {
+        Some("error_ratio" | "availability") => Signal::Errors,
+        Some("p95_ms") => Signal::Slow { threshold_ns: None },
+        Some("latency") => Signal::Slow {
+            threshold_ns: row[2].as_i64(),
         },
         _ => Signal::Requests,
     };
     Ok(Some(Question {
-        service: row[0].0.clone(),
+        service: text(&row[0]),
         signal,
         baseline_from_ns: from_ns - WINDOW_NS,
         from_ns,
@@ -449,14 +426,19 @@ pub async fn explain(engine: &QueryEngine, q: &Question) -> Result<Explanation, 
     let bad = bad_condition(q.signal, threshold_ns);
     let scale = (q.to_ns - q.from_ns) as f64 / (q.from_ns - q.baseline_from_ns).max(1) as f64;
     let dimensions = dimension_counts(engine, q, &bad).await?;
-    let totals = dimensions
-        .iter()
-        .find(|(name, _)| *name == "endpoint")
-        .map(|(_, c)| c.clone())
-        .unwrap_or_default();
+    // Every request has one endpoint: that dimension's counts add up to the totals.
+    let totals = |f: fn(&ValueCounts) -> f64| -> f64 {
+        dimensions
+            .iter()
+            .find(|(name, _)| *name == "endpoint")
+            .map_or(0.0, |(_, counts)| counts.iter().map(f).sum())
+    };
     let (mut causes, mut symptoms) = (Vec::new(), Vec::new());
     for (name, counts) in &dimensions {
-        if SYMPTOMS.contains(name) {
+        let symptom = DIMENSIONS
+            .iter()
+            .any(|(n, _, symptom)| n == name && *symptom);
+        if symptom {
             symptoms.extend(contributions(name, counts, scale));
         } else {
             causes.extend(contributions(name, counts, scale));
@@ -472,28 +454,27 @@ pub async fn explain(engine: &QueryEngine, q: &Question) -> Result<Explanation, 
     }
     causes.sort_by(|a, b| b.score.total_cmp(&a.score));
     symptoms.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let sum = |f: fn(&(String, f64, f64, f64, f64)) -> f64| totals.iter().map(f).sum::<f64>();
     Ok(Explanation {
         service: q.service.clone(),
         signal: q.signal.name(),
         slow_threshold_ms: threshold_ns
             .filter(|_| matches!(q.signal, Signal::Slow { .. }))
             .map(|t| t as f64 / 1e6),
-        bad_before: sum(|c| c.1),
-        bad_during: sum(|c| c.2),
-        bad_expected: sum(|c| c.1) * scale,
-        requests_before: sum(|c| c.3),
-        requests_during: sum(|c| c.4),
+        bad_before: totals(|c| c.bad_before),
+        bad_during: totals(|c| c.bad_during),
+        bad_expected: totals(|c| c.bad_before) * scale,
+        requests_before: totals(|c| c.requests_before),
+        requests_during: totals(|c| c.requests_during),
         causes,
         symptoms,
     })
 }
 
-/// The downstream dimension: for failed requests the dependencies whose calls failed, for slow
-/// ones those whose calls were slower than they used to be. Each is followed while one hop carries most of
-/// the change, and dependencies whose failures lead to the same place count together
-/// under its name (checkout → payment → postgresql and product-catalog → postgresql are both
-/// "postgresql").
+/// The downstream dimension: for failed requests the dependencies whose calls failed, for
+/// slow ones those whose calls were slower than they used to be. Each is followed while one
+/// hop carries most of the change, and dependencies whose failures lead to the same place
+/// count together under its name (checkout → payment → postgresql and product-catalog →
+/// postgresql are both "postgresql").
 async fn downstream(
     engine: &QueryEngine,
     q: &Question,
@@ -537,17 +518,18 @@ async fn downstream(
             |(_, p, _)| p.last().expect("never empty").clone(),
         )
     };
-    let mut merged: Counts = Vec::new();
-    for (value, b, d, rb, rd) in &counts {
-        let key = end(value);
-        match merged.iter_mut().find(|m| m.0 == key) {
+    let mut merged: Vec<ValueCounts> = Vec::new();
+    for c in &counts {
+        let key = end(&c.value);
+        match merged.iter_mut().find(|m| m.value == key) {
             Some(m) => {
-                m.1 += b;
-                m.2 += d;
-                m.3 += rb;
-                m.4 += rd;
+                m.bad_before += c.bad_before;
+                m.bad_during += c.bad_during;
             }
-            None => merged.push((key, *b, *d, *rb, *rd)),
+            None => merged.push(ValueCounts {
+                value: key,
+                ..c.clone()
+            }),
         }
     }
     let mut causes = contributions("downstream", &merged, scale);
@@ -572,9 +554,15 @@ async fn downstream(
 mod tests {
     use super::*;
 
-    fn counts(rows: &[(&str, f64, f64)]) -> Counts {
+    fn counts(rows: &[(&str, f64, f64)]) -> Vec<ValueCounts> {
         rows.iter()
-            .map(|(v, b, d)| (v.to_string(), *b, *d, 0.0, 0.0))
+            .map(|(v, b, d)| ValueCounts {
+                value: v.to_string(),
+                bad_before: *b,
+                bad_during: *d,
+                requests_before: 0.0,
+                requests_during: 0.0,
+            })
             .collect()
     }
 

@@ -79,15 +79,14 @@ async fn console_renders_charts_and_runs_sql_in_chromium() {
     });
 
     // The anomaly detectors start over on the new history too; the page lists what they found.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let found = crate::http_sql(&http.to_string(), "SELECT count(*) FROM anomalies").await;
-        if found[0][0].as_i64().unwrap() > 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no anomaly found");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    crate::wait_for_count(
+        &http.to_string(),
+        "SELECT count(*) FROM anomalies",
+        1,
+        120,
+        "no anomaly found",
+    )
+    .await;
 
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console");
     std::fs::create_dir_all(&out_dir).unwrap();

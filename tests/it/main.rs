@@ -239,6 +239,20 @@ pub async fn score_anomalies(s: &TestServer, from_ns: i64, to_ns: i64) -> usize 
     minutes
 }
 
+/// The first integer of `sql`'s first row over the HTTP SQL API, polled every half second
+/// until it reaches `at_least`; fails with `what` after `seconds`.
+pub async fn wait_for_count(http: &str, sql: &str, at_least: i64, seconds: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let rows = http_sql(http, sql).await;
+        if rows[0][0].as_i64().is_some_and(|n| n >= at_least) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {rows:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 /// The JSON body of `GET http://{http}{path}` and its status.
 pub async fn http_get(http: &str, path: &str) -> (reqwest::StatusCode, Value) {
     let resp = reqwest::get(format!("http://{http}{path}")).await.unwrap();

@@ -177,21 +177,15 @@ async fn demo_backfills_goes_live_and_resumes() {
     let slos = sql("SELECT slo_name FROM slo_status WHERE slo_name = 'checkout-latency'").await;
     assert_eq!(slos.len(), 1, "the demo's SLOs: {slos:?}");
     // The anomaly detectors start over once the history is in: its minutes are scored.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let scored = sql(
-            "SELECT count(*) FROM anomaly_scores WHERE service_name = 'frontend' AND metric = 'request_rate'",
-        )
-        .await;
-        if scored[0][0].as_i64().unwrap() >= 65 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "history not scored: {scored:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    crate::wait_for_count(
+        &http,
+        "SELECT count(*) FROM anomaly_scores WHERE service_name = 'frontend' \
+         AND metric = 'request_rate'",
+        65,
+        60,
+        "history not scored",
+    )
+    .await;
     tokio::task::block_in_place(|| stop(child));
 
     // A restart on the same data fills the minutes since the newest span, not the whole

@@ -29,7 +29,8 @@ use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampNanosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
+use headroom_collector::schema::timestamp_type;
 
 use super::{ANOMALY_THRESHOLD, Detector};
 use crate::QueryEngine;
@@ -243,7 +244,7 @@ pub struct Monitor {
     /// How far back the first refresh reads.
     history_ns: i64,
     events: VecDeque<Anomaly>,
-    /// Events dropped from the front of `events`, so `Series::open` indices stay valid.
+    /// Events dropped from the front of `events`, so `Series::last_event` indices stay valid.
     dropped: usize,
     scores: VecDeque<ScoredMinute>,
     /// Series-minutes scored since the monitor started.
@@ -343,9 +344,9 @@ impl Monitor {
             for point in filled {
                 self.score(&key, point);
                 scored += 1;
-                self.minutes_scored += 1;
             }
         }
+        self.minutes_scored += scored as u64;
         scored
     }
 
@@ -435,17 +436,9 @@ impl Monitor {
     pub fn anomalies_batch(&self) -> Result<RecordBatch, QueryError> {
         let e: Vec<&Anomaly> = self.events.iter().collect();
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(e.iter().map(|a| Some(a.id())).collect::<StringArray>()),
-            Arc::new(
-                e.iter()
-                    .map(|a| Some(a.service.as_str()))
-                    .collect::<StringArray>(),
-            ),
-            Arc::new(
-                e.iter()
-                    .map(|a| Some(a.metric.name()))
-                    .collect::<StringArray>(),
-            ),
+            strings(e.iter().map(|a| a.id())),
+            strings(e.iter().map(|a| a.service.as_str())),
+            strings(e.iter().map(|a| a.metric.name())),
             times(e.iter().map(|a| Some(a.start_ns))),
             times(e.iter().map(|a| a.end_ns)),
             Arc::new(e.iter().map(|a| a.minutes).collect::<Int64Array>()),
@@ -456,11 +449,7 @@ impl Monitor {
             floats(e.iter().map(|a| a.upper)),
             floats(e.iter().map(|a| a.deviation)),
             floats(e.iter().map(|a| a.score)),
-            Arc::new(
-                e.iter()
-                    .map(|a| Some(a.severity()))
-                    .collect::<StringArray>(),
-            ),
+            strings(e.iter().map(|a| a.severity())),
         ];
         Ok(RecordBatch::try_new(anomalies_schema(), columns)?)
     }
@@ -470,16 +459,8 @@ impl Monitor {
         let s: Vec<&ScoredMinute> = self.scores.iter().collect();
         let columns: Vec<ArrayRef> = vec![
             times(s.iter().map(|m| Some(m.time_ns))),
-            Arc::new(
-                s.iter()
-                    .map(|m| Some(m.service.as_str()))
-                    .collect::<StringArray>(),
-            ),
-            Arc::new(
-                s.iter()
-                    .map(|m| Some(m.metric.name()))
-                    .collect::<StringArray>(),
-            ),
+            strings(s.iter().map(|m| m.service.as_str())),
+            strings(s.iter().map(|m| m.metric.name())),
             floats(s.iter().map(|m| m.observed)),
             floats(s.iter().map(|m| m.expected)),
             floats(s.iter().map(|m| m.lower)),
@@ -498,12 +479,12 @@ fn times(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
     )
 }
 
-fn floats(values: impl Iterator<Item = f64>) -> ArrayRef {
-    Arc::new(values.map(Some).collect::<Float64Array>())
+fn strings<S: AsRef<str>>(values: impl Iterator<Item = S>) -> ArrayRef {
+    Arc::new(values.map(Some).collect::<StringArray>())
 }
 
-fn time_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+fn floats(values: impl Iterator<Item = f64>) -> ArrayRef {
+    Arc::new(values.map(Some).collect::<Float64Array>())
 }
 
 pub fn anomalies_schema() -> SchemaRef {
@@ -511,10 +492,10 @@ pub fn anomalies_schema() -> SchemaRef {
         Field::new("anomaly_id", DataType::Utf8, false),
         Field::new("service_name", DataType::Utf8, false),
         Field::new("metric", DataType::Utf8, false),
-        Field::new("start_time", time_type(), false),
-        Field::new("end_time", time_type(), true),
+        Field::new("start_time", timestamp_type(), false),
+        Field::new("end_time", timestamp_type(), true),
         Field::new("minutes", DataType::Int64, false),
-        Field::new("peak_time", time_type(), false),
+        Field::new("peak_time", timestamp_type(), false),
         Field::new("observed", DataType::Float64, false),
         Field::new("expected", DataType::Float64, false),
         Field::new("lower", DataType::Float64, false),
@@ -527,7 +508,7 @@ pub fn anomalies_schema() -> SchemaRef {
 
 pub fn scores_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("time", time_type(), false),
+        Field::new("time", timestamp_type(), false),
         Field::new("service_name", DataType::Utf8, false),
         Field::new("metric", DataType::Utf8, false),
         Field::new("observed", DataType::Float64, false),
