@@ -1,11 +1,14 @@
 //! Conversion throughput: an OTLP/protobuf trace request (512 spans from the simulated shop)
 //! decoded and converted to an Arrow batch, on one core. Target: ≥ 1,000,000 spans/s.
+//! `decode_convert_and_roll_up` adds the span rollups ingest writes with every batch (one
+//! minute and one hour): their cost is its difference to `decode_protobuf_and_convert`.
 //!
 //! `cargo bench --bench convert`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use headroom::loadgen::{Topology, span_count};
 use headroom_collector::convert;
+use headroom_collector::rollup::{self, RollupConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
@@ -31,6 +34,18 @@ fn bench(c: &mut Criterion) {
             for bytes in &encoded {
                 let r = ExportTraceServiceRequest::decode(&bytes[..]).expect("decodes");
                 std::hint::black_box(convert::traces::convert(&r).expect("converts"));
+            }
+        })
+    });
+    let rollups = RollupConfig::default();
+    g.bench_function("decode_convert_and_roll_up", |b| {
+        b.iter(|| {
+            for bytes in &encoded {
+                let r = ExportTraceServiceRequest::decode(&bytes[..]).expect("decodes");
+                let converted = convert::traces::convert(&r).expect("converts");
+                let spans = &converted.batches[0].1;
+                let rolled = rollup::span_rollups(spans, &rollups).expect("rolls up");
+                std::hint::black_box((converted, rolled));
             }
         })
     });

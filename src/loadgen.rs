@@ -2629,6 +2629,18 @@ pub struct LoadgenArgs {
     /// asked for. 0 counts every refusal as an error.
     #[arg(long, env = "HEADROOM_LOADGEN_MAX_RETRIES", default_value_t = 5)]
     pub max_retries: u32,
+    /// Services of the simulated shop; more than its own 7 grow it with backend tiers.
+    #[arg(long, env = "HEADROOM_LOADGEN_SERVICES", default_value_t = 0)]
+    pub services: usize,
+    /// Server endpoints of the simulated shop, about; more than its own 19 add routes and
+    /// methods.
+    #[arg(long, env = "HEADROOM_LOADGEN_ENDPOINTS", default_value_t = 0)]
+    pub endpoints: usize,
+    /// Instead of live traffic, write this many days of history ending now, at `--rate` spans
+    /// per second on average (the demo's daily and weekly cycle and its incidents), as fast as
+    /// the server acknowledges it (OTLP/gRPC).
+    #[arg(long, env = "HEADROOM_LOADGEN_HISTORY_DAYS", default_value_t = 0.0)]
+    pub history_days: f64,
 }
 
 impl Default for LoadgenArgs {
@@ -2643,6 +2655,9 @@ impl Default for LoadgenArgs {
             metrics: true,
             seed: 42,
             max_retries: 5,
+            services: 0,
+            endpoints: 0,
+            history_days: 0.0,
         }
     }
 }
@@ -3287,6 +3302,27 @@ async fn metrics_worker(
 /// the server refuses as retryable are retried up to `max_retries` times, as an
 /// OTLP exporter would; other failures are counted. If every request failed,
 /// the error names the endpoint.
+/// `--history-days`: the demo's scenario over the past days, at `--rate` spans per second.
+pub async fn history(args: &LoadgenArgs) -> Result<crate::demo::BackfillReport, LoadgenError> {
+    if !(args.history_days > 0.0 && args.history_days <= 366.0) || args.rate == 0 {
+        return Err(LoadgenError::InvalidArgs(
+            "--history-days must be in (0, 366] with a --rate above 0".to_owned(),
+        ));
+    }
+    let endpoint = normalize_endpoint(&args.endpoint)?;
+    let to = now_unix_nano() as i64;
+    let from = to - (args.history_days * 86_400e9) as i64;
+    let topo = Topology::with_size(args.seed, args.services, args.endpoints);
+    let scenario = crate::demo::Scenario::new(args.rate as f64, from, to);
+    let progress = indicatif::ProgressBar::hidden();
+    let concurrency = args.concurrency;
+    let (_, report) =
+        crate::demo::backfill(topo, scenario, &endpoint, from, to, concurrency, &progress)
+            .await
+            .map_err(|e| LoadgenError::Task(e.to_string()))?;
+    Ok(report)
+}
+
 pub async fn run(args: &LoadgenArgs) -> Result<LoadgenReport, LoadgenError> {
     if args.batch_spans == 0 {
         return Err(LoadgenError::InvalidArgs(
@@ -3303,8 +3339,9 @@ pub async fn run(args: &LoadgenArgs) -> Result<LoadgenReport, LoadgenError> {
     let batch = effective_batch(args.batch_spans, args.rate);
     let seed = args.seed;
 
+    let (services, endpoints) = (args.services, args.endpoints);
     let pool = tokio::task::spawn_blocking(move || {
-        let mut topo = Topology::new(seed);
+        let mut topo = Topology::with_size(seed, services, endpoints);
         build_pool(&mut topo, batch, now_unix_nano())
     })
     .await

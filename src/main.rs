@@ -60,6 +60,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let table = query::run(&args.data_dir, &args.sql).await?;
             println!("{table}");
         }
+        Command::Loadgen(args) if args.history_days > 0.0 => {
+            let r = loadgen::history(&args)
+                .await
+                .with_context(|| format!("writing history to {}", args.endpoint))?;
+            println!(
+                "history: {} minutes, {} spans ({} rejected), {} metric points in {:.1} s ({:.0} spans/s)",
+                r.minutes,
+                r.spans,
+                r.spans_rejected,
+                r.metric_points,
+                r.seconds,
+                r.spans as f64 / r.seconds.max(1e-9)
+            );
+        }
         Command::Loadgen(args) => {
             let report = loadgen::run(&args)
                 .await

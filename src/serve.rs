@@ -8,6 +8,7 @@ use std::time::Duration;
 use headroom_analytics::QueryEngine;
 use headroom_collector::ingest::Ingester;
 use headroom_collector::receiver;
+use headroom_collector::rollup::RollupConfig;
 use headroom_collector::store::{Store, StoreConfig};
 use headroom_collector::wal::{SyncMode, Wal, WalConfig};
 use tokio::net::TcpListener;
@@ -330,7 +331,10 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
             Some(Arc::new(wal))
         }
     };
-    let ingester = Arc::new(Ingester::new(store.clone(), wal.clone()));
+    let rollups = RollupConfig {
+        health_check_routes: kpi_settings.health_check_routes.clone(),
+    };
+    let ingester = Arc::new(Ingester::new(store.clone(), wal.clone(), rollups));
     let engine = QueryEngine::new(store.clone(), cfg.query_limits(), &kpi_settings).await?;
     let max_request_bytes = cfg.max_request_bytes as usize;
 

@@ -112,6 +112,7 @@ impl QueryEngine {
         ctx.register_udf(ScalarUDF::from(ToJson::new()));
         crate::histogram::register(&ctx);
         crate::exp_histogram::register(&ctx);
+        crate::sketch::register(&ctx);
         crate::stats::register(&ctx);
         for (name, table) in tables {
             ctx.register_table(name, table)?;

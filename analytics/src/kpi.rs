@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 use crate::slo::SloConfig;
 
 /// The views, in creation order (a view is created after the views it reads).
-pub const VIEWS: [(&str, &str); 18] = [
+pub const VIEWS: [(&str, &str); 20] = [
     (
         "server_requests",
         include_str!("../../queries/server_requests.sql"),
@@ -32,11 +32,19 @@ pub const VIEWS: [(&str, &str); 18] = [
     ),
     (
         "service_kpi_1m",
-        include_str!("../../queries/service_kpi_1m.sql"),
+        include_str!("../../queries/service_kpi.sql"),
+    ),
+    (
+        "service_kpi_1h",
+        include_str!("../../queries/service_kpi.sql"),
     ),
     (
         "endpoint_kpi_1m",
-        include_str!("../../queries/endpoint_kpi_1m.sql"),
+        include_str!("../../queries/endpoint_kpi.sql"),
+    ),
+    (
+        "endpoint_kpi_1h",
+        include_str!("../../queries/endpoint_kpi.sql"),
     ),
     (
         "server_duration_increases",
@@ -144,9 +152,22 @@ fn nanos(ms: f64) -> i64 {
     (ms * 1e6).round() as i64
 }
 
-/// The view text with the settings written in.
-pub fn render(template: &str, settings: &KpiSettings) -> String {
+/// Whether a rollup row `r` counts as bad requests (`server_requests.is_bad`).
+const ROLLUP_IS_BAD: &str =
+    "(r.status_class = 'error' OR ({throttled_is_bad} AND r.status_class = 'throttled'))";
+
+/// The text of view `name` with the settings written in. A view over the rollups serves each
+/// rollup width: `{width}` is the name's suffix (`1m`, `1h`).
+pub fn render(name: &str, template: &str, settings: &KpiSettings) -> String {
+    let (width, seconds) = if name.ends_with("_1h") {
+        ("1h", 3600)
+    } else {
+        ("1m", 60)
+    };
     template
+        .replace("{width_seconds}", &seconds.to_string())
+        .replace("{width}", width)
+        .replace("{rollup_is_bad}", ROLLUP_IS_BAD)
         .replace(
             "{health_check_routes}",
             &sql_strings(&settings.health_check_routes),
@@ -190,7 +211,7 @@ pub async fn register(ctx: &SessionContext, settings: &KpiSettings) -> Result<()
     )?;
     crate::slo::register(ctx, &settings.slos)?;
     for (name, template) in VIEWS {
-        let text = render(template, settings);
+        let text = render(name, template, settings);
         let created = if text.contains(crate::bounded::PLACEHOLDER) {
             register_bounded(ctx, name, &text).await
         } else {

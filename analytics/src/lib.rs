@@ -14,6 +14,7 @@ pub mod kpi;
 pub mod pg_compat;
 pub mod readable;
 pub mod scaling;
+pub mod sketch;
 pub mod slo;
 pub mod stats;
 

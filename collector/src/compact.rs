@@ -15,8 +15,9 @@
 use std::fs::{self, File};
 use std::path::Path;
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::interleave_record_batch;
+use arrow::datatypes::Int64Type;
 use arrow::row::{RowConverter, Rows, SortField};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
@@ -76,6 +77,9 @@ pub fn merge(
     hour_ns: i64,
     inputs: &[DataFile],
 ) -> Result<DataFile, StoreError> {
+    if def.rollup_width_ns.is_some() {
+        return merge_rollup(root, def, hour_ns, inputs);
+    }
     let schema = def.schema();
     let fields = def
         .sort_columns
@@ -117,27 +121,7 @@ pub fn merge(
         }
     }
 
-    let dir = root.join(partition_dir(def.name, hour_ns));
-    let name = format!("{}.parquet", ulid::Ulid::new());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(&name);
-    let result = (|| {
-        let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties(def)))?;
-        let watermark = inputs.iter().map(|f| f.wal_lsn).max().unwrap_or(0);
-        let replaces: Vec<String> = inputs
-            .iter()
-            .filter_map(|f| f.path.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .collect();
-        for (k, v) in [
-            (META_HOUR, hour_ns.to_string()),
-            (META_WAL_LSN, watermark.to_string()),
-            (META_REPLACES, replaces.join(" ")),
-        ] {
-            writer.append_key_value_metadata(KeyValue::new(k.into(), v));
-        }
-
+    let merged = write_merged(root, def, hour_ns, inputs, |writer| {
         let mut pending: Vec<(usize, usize)> = Vec::with_capacity(BATCH_ROWS);
         let mut rows = 0u64;
         // Each step takes the input whose current row sorts first.
@@ -172,6 +156,85 @@ pub fn merge(
                 }
             }
         }
+        Ok(rows)
+    })?;
+    let expected: u64 = inputs.iter().map(|f| f.rows).sum();
+    if merged.rows != expected {
+        // Never let a short merge replace its inputs.
+        let _ = fs::remove_file(&merged.path);
+        return Err(StoreError::internal(format!(
+            "compaction of {} files wrote {} rows, expected {expected}",
+            inputs.len(),
+            merged.rows
+        )));
+    }
+    Ok(merged)
+}
+
+/// A rollup partition is small (one row per key and bucket): its files are read whole and
+/// their rows that share a key merged into one (see [`crate::rollup`]).
+fn merge_rollup(
+    root: &Path,
+    def: &TableDef,
+    hour_ns: i64,
+    inputs: &[DataFile],
+) -> Result<DataFile, StoreError> {
+    let mut batches = Vec::new();
+    for f in inputs {
+        let file = File::open(&f.path).map_err(|e| StoreError::io(&f.path, e))?;
+        for batch in ParquetRecordBatchReader::try_new(file, BATCH_ROWS)? {
+            batches.push(batch?);
+        }
+    }
+    let combined = crate::rollup::combine(def, &batches)?;
+    let spans = |b: &RecordBatch| -> i64 {
+        b.column_by_name("spans")
+            .map(|c| c.as_primitive::<Int64Type>().iter().flatten().sum())
+            .unwrap_or(0)
+    };
+    let (before, after) = (batches.iter().map(spans).sum::<i64>(), spans(&combined));
+    if before != after {
+        return Err(StoreError::internal(format!(
+            "compaction of {} rollup files kept {after} of {before} spans",
+            inputs.len()
+        )));
+    }
+    write_merged(root, def, hour_ns, inputs, |writer| {
+        writer.write(&combined)?;
+        Ok(combined.num_rows() as u64)
+    })
+}
+
+/// Writes the merge of `inputs` with `write` to a new file of their partition, atomically and
+/// marked as replacing them; `write` returns the rows it wrote.
+fn write_merged(
+    root: &Path,
+    def: &TableDef,
+    hour_ns: i64,
+    inputs: &[DataFile],
+    write: impl FnOnce(&mut ArrowWriter<File>) -> Result<u64, StoreError>,
+) -> Result<DataFile, StoreError> {
+    let dir = root.join(partition_dir(def.name, hour_ns));
+    let name = format!("{}.parquet", ulid::Ulid::new());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(&name);
+    let result = (|| {
+        let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let mut writer = ArrowWriter::try_new(file, def.schema(), Some(writer_properties(def)))?;
+        let watermark = inputs.iter().map(|f| f.wal_lsn).max().unwrap_or(0);
+        let replaces: Vec<String> = inputs
+            .iter()
+            .filter_map(|f| f.path.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        for (k, v) in [
+            (META_HOUR, hour_ns.to_string()),
+            (META_WAL_LSN, watermark.to_string()),
+            (META_REPLACES, replaces.join(" ")),
+        ] {
+            writer.append_key_value_metadata(KeyValue::new(k.into(), v));
+        }
+        let rows = write(&mut writer)?;
         let file = writer.into_inner()?;
         file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
         let size_bytes = file.metadata().map_err(|e| StoreError::io(&tmp, e))?.len();
@@ -189,18 +252,7 @@ pub fn merge(
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    let merged = result?;
-    let expected: u64 = inputs.iter().map(|f| f.rows).sum();
-    if merged.rows != expected {
-        // Never let a short merge replace its inputs.
-        let _ = fs::remove_file(&merged.path);
-        return Err(StoreError::internal(format!(
-            "compaction of {} files wrote {} rows, expected {expected}",
-            inputs.len(),
-            merged.rows
-        )));
-    }
-    Ok(merged)
+    result
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use opentelemetry_proto::tonic::collector::{
 
 use crate::Signal;
 use crate::convert::{self, Converted};
-use crate::error::IngestError;
+use crate::error::{IngestError, StoreError};
+use crate::rollup::{self, RollupConfig};
+use crate::schema::SPANS;
 use crate::store::Store;
 use crate::wal::Wal;
 
@@ -53,6 +55,7 @@ pub struct Ingester {
     store: Arc<Store>,
     /// `None`: acknowledged rows live only in memory until flushed (`--wal-sync off`).
     wal: Option<Arc<Wal>>,
+    rollups: RollupConfig,
     accepting: AtomicBool,
     /// Bytes of converted rows not yet in the store (waiting for the WAL).
     in_flight_bytes: AtomicUsize,
@@ -80,10 +83,12 @@ fn idx(signal: Signal) -> usize {
 }
 
 impl Ingester {
-    pub fn new(store: Arc<Store>, wal: Option<Arc<Wal>>) -> Self {
+    /// `rollups` says how the span rollups written with every spans batch classify requests.
+    pub fn new(store: Arc<Store>, wal: Option<Arc<Wal>>, rollups: RollupConfig) -> Self {
         Self {
             store,
             wal,
+            rollups,
             accepting: AtomicBool::new(true),
             in_flight_bytes: AtomicUsize::new(0),
             counters: Default::default(),
@@ -137,6 +142,16 @@ impl Ingester {
             let mut batches = Vec::with_capacity(converted.batches.len());
             let mut bytes = 0;
             for (table, batch) in converted.batches {
+                if table == SPANS {
+                    // Logged with the spans, so a replay restores both or neither.
+                    let rollups =
+                        rollup::span_rollups(&batch, &self.rollups).map_err(StoreError::from)?;
+                    for (table, batch) in rollups {
+                        let batch = self.store.prepare(table, batch)?;
+                        bytes += batch.batch().get_array_memory_size();
+                        batches.push((table, batch));
+                    }
+                }
                 let batch = self.store.prepare(table, batch)?;
                 bytes += batch.batch().get_array_memory_size();
                 batches.push((table, batch));
@@ -216,7 +231,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = StoreConfig::new(dir.path());
         config.max_buffer_bytes = 1;
-        let ingester = Ingester::new(Arc::new(Store::open(config).unwrap()), None);
+        let ingester = Ingester::new(
+            Arc::new(Store::open(config).unwrap()),
+            None,
+            RollupConfig::default(),
+        );
 
         assert_eq!(ingester.traces(&one_span()).unwrap().accepted, 1);
         // The buffer now holds more than its limit: refuse until a flush frees it.

@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod otlp_json;
 pub mod parquet;
 pub mod receiver;
+pub mod rollup;
 pub mod schema;
 pub mod store;
 pub mod wal;

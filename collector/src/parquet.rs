@@ -178,6 +178,11 @@ pub fn write_table(
     if batches.is_empty() {
         return Ok(Vec::new());
     }
+    // Rollup rows of one key from many requests become one row.
+    let batches = match def.rollup_width_ns {
+        Some(_) => vec![crate::rollup::combine(def, &batches)?],
+        None => batches,
+    };
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let props = writer_properties(def);
     // Every hour's file is written to its temporary name first and only then are all renamed,

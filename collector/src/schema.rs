@@ -30,6 +30,9 @@ pub struct TableDef {
     pub sort_columns: &'static [&'static str],
     /// Columns with a Parquet bloom filter.
     pub bloom_filter_columns: &'static [&'static str],
+    /// For a rollup table, the width of its time buckets: its rows are partial aggregates, so
+    /// a flush or a compaction merges the rows that share a key (see [`crate::rollup`]).
+    pub rollup_width_ns: Option<i64>,
     pub columns: Vec<Column>,
     schema: SchemaRef,
 }
@@ -54,9 +57,15 @@ impl TableDef {
             time_column,
             sort_columns,
             bloom_filter_columns,
+            rollup_width_ns: None,
             columns,
             schema,
         }
+    }
+
+    fn rollup(mut self, width_ns: i64) -> Self {
+        self.rollup_width_ns = Some(width_ns);
+        self
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -70,6 +79,8 @@ pub const HISTOGRAM_POINTS: &str = "histogram_points";
 pub const EXP_HISTOGRAM_POINTS: &str = "exp_histogram_points";
 pub const SUMMARY_POINTS: &str = "summary_points";
 pub const LOGS: &str = "logs";
+pub const SPAN_ROLLUP_1M: &str = "span_rollup_1m";
+pub const SPAN_ROLLUP_1H: &str = "span_rollup_1h";
 
 /// Every table, in a stable order.
 pub fn tables() -> &'static [TableDef] {
@@ -603,6 +614,26 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
             ),
         ],
     );
+    let rollup_1m = TableDef::new(
+        SPAN_ROLLUP_1M,
+        "Spans aggregated per minute, service, endpoint, kind and status class, written as spans \
+         arrive. Rows are partial aggregates: sum `spans`, merge the sketches (`latency_sketch`), \
+         and group by the key columns to read it.",
+        "time",
+        ROLLUP_KEY,
+        &[],
+        rollup_columns(),
+    )
+    .rollup(60 * 1_000_000_000);
+    let rollup_1h = TableDef::new(
+        SPAN_ROLLUP_1H,
+        "`span_rollup_1m` per hour: the same columns and rules.",
+        "time",
+        ROLLUP_KEY,
+        &[],
+        rollup_columns(),
+    )
+    .rollup(3600 * 1_000_000_000);
     vec![
         spans,
         metric_points,
@@ -610,8 +641,74 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         exp_histogram_points,
         summary_points,
         logs,
+        rollup_1m,
+        rollup_1h,
     ]
 });
+
+/// The key of a rollup row; rows are sorted by it.
+const ROLLUP_KEY: &[&str] = &[
+    "service_name",
+    "endpoint",
+    "span_kind",
+    "status_class",
+    "health_check",
+    "time",
+];
+
+fn rollup_columns() -> Vec<Column> {
+    use DataType::*;
+    vec![
+        col(
+            "time",
+            timestamp_type(),
+            false,
+            "start of the time bucket the spans started in",
+        ),
+        col("service_name", Utf8, false, "`spans.service_name`"),
+        col(
+            "endpoint",
+            Utf8,
+            false,
+            "`http_route`, else `rpc_service || '/' || rpc_method`, else `span_name`",
+        ),
+        col("span_kind", Utf8, false, "`spans.span_kind`"),
+        col(
+            "status_class",
+            Utf8,
+            false,
+            "'error' (`is_error`), 'throttled' (else HTTP 429 or gRPC RESOURCE_EXHAUSTED, status not OK) or 'ok'",
+        ),
+        col(
+            "health_check",
+            Boolean,
+            false,
+            "`COALESCE(http_route, url_path)` is one of the health-check routes configured when the span arrived",
+        ),
+        col("spans", Int64, false, "spans in the bucket"),
+        col("duration_sum_ns", Int64, false, "sum of `duration_ns`"),
+        col("duration_min_ns", Int64, false, "smallest `duration_ns`"),
+        col("duration_max_ns", Int64, false, "largest `duration_ns`"),
+        col(
+            "latency_zero_count",
+            Int64,
+            false,
+            "spans with `duration_ns` <= 0 (the sketch's zero bucket)",
+        ),
+        col(
+            "latency_bucket_index",
+            list_of_prim(Int32),
+            false,
+            "sketch buckets that hold spans, ascending: bucket i holds durations (ns) in (2^(i/64), 2^((i+1)/64)] (exponential-histogram scale 6)",
+        ),
+        col(
+            "latency_bucket_count",
+            list_of_prim(Int64),
+            false,
+            "spans in each of those buckets",
+        ),
+    ]
+}
 
 fn type_name(t: &DataType) -> String {
     match t {

@@ -19,6 +19,7 @@ mod loadgen;
 mod pg;
 mod process;
 mod recommendations;
+mod rollups;
 mod root_cause;
 mod scaling;
 mod sdk_exporters;

@@ -5,14 +5,18 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, AsArray, BooleanArray, Int32Array, RecordBatch};
+use arrow::datatypes::Int32Type;
 use arrow::datatypes::{Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use datafusion::catalog::{MemTable, TableProvider};
 use headroom_analytics::slo::SloConfig;
 use headroom_analytics::{KpiSettings, QueryEngine, QueryError, QueryLimits};
+use headroom_collector::convert::traces;
+use headroom_collector::rollup::{self, RollupConfig};
 use headroom_collector::schema;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 
 /// Settings the golden files are written for: the defaults, an Apdex threshold of 100 ms for
@@ -67,7 +71,8 @@ fn settings() -> KpiSettings {
     }
 }
 
-struct Engine(QueryEngine);
+/// The query engine, and how many `spans` rows its rollups already hold.
+struct Engine(QueryEngine, usize);
 
 impl Engine {
     async fn new() -> Self {
@@ -91,7 +96,61 @@ impl Engine {
             QueryEngine::with_tables(tables, QueryLimits::default(), &settings())
                 .await
                 .unwrap(),
+            0,
         )
+    }
+
+    /// Adds the rollup rows of the spans inserted since the last call, as ingest writes them
+    /// (with `is_error` derived as ingest derives it when the fixture leaves it out).
+    async fn roll_up(&mut self) -> Result<(), QueryError> {
+        let ctx = self.0.session();
+        let spans = ctx.sql("SELECT * FROM spans").await?.collect().await?;
+        let schema = schema::table(schema::SPANS).schema();
+        let all = arrow::compute::concat_batches(&spans[0].schema(), &spans)?;
+        let new = all.slice(self.1, all.num_rows() - self.1);
+        self.1 = all.num_rows();
+        let text = |name: &str| new.column_by_name(name).unwrap().as_string::<i32>().clone();
+        let int = |name: &str| {
+            new.column_by_name(name)
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .clone()
+        };
+        let (status, kind, http, grpc) = (
+            text("status_code"),
+            text("span_kind"),
+            int("http_response_status_code"),
+            int("rpc_grpc_status_code"),
+        );
+        let given = new.column_by_name("is_error").unwrap().as_boolean().clone();
+        let is_error: BooleanArray = (0..new.num_rows())
+            .map(|i| {
+                if given.is_valid(i) {
+                    return Some(given.value(i));
+                }
+                let status = StatusCode::from_str_name(&format!("STATUS_CODE_{}", status.value(i)));
+                let kind = SpanKind::from_str_name(&format!("SPAN_KIND_{}", kind.value(i)));
+                let code = |a: &Int32Array| a.is_valid(i).then(|| a.value(i));
+                Some(traces::is_error(
+                    status.map_or(0, |s| s as i32),
+                    kind.map_or(0, |k| k as i32),
+                    code(&http),
+                    code(&grpc),
+                ))
+            })
+            .collect();
+        let mut columns = new.columns().to_vec();
+        columns[schema.index_of("is_error")?] = Arc::new(is_error);
+        let new = RecordBatch::try_new(new.schema(), columns)?;
+        let config = RollupConfig {
+            health_check_routes: settings().health_check_routes,
+        };
+        for (table, batch) in rollup::span_rollups(&new, &config)? {
+            ctx.read_batch(batch)?
+                .write_table(table, Default::default())
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -129,6 +188,9 @@ impl AsyncDB for Engine {
         if first.eq_ignore_ascii_case("INSERT") {
             // Fixtures go straight to the session: query users cannot write.
             self.0.session().sql(sql).await?.collect().await?;
+            if sql.split_whitespace().nth(2) == Some("spans") {
+                self.roll_up().await?;
+            }
             return Ok(DBOutput::StatementComplete(0));
         }
         let batches = self.0.sql(sql).await?;

@@ -1,0 +1,738 @@
+//! Span rollups: spans aggregated per time bucket, service, endpoint, span kind and status
+//! class, with a mergeable latency sketch, so that KPI queries over days read thousands of
+//! rows instead of millions of spans.
+//!
+//! Rollup rows are computed from each ingested spans batch and logged in the same WAL record as
+//! the spans, so they are exactly as durable as the spans and a replay restores both. A rollup
+//! row is a partial aggregate: the rows of one key from different requests (late spans
+//! included) are merged when a flush writes them and again when compaction merges files, and a
+//! query sums what is left. No span is ever counted twice, because each lands in exactly one
+//! row.
+//!
+//! The sketch is an exponential histogram at the fixed scale [`SKETCH_SCALE`] (the bucket
+//! layout of OTLP exponential histograms), stored sparsely: a minute of one endpoint holds a few
+//! spans spread over a wide range, where the dense OTLP layout would store mostly zeros. The
+//! log-midpoint of a bucket is within 2^(2^-7) - 1 ≈ 0.54 % of every value in it.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Int32Array, Int32Builder, Int64Array,
+    Int64Builder, ListBuilder, RecordBatch, StringArray, StringBuilder, TimestampNanosecondArray,
+};
+use arrow::datatypes::{Int32Type, Int64Type};
+use arrow::error::ArrowError;
+
+use crate::schema::{self, TableDef};
+
+/// Scale of the latency sketches: 64 buckets per doubling.
+pub const SKETCH_SCALE: i32 = 6;
+
+/// The sketch bucket of a positive duration: bucket `i` holds (2^(i/64), 2^((i+1)/64)].
+pub fn bucket_index(duration_ns: i64) -> i32 {
+    let per_doubling = f64::from(1 << SKETCH_SCALE);
+    ((duration_ns as f64).log2() * per_doubling).ceil() as i32 - 1
+}
+
+/// Which health-check requests a rollup marks (`--kpi-health-check-routes`).
+#[derive(Debug, Clone, Default)]
+pub struct RollupConfig {
+    pub health_check_routes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum StatusClass {
+    Ok,
+    Throttled,
+    Error,
+}
+
+impl StatusClass {
+    fn as_str(self) -> &'static str {
+        match self {
+            StatusClass::Ok => "ok",
+            StatusClass::Throttled => "throttled",
+            StatusClass::Error => "error",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, ArrowError> {
+        match s {
+            "ok" => Ok(StatusClass::Ok),
+            "throttled" => Ok(StatusClass::Throttled),
+            "error" => Ok(StatusClass::Error),
+            other => Err(ArrowError::InvalidArgumentError(format!(
+                "unknown status class {other:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key<'a> {
+    time: i64,
+    service: &'a str,
+    endpoint: Cow<'a, str>,
+    kind: &'a str,
+    class: StatusClass,
+    health_check: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Aggregate {
+    spans: i64,
+    sum: i64,
+    min: i64,
+    max: i64,
+    zero: i64,
+    buckets: BTreeMap<i32, i64>,
+}
+
+impl Aggregate {
+    fn add_span(&mut self, duration_ns: i64) {
+        self.add(1, duration_ns, duration_ns, duration_ns);
+        if duration_ns <= 0 {
+            self.zero += 1;
+        } else {
+            *self.buckets.entry(bucket_index(duration_ns)).or_default() += 1;
+        }
+    }
+
+    fn add(&mut self, spans: i64, sum: i64, min: i64, max: i64) {
+        if self.spans == 0 {
+            (self.min, self.max) = (min, max);
+        } else {
+            self.min = self.min.min(min);
+            self.max = self.max.max(max);
+        }
+        self.spans += spans;
+        self.sum = self.sum.saturating_add(sum);
+    }
+}
+
+/// Rows of one rollup table being aggregated.
+#[derive(Default)]
+struct Rollup<'a> {
+    groups: HashMap<Key<'a>, Aggregate>,
+}
+
+fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Result<&'b T, ArrowError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name} missing or mistyped")))
+}
+
+fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn opt_i32(a: &Int32Array, i: usize) -> Option<i32> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn bucket_start(t: i64, width_ns: i64) -> i64 {
+    t.div_euclid(width_ns) * width_ns
+}
+
+/// The rows a batch of `spans` adds to each rollup table: what ingest logs with the spans.
+pub fn span_rollups(
+    spans: &RecordBatch,
+    config: &RollupConfig,
+) -> Result<[(&'static str, RecordBatch); 2], ArrowError> {
+    let minute = spans_to_rollup(spans, config)?;
+    let hour = combine(
+        schema::table(schema::SPAN_ROLLUP_1H),
+        std::slice::from_ref(&minute),
+    )?;
+    Ok([
+        (schema::SPAN_ROLLUP_1M, minute),
+        (schema::SPAN_ROLLUP_1H, hour),
+    ])
+}
+
+/// The `span_rollup_1m` rows of a batch of `spans` rows.
+pub fn spans_to_rollup(
+    spans: &RecordBatch,
+    config: &RollupConfig,
+) -> Result<RecordBatch, ArrowError> {
+    let def = schema::table(schema::SPAN_ROLLUP_1M);
+    let width = def.rollup_width_ns.unwrap_or(1);
+    let start = column::<TimestampNanosecondArray>(spans, "start_time")?;
+    let duration = column::<Int64Array>(spans, "duration_ns")?;
+    let service = column::<StringArray>(spans, "service_name")?;
+    let name = column::<StringArray>(spans, "span_name")?;
+    let kind = column::<StringArray>(spans, "span_kind")?;
+    let status = column::<StringArray>(spans, "status_code")?;
+    let is_error = column::<BooleanArray>(spans, "is_error")?;
+    let route = column::<StringArray>(spans, "http_route")?;
+    let path = column::<StringArray>(spans, "url_path")?;
+    let http_status = column::<Int32Array>(spans, "http_response_status_code")?;
+    let rpc_service = column::<StringArray>(spans, "rpc_service")?;
+    let rpc_method = column::<StringArray>(spans, "rpc_method")?;
+    let grpc_status = column::<Int32Array>(spans, "rpc_grpc_status_code")?;
+
+    let mut rollup = Rollup::default();
+    for i in 0..spans.num_rows() {
+        let route_i = opt_str(route, i);
+        // The endpoint as `server_requests` defines it.
+        let endpoint = match (route_i, opt_str(rpc_service, i)) {
+            (Some(r), _) => Cow::Borrowed(r),
+            (None, Some(s)) => Cow::Owned(format!("{s}/{}", opt_str(rpc_method, i).unwrap_or(""))),
+            (None, None) => Cow::Borrowed(name.value(i)),
+        };
+        let class = if is_error.value(i) {
+            StatusClass::Error
+        } else if status.value(i) != "OK"
+            && (opt_i32(http_status, i) == Some(429) || opt_i32(grpc_status, i) == Some(8))
+        {
+            StatusClass::Throttled
+        } else {
+            StatusClass::Ok
+        };
+        let health_check = route_i
+            .or_else(|| opt_str(path, i))
+            .is_some_and(|p| config.health_check_routes.iter().any(|r| r == p));
+        let key = Key {
+            time: bucket_start(start.value(i), width),
+            service: service.value(i),
+            endpoint,
+            kind: kind.value(i),
+            class,
+            health_check,
+        };
+        rollup
+            .groups
+            .entry(key)
+            .or_default()
+            .add_span(duration.value(i));
+    }
+    rollup.finish(def)
+}
+
+/// Merges the rows of `batches` (rows of any rollup table) that share a key of `def`, after
+/// moving each row's time to the start of its bucket in `def`: what a flush and a compaction
+/// write, and how `span_rollup_1h` is made from `span_rollup_1m`.
+pub fn combine(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBatch, ArrowError> {
+    let width = def
+        .rollup_width_ns
+        .ok_or_else(|| ArrowError::InvalidArgumentError(format!("{} is no rollup", def.name)))?;
+    let mut rollup = Rollup::default();
+    for batch in batches {
+        let time = column::<TimestampNanosecondArray>(batch, "time")?;
+        let service = column::<StringArray>(batch, "service_name")?;
+        let endpoint = column::<StringArray>(batch, "endpoint")?;
+        let kind = column::<StringArray>(batch, "span_kind")?;
+        let class = column::<StringArray>(batch, "status_class")?;
+        let health_check = column::<BooleanArray>(batch, "health_check")?;
+        let spans = column::<Int64Array>(batch, "spans")?;
+        let sum = column::<Int64Array>(batch, "duration_sum_ns")?;
+        let min = column::<Int64Array>(batch, "duration_min_ns")?;
+        let max = column::<Int64Array>(batch, "duration_max_ns")?;
+        let zero = column::<Int64Array>(batch, "latency_zero_count")?;
+        let indexes = batch
+            .column_by_name("latency_bucket_index")
+            .map(|c| c.as_list::<i32>())
+            .ok_or_else(|| ArrowError::SchemaError("latency_bucket_index missing".into()))?;
+        let counts = batch
+            .column_by_name("latency_bucket_count")
+            .map(|c| c.as_list::<i32>())
+            .ok_or_else(|| ArrowError::SchemaError("latency_bucket_count missing".into()))?;
+        for i in 0..batch.num_rows() {
+            let key = Key {
+                time: bucket_start(time.value(i), width),
+                service: service.value(i),
+                endpoint: Cow::Borrowed(endpoint.value(i)),
+                kind: kind.value(i),
+                class: StatusClass::parse(class.value(i))?,
+                health_check: health_check.value(i),
+            };
+            let agg = rollup.groups.entry(key).or_default();
+            agg.add(spans.value(i), sum.value(i), min.value(i), max.value(i));
+            agg.zero += zero.value(i);
+            let index = indexes.value(i);
+            let count = counts.value(i);
+            let (index, count) = (
+                index.as_primitive::<Int32Type>(),
+                count.as_primitive::<Int64Type>(),
+            );
+            if index.len() != count.len() {
+                return Err(ArrowError::InvalidArgumentError(
+                    "a sketch has as many bucket indexes as counts".into(),
+                ));
+            }
+            for (b, c) in index.values().iter().zip(count.values()) {
+                *agg.buckets.entry(*b).or_default() += c;
+            }
+        }
+    }
+    rollup.finish(def)
+}
+
+impl Rollup<'_> {
+    fn finish(self, def: &TableDef) -> Result<RecordBatch, ArrowError> {
+        let mut groups: Vec<_> = self.groups.into_iter().collect();
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let n = groups.len();
+        let mut time = Vec::with_capacity(n);
+        let mut service = StringBuilder::with_capacity(n, n * 16);
+        let mut endpoint = StringBuilder::with_capacity(n, n * 24);
+        let mut kind = StringBuilder::with_capacity(n, n * 8);
+        let mut class = StringBuilder::with_capacity(n, n * 4);
+        let mut health_check = BooleanBuilder::with_capacity(n);
+        let mut spans = Int64Builder::with_capacity(n);
+        let mut sum = Int64Builder::with_capacity(n);
+        let mut min = Int64Builder::with_capacity(n);
+        let mut max = Int64Builder::with_capacity(n);
+        let mut zero = Int64Builder::with_capacity(n);
+        let mut index = ListBuilder::new(Int32Builder::new()).with_field(list_item(def, 11)?);
+        let mut count = ListBuilder::new(Int64Builder::new()).with_field(list_item(def, 12)?);
+        for (k, a) in &groups {
+            time.push(k.time);
+            service.append_value(k.service);
+            endpoint.append_value(&k.endpoint);
+            kind.append_value(k.kind);
+            class.append_value(k.class.as_str());
+            health_check.append_value(k.health_check);
+            spans.append_value(a.spans);
+            sum.append_value(a.sum);
+            min.append_value(a.min);
+            max.append_value(a.max);
+            zero.append_value(a.zero);
+            index
+                .values()
+                .append_slice(&a.buckets.keys().copied().collect::<Vec<_>>());
+            index.append(true);
+            count
+                .values()
+                .append_slice(&a.buckets.values().copied().collect::<Vec<_>>());
+            count.append(true);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampNanosecondArray::from(time).with_timezone("UTC")),
+            Arc::new(service.finish()),
+            Arc::new(endpoint.finish()),
+            Arc::new(kind.finish()),
+            Arc::new(class.finish()),
+            Arc::new(health_check.finish()),
+            Arc::new(spans.finish()),
+            Arc::new(sum.finish()),
+            Arc::new(min.finish()),
+            Arc::new(max.finish()),
+            Arc::new(zero.finish()),
+            Arc::new(index.finish()),
+            Arc::new(count.finish()),
+        ];
+        RecordBatch::try_new(def.schema(), columns)
+    }
+}
+
+/// The item field of list column `i` of a rollup table, so built lists match the schema.
+fn list_item(def: &TableDef, i: usize) -> Result<Arc<arrow::datatypes::Field>, ArrowError> {
+    match def.schema().field(i).data_type() {
+        arrow::datatypes::DataType::List(f) => Ok(f.clone()),
+        other => Err(ArrowError::SchemaError(format!(
+            "{} column {i} is {other}, not a list",
+            def.name
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+
+    use super::*;
+    use crate::ingest::Ingester;
+    use crate::store::{Store, StoreConfig};
+
+    const MINUTE: u64 = 60_000_000_000;
+    /// 2026-11-02T10:00:00Z.
+    const T0: u64 = 1_793_613_600_000_000_000;
+
+    fn attr(key: &str, value: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn route(r: &str) -> KeyValue {
+        attr("http.route", any_value::Value::StringValue(r.into()))
+    }
+
+    fn http_status(code: i64) -> KeyValue {
+        attr(
+            "http.response.status_code",
+            any_value::Value::IntValue(code),
+        )
+    }
+
+    /// A SERVER span of service `svc` starting `offset_ns` after [`T0`].
+    fn span(offset_ns: u64, duration_ns: u64, attributes: Vec<KeyValue>, status: i32) -> Span {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "GET".into(),
+            kind: 2,
+            start_time_unix_nano: T0 + offset_ns,
+            end_time_unix_nano: T0 + offset_ns + duration_ns,
+            attributes,
+            status: Some(Status {
+                code: status,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: vec![attr(
+                        "service.name",
+                        any_value::Value::StringValue("svc".into()),
+                    )],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// (time offset in minutes, endpoint, class, health_check, spans, sum, min, max, zero,
+    /// buckets) of every row, in key order.
+    type Row = (
+        i64,
+        String,
+        String,
+        bool,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        Vec<(i32, i64)>,
+    );
+
+    fn rows(batch: &RecordBatch) -> Vec<Row> {
+        let s = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_string::<i32>()
+                .clone()
+        };
+        let n = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
+        let time = batch
+            .column_by_name("time")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+            .clone();
+        let (endpoint, class) = (s("endpoint"), s("status_class"));
+        let health = batch
+            .column_by_name("health_check")
+            .unwrap()
+            .as_boolean()
+            .clone();
+        let (spans, sum, min, max, zero) = (
+            n("spans"),
+            n("duration_sum_ns"),
+            n("duration_min_ns"),
+            n("duration_max_ns"),
+            n("latency_zero_count"),
+        );
+        let index = batch
+            .column_by_name("latency_bucket_index")
+            .unwrap()
+            .as_list::<i32>()
+            .clone();
+        let count = batch
+            .column_by_name("latency_bucket_count")
+            .unwrap()
+            .as_list::<i32>()
+            .clone();
+        let mut out: Vec<Row> = (0..batch.num_rows())
+            .map(|i| {
+                let buckets = index
+                    .value(i)
+                    .as_primitive::<Int32Type>()
+                    .values()
+                    .iter()
+                    .copied()
+                    .zip(
+                        count
+                            .value(i)
+                            .as_primitive::<Int64Type>()
+                            .values()
+                            .iter()
+                            .copied(),
+                    )
+                    .collect();
+                (
+                    (time.value(i) - T0 as i64) / MINUTE as i64,
+                    endpoint.value(i).to_owned(),
+                    class.value(i).to_owned(),
+                    health.value(i),
+                    spans.value(i),
+                    sum.value(i),
+                    min.value(i),
+                    max.value(i),
+                    zero.value(i),
+                    buckets,
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn bucket_boundaries_follow_the_exponential_histogram_layout() {
+        // 2^10 ns is the upper bound of bucket 639 (inclusive); one more starts bucket 640.
+        assert_eq!(bucket_index(1024), 639);
+        assert_eq!(bucket_index(1025), 640);
+        assert_eq!(bucket_index(1), -1);
+        assert_eq!(bucket_index(2), 63);
+        // Every value is within 0.54 % of its bucket's log-midpoint.
+        for v in [3_i64, 999, 1_234_567, 987_654_321_000] {
+            let i = bucket_index(v);
+            let mid = 2f64.powf((f64::from(i) + 0.5) / 64.0);
+            assert!((mid / v as f64 - 1.0).abs() < 0.0055, "{v}: {mid}");
+        }
+    }
+
+    #[test]
+    fn spans_are_counted_per_minute_endpoint_and_class() {
+        let spans = vec![
+            span(0, 1_000, vec![route("/a")], 0),
+            span(1_000, 3_000, vec![route("/a")], 0),
+            span(MINUTE - 1, 1_024, vec![route("/a")], 0),
+            span(MINUTE, 0, vec![route("/a")], 0),
+            span(5, 2_000, vec![route("/a"), http_status(503)], 0),
+            span(6, 2_000, vec![route("/a"), http_status(429)], 0),
+            // A status set to OK is final, whatever the HTTP status says.
+            span(7, 2_000, vec![route("/a"), http_status(429)], 1),
+            span(8, 50, vec![route("/healthz")], 0),
+            span(
+                9,
+                50,
+                vec![attr(
+                    "url.path",
+                    any_value::Value::StringValue("/healthz".into()),
+                )],
+                0,
+            ),
+            span(
+                10,
+                70,
+                vec![
+                    attr("rpc.service", any_value::Value::StringValue("Cart".into())),
+                    attr("rpc.method", any_value::Value::StringValue("Get".into())),
+                ],
+                0,
+            ),
+        ];
+        let batch = crate::convert::traces::convert(&request(spans))
+            .unwrap()
+            .batches
+            .remove(0)
+            .1;
+        let config = RollupConfig {
+            health_check_routes: vec!["/healthz".into()],
+        };
+        let got = rows(&spans_to_rollup(&batch, &config).unwrap());
+        let want: Vec<Row> = vec![
+            (
+                0,
+                "/a".into(),
+                "error".into(),
+                false,
+                1,
+                2_000,
+                2_000,
+                2_000,
+                0,
+                vec![(bucket_index(2_000), 1)],
+            ),
+            (
+                0,
+                "/a".into(),
+                "ok".into(),
+                false,
+                4,
+                7_024,
+                1_000,
+                3_000,
+                0,
+                vec![
+                    (bucket_index(1_000), 1),
+                    (639, 1),
+                    (bucket_index(2_000), 1),
+                    (bucket_index(3_000), 1),
+                ],
+            ),
+            (
+                0,
+                "/a".into(),
+                "throttled".into(),
+                false,
+                1,
+                2_000,
+                2_000,
+                2_000,
+                0,
+                vec![(bucket_index(2_000), 1)],
+            ),
+            (
+                0,
+                "/healthz".into(),
+                "ok".into(),
+                true,
+                1,
+                50,
+                50,
+                50,
+                0,
+                vec![(bucket_index(50), 1)],
+            ),
+            (
+                0,
+                "Cart/Get".into(),
+                "ok".into(),
+                false,
+                1,
+                70,
+                70,
+                70,
+                0,
+                vec![(bucket_index(70), 1)],
+            ),
+            // No route: the endpoint is the span name, the health check is the path.
+            (
+                0,
+                "GET".into(),
+                "ok".into(),
+                true,
+                1,
+                50,
+                50,
+                50,
+                0,
+                vec![(bucket_index(50), 1)],
+            ),
+            (1, "/a".into(), "ok".into(), false, 1, 0, 0, 0, 1, vec![]),
+        ];
+        let mut want = want;
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn combining_partial_rows_neither_loses_nor_doubles_a_span() {
+        let one = |offset, duration| {
+            let req = request(vec![span(offset, duration, vec![route("/a")], 0)]);
+            let batch = crate::convert::traces::convert(&req)
+                .unwrap()
+                .batches
+                .remove(0)
+                .1;
+            spans_to_rollup(&batch, &RollupConfig::default()).unwrap()
+        };
+        let parts = [one(0, 100), one(10, 300), one(MINUTE * 2, 100)];
+        let minute = rows(&combine(schema::table(schema::SPAN_ROLLUP_1M), &parts).unwrap());
+        assert_eq!(minute.len(), 2);
+        assert_eq!(minute[0].4, 2);
+        assert_eq!((minute[0].5, minute[0].6, minute[0].7), (400, 100, 300));
+        assert_eq!(
+            minute[0].9,
+            vec![(bucket_index(100), 1), (bucket_index(300), 1)]
+        );
+        // The hour holds all three.
+        let hour = rows(&combine(schema::table(schema::SPAN_ROLLUP_1H), &parts).unwrap());
+        assert_eq!(hour.len(), 1);
+        assert_eq!((hour[0].0, hour[0].4, hour[0].5), (0, 3, 500));
+        assert_eq!(
+            hour[0].9,
+            vec![(bucket_index(100), 2), (bucket_index(300), 1)]
+        );
+    }
+
+    /// Through the ingest path: rollups are written with their spans, merged by flushes and
+    /// compaction, and a late span for a minute already in Parquet adds to it.
+    #[test]
+    fn late_spans_add_to_minutes_already_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(StoreConfig::new(dir.path())).unwrap());
+        let ingester = Ingester::new(store.clone(), None, RollupConfig::default());
+        let total = |table: &str| -> (usize, i64) {
+            let snap = store.snapshot(table).unwrap();
+            let mut batches = snap.batches.clone();
+            for f in &snap.files {
+                batches.extend(crate::parquet::read_file(&f.path).unwrap());
+            }
+            let spans = batches
+                .iter()
+                .map(|b| {
+                    b.column_by_name("spans")
+                        .unwrap()
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .sum::<i64>()
+                })
+                .sum();
+            (batches.iter().map(|b| b.num_rows()).sum(), spans)
+        };
+        for k in 0..3 {
+            ingester
+                .traces(&request(vec![span(k, 100, vec![route("/a")], 0)]))
+                .unwrap();
+        }
+        assert_eq!(
+            total(schema::SPAN_ROLLUP_1M),
+            (3, 3),
+            "one partial row per request"
+        );
+        store.flush_all(true).unwrap();
+        assert_eq!(total(schema::SPAN_ROLLUP_1M), (1, 3), "a flush merges them");
+        // Late: the same minute, after it was written.
+        ingester
+            .traces(&request(vec![span(5, 100, vec![route("/a")], 0)]))
+            .unwrap();
+        store.flush_all(true).unwrap();
+        assert_eq!(total(schema::SPAN_ROLLUP_1M), (2, 4));
+        assert_eq!(total(schema::SPAN_ROLLUP_1H), (2, 4));
+        let stats = store.compact(64 << 20, i64::MAX).unwrap();
+        assert_eq!(
+            stats.files_merged, 6,
+            "two files each of spans and both rollups"
+        );
+        assert_eq!(
+            total(schema::SPAN_ROLLUP_1M),
+            (1, 4),
+            "compaction merges the late row"
+        );
+        assert_eq!(total(schema::SPAN_ROLLUP_1H), (1, 4));
+        let spans = store.snapshot(schema::SPANS).unwrap();
+        assert_eq!(spans.files.iter().map(|f| f.rows).sum::<u64>(), 4);
+    }
+}
