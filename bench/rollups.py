@@ -179,7 +179,8 @@ def main():
                        for t in ("span_rollup_1m", "span_rollup_1h")]
         last = http_sql(ports["http"], 'SELECT max("time") FROM span_rollup_1m')[0][0]
         end = datetime.fromisoformat(last.replace("Z", "+00:00")).astimezone(timezone.utc)
-        end = end.replace(tzinfo=None)
+        # Whole hours, so that both sides see the same spans in every bucket.
+        end = end.replace(tzinfo=None, minute=0, second=0, microsecond=0)
         print(f"{spans} spans, {services} services; rollup rows: {rollup_rows[0]} per minute, "
               f"{rollup_rows[1]} per hour; queries end at {end.isoformat()}Z")
 

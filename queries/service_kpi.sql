@@ -1,6 +1,6 @@
 -- service_kpi_1m, service_kpi_1h: per service and minute (hour), the RED signals and their
--- SLIs, read from the span rollups (span_rollup_1m, span_rollup_1h) so that a range of weeks
--- reads one row per endpoint and bucket instead of every span.
+-- SLIs, read from the service rollups (service_rollup_1m, service_rollup_1h) so that a range of
+-- weeks reads a few rows per service and bucket instead of every span.
 --
 -- requests: server requests (SERVER and CONSUMER spans, health checks excluded) that started
 -- in the bucket; errors: those that went bad, as server_requests.is_bad defines it (status
@@ -22,7 +22,7 @@ WITH g AS (
       AS latency,
     latency_sketch(r.latency_bucket_index, r.latency_bucket_count, r.latency_zero_count)
       FILTER (WHERE NOT ({rollup_is_bad})) AS good_latency
-  FROM span_rollup_{width} r
+  FROM service_rollup_{width} r
   WHERE r.span_kind IN ('SERVER', 'CONSUMER') AND NOT r.health_check
   GROUP BY 1, 2
 )

@@ -7,7 +7,7 @@ WITH m AS (
   SELECT
     slo_name,
     date_bin(INTERVAL '1 minute', start_time, TIMESTAMP '1970-01-01T00:00:00Z') AS minute,
-    count(*) AS requests,
+    sum(requests) AS requests,
     sum(bad) AS bad_requests
   FROM slo_events
   WHERE age_ns < window_ns

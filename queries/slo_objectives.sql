@@ -1,6 +1,6 @@
 -- slo_objectives: every SLO in force: those of the SLO file (slo_definitions), and the
 -- default one (service '*') for every other service that served requests within the default
--- window, named "<service>-availability".
+-- window (to the hour: service_rollup_1h), named "<service>-availability".
 CREATE VIEW slo_objectives AS
 SELECT * FROM slo_definitions WHERE service_name <> '*'
   UNION ALL
@@ -22,8 +22,9 @@ SELECT * FROM slo_definitions WHERE service_name <> '*'
     d.ticket_burn_rate_3d
   FROM slo_definitions d
   CROSS JOIN (
-    SELECT DISTINCT service_name FROM server_requests
-    WHERE CAST(start_time AS BIGINT) > CAST(now() AS BIGINT)
+    SELECT DISTINCT service_name FROM service_rollup_1h
+    WHERE span_kind IN ('SERVER', 'CONSUMER') AND NOT health_check
+      AND CAST("time" AS BIGINT) + 3600000000000 > CAST(now() AS BIGINT)
       - (SELECT max(window_ns) FROM slo_definitions WHERE service_name = '*')
   ) s
   WHERE d.service_name = '*'

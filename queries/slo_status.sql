@@ -1,5 +1,5 @@
 -- slo_status: every SLO (slo_definitions: the SLO file's, and the default for every other
--- service that served requests within the default window) evaluated now over server_requests.
+-- service that served requests within the default window) evaluated now over slo_events.
 --
 -- A request is bad for an availability SLO when is_bad, for a latency SLO also when it took
 -- longer than the threshold. Over the SLO's rolling window:
@@ -18,25 +18,25 @@ CREATE VIEW slo_status AS
 WITH totals AS (
   SELECT
     slo_name,
-    sum(CASE WHEN age_ns < window_ns THEN 1 ELSE 0 END) AS requests,
+    sum(CASE WHEN age_ns < window_ns THEN requests ELSE 0 END) AS requests,
     sum(CASE WHEN age_ns < window_ns THEN bad ELSE 0 END) AS bad_requests,
-    sum(CASE WHEN age_ns < 300000000000 THEN 1 ELSE 0 END) AS requests_5m,
+    sum(CASE WHEN age_ns < 300000000000 THEN requests ELSE 0 END) AS requests_5m,
     sum(CASE WHEN age_ns < 300000000000 THEN bad ELSE 0 END) AS bad_5m,
-    sum(CASE WHEN age_ns < 1800000000000 THEN 1 ELSE 0 END) AS requests_30m,
+    sum(CASE WHEN age_ns < 1800000000000 THEN requests ELSE 0 END) AS requests_30m,
     sum(CASE WHEN age_ns < 1800000000000 THEN bad ELSE 0 END) AS bad_30m,
-    sum(CASE WHEN age_ns < 3600000000000 THEN 1 ELSE 0 END) AS requests_1h,
+    sum(CASE WHEN age_ns < 3600000000000 THEN requests ELSE 0 END) AS requests_1h,
     sum(CASE WHEN age_ns < 3600000000000 THEN bad ELSE 0 END) AS bad_1h,
-    sum(CASE WHEN age_ns < 21600000000000 THEN 1 ELSE 0 END) AS requests_6h,
+    sum(CASE WHEN age_ns < 21600000000000 THEN requests ELSE 0 END) AS requests_6h,
     sum(CASE WHEN age_ns < 21600000000000 THEN bad ELSE 0 END) AS bad_6h,
-    sum(CASE WHEN age_ns < 86400000000000 THEN 1 ELSE 0 END) AS requests_1d,
+    sum(CASE WHEN age_ns < 86400000000000 THEN requests ELSE 0 END) AS requests_1d,
     sum(CASE WHEN age_ns < 86400000000000 THEN bad ELSE 0 END) AS bad_1d,
-    sum(CASE WHEN age_ns < 259200000000000 THEN 1 ELSE 0 END) AS requests_3d,
+    sum(CASE WHEN age_ns < 259200000000000 THEN requests ELSE 0 END) AS requests_3d,
     sum(CASE WHEN age_ns < 259200000000000 THEN bad ELSE 0 END) AS bad_3d
   FROM slo_events
   GROUP BY slo_name
 ),
 slices AS (
-  SELECT slo_name, slice, count(*) AS requests, sum(bad) AS bad
+  SELECT slo_name, slice, sum(requests) AS requests, sum(bad) AS bad
   FROM slo_events WHERE age_ns < window_ns
   GROUP BY slo_name, slice
 ),

@@ -881,6 +881,25 @@ mod tests {
     }
 
     #[test]
+    fn percentiles_follow_percentile_cont_over_bucket_midpoints() {
+        // Scale 0: 1.5 and 3 sit in (1, 2] and (2, 4], represented by 2^0.5 and 2^1.5.
+        let h = record(&[1.5, 3.0, 3.0, 0.0], 0);
+        let (lo, hi) = (2f64.sqrt(), 2f64.powf(1.5));
+        // Sorted: 0, lo, hi, hi; rank φ(n-1) interpolated linearly.
+        assert_eq!(h.percentile(0.0), Some(0.0));
+        assert_eq!(h.percentile(1.0 / 3.0), Some(lo));
+        assert!((h.percentile(0.5).unwrap() - (lo + hi) / 2.0).abs() < 1e-12);
+        assert_eq!(h.percentile(1.0), Some(hi));
+        assert_eq!(h.percentile(1.5), None);
+        assert_eq!(record(&[], 0).percentile(0.5), None);
+        // Counted at their midpoints: 1.5 (~1.41) is at most 1.45, the 3s are not.
+        assert_eq!(h.count_le(1.45), 2);
+        assert_eq!(h.count_le(1.4), 1);
+        assert_eq!(h.count_le(100.0), 4);
+        assert_eq!(h.count_le(-1.0), 0);
+    }
+
+    #[test]
     fn merging_scales_downscales_the_finer_side() {
         // Scale 1 buckets 2 and 3 are (2, 2^1.5] and (2^1.5, 4]: bucket 1 at scale 0.
         let fine = record(&[2.5, 3.5], 1);
@@ -934,6 +953,24 @@ mod tests {
     }
 
     proptest! {
+        /// At scale 6 every percentile is within 2^(1/128) - 1 (0.54 %) of the exact
+        /// percentile_cont of the values.
+        #[test]
+        fn scale_6_percentiles_are_within_0_54_percent(
+            values in prop::collection::vec((0.0f64..30.0).prop_map(f64::exp2), 1..300),
+            phi in 0.0f64..=1.0,
+        ) {
+            let h = record(&values, 6);
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let rank = phi * (sorted.len() - 1) as f64;
+            let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+            let exact = sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64);
+            let estimate = h.percentile(phi).expect("not empty");
+            prop_assert!((estimate / exact - 1.0).abs() <= 2f64.powf(1.0 / 128.0) - 1.0 + 1e-9,
+                "estimate {} exact {}", estimate, exact);
+        }
+
         /// Merging histograms of different scales keeps every observation and answers each
         /// quantile within one bucket of the exact value at the merged scale.
         #[test]

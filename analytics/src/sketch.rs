@@ -300,3 +300,115 @@ impl Accumulator for SketchGroups {
         GroupsAccumulator::size(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int32Builder, Int64Builder, ListBuilder, RecordBatch};
+    use arrow::datatypes::Schema;
+    use datafusion::datasource::MemTable;
+    use headroom_collector::rollup::bucket_index;
+
+    use super::*;
+
+    /// Sparse sketches as the rollups store them, one per (group, durations in ns).
+    fn table(rows: &[(&str, &[i64])]) -> RecordBatch {
+        let mut index = ListBuilder::new(Int32Builder::new());
+        let mut count = ListBuilder::new(Int64Builder::new());
+        let mut zero = Vec::new();
+        for (_, durations) in rows {
+            let mut buckets = std::collections::BTreeMap::new();
+            for d in *durations {
+                if *d > 0 {
+                    *buckets.entry(bucket_index(*d)).or_insert(0i64) += 1;
+                }
+            }
+            index
+                .values()
+                .append_slice(&buckets.keys().copied().collect::<Vec<_>>());
+            index.append(true);
+            count
+                .values()
+                .append_slice(&buckets.values().copied().collect::<Vec<_>>());
+            count.append(true);
+            zero.push(durations.iter().filter(|d| **d <= 0).count() as i64);
+        }
+        let groups: Vec<&str> = rows.iter().map(|(g, _)| *g).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(arrow::array::StringArray::from(groups)),
+            Arc::new(index.finish()),
+            Arc::new(count.finish()),
+            Arc::new(Int64Array::from(zero)),
+        ];
+        let schema = Schema::new(
+            ["g", "idx", "cnt", "zero"]
+                .iter()
+                .zip(&columns)
+                .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        );
+        RecordBatch::try_new(Arc::new(schema), columns).unwrap()
+    }
+
+    async fn query(batch: RecordBatch, sql: &str) -> Vec<RecordBatch> {
+        let ctx = SessionContext::new();
+        crate::exp_histogram::register(&ctx);
+        register(&ctx);
+        let t = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+        ctx.register_table("t", Arc::new(t)).unwrap();
+        ctx.sql(sql).await.unwrap().collect().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn sketches_merge_per_group_and_answer_percentiles() {
+        let ms = 1_000_000;
+        let batch = table(&[
+            ("a", &[10 * ms, 20 * ms]),
+            ("a", &[30 * ms, 0]),
+            ("b", &[5 * ms]),
+            ("b", &[]),
+        ]);
+        let out = query(
+            batch,
+            "SELECT g, exp_histogram_count(s), exp_histogram_percentile(1.0, s) / 1e6,
+                    exp_histogram_count_le(s, 15e6)
+             FROM (SELECT g, latency_sketch(idx, cnt, zero) AS s FROM t GROUP BY g) ORDER BY g",
+        )
+        .await;
+        let b = &out[0];
+        let col = |i: usize| b.column(i).clone();
+        assert_eq!(col(1).as_primitive::<Int64Type>().values(), &[4, 1]);
+        let p100 = col(2);
+        let p100 = p100.as_primitive::<arrow::datatypes::Float64Type>();
+        assert!(
+            (p100.value(0) / 30.0 - 1.0).abs() < 0.0055,
+            "{}",
+            p100.value(0)
+        );
+        assert!(
+            (p100.value(1) / 5.0 - 1.0).abs() < 0.0055,
+            "{}",
+            p100.value(1)
+        );
+        // 0 and 10 ms are at most 15 ms.
+        assert_eq!(col(3).as_primitive::<Int64Type>().values(), &[2, 1]);
+        // Without GROUP BY, and with a filter that keeps nothing: NULL.
+        let batch = table(&[("a", &[10 * ms])]);
+        let out = query(
+            batch,
+            "SELECT exp_histogram_count(latency_sketch(idx, cnt, zero)),
+                    latency_sketch(idx, cnt, zero) FILTER (WHERE g = 'z') IS NULL FROM t",
+        )
+        .await;
+        assert_eq!(out[0].column(0).as_primitive::<Int64Type>().value(0), 1);
+        assert!(out[0].column(1).as_boolean().value(0));
+    }
+
+    #[test]
+    fn damaged_sketches_are_errors_not_panics() {
+        let mut d = Dense::default();
+        assert!(d.add(MAX_INDEX + 1, 1).is_err());
+        d.add(5, 1).unwrap();
+        d.add(2, 1).unwrap();
+        assert_eq!((d.offset, d.counts.clone()), (2, vec![1, 0, 0, 1]));
+    }
+}

@@ -77,7 +77,7 @@ pub fn merge(
     hour_ns: i64,
     inputs: &[DataFile],
 ) -> Result<DataFile, StoreError> {
-    if def.rollup_width_ns.is_some() {
+    if def.rollup.is_some() {
         return merge_rollup(root, def, hour_ns, inputs);
     }
     let schema = def.schema();

@@ -179,7 +179,7 @@ pub fn write_table(
         return Ok(Vec::new());
     }
     // Rollup rows of one key from many requests become one row.
-    let batches = match def.rollup_width_ns {
+    let batches = match def.rollup {
         Some(_) => vec![crate::rollup::combine(def, &batches)?],
         None => batches,
     };

@@ -27,6 +27,9 @@ use arrow::error::ArrowError;
 
 use crate::schema::{self, TableDef};
 
+/// The endpoint of a service rollup row: all of them.
+pub const ALL_ENDPOINTS: &str = "*";
+
 /// Scale of the latency sketches: 64 buckets per doubling.
 pub const SKETCH_SCALE: i32 = 6;
 
@@ -107,7 +110,7 @@ impl Aggregate {
             self.min = self.min.min(min);
             self.max = self.max.max(max);
         }
-        self.spans += spans;
+        self.spans = self.spans.saturating_add(spans);
         self.sum = self.sum.saturating_add(sum);
     }
 }
@@ -141,15 +144,20 @@ fn bucket_start(t: i64, width_ns: i64) -> i64 {
 pub fn span_rollups(
     spans: &RecordBatch,
     config: &RollupConfig,
-) -> Result<[(&'static str, RecordBatch); 2], ArrowError> {
+) -> Result<[(&'static str, RecordBatch); 4], ArrowError> {
     let minute = spans_to_rollup(spans, config)?;
-    let hour = combine(
-        schema::table(schema::SPAN_ROLLUP_1H),
-        std::slice::from_ref(&minute),
+    let from_minute = |table| combine(schema::table(table), std::slice::from_ref(&minute));
+    let hour = from_minute(schema::SPAN_ROLLUP_1H)?;
+    let service_minute = from_minute(schema::SERVICE_ROLLUP_1M)?;
+    let service_hour = combine(
+        schema::table(schema::SERVICE_ROLLUP_1H),
+        std::slice::from_ref(&service_minute),
     )?;
     Ok([
         (schema::SPAN_ROLLUP_1M, minute),
         (schema::SPAN_ROLLUP_1H, hour),
+        (schema::SERVICE_ROLLUP_1M, service_minute),
+        (schema::SERVICE_ROLLUP_1H, service_hour),
     ])
 }
 
@@ -159,7 +167,7 @@ pub fn spans_to_rollup(
     config: &RollupConfig,
 ) -> Result<RecordBatch, ArrowError> {
     let def = schema::table(schema::SPAN_ROLLUP_1M);
-    let width = def.rollup_width_ns.unwrap_or(1);
+    let width = def.rollup.map_or(1, |r| r.width_ns);
     let start = column::<TimestampNanosecondArray>(spans, "start_time")?;
     let duration = column::<Int64Array>(spans, "duration_ns")?;
     let service = column::<StringArray>(spans, "service_name")?;
@@ -216,9 +224,10 @@ pub fn spans_to_rollup(
 /// moving each row's time to the start of its bucket in `def`: what a flush and a compaction
 /// write, and how `span_rollup_1h` is made from `span_rollup_1m`.
 pub fn combine(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBatch, ArrowError> {
-    let width = def
-        .rollup_width_ns
+    let spec = def
+        .rollup
         .ok_or_else(|| ArrowError::InvalidArgumentError(format!("{} is no rollup", def.name)))?;
+    let width = spec.width_ns;
     let mut rollup = Rollup::default();
     for batch in batches {
         let time = column::<TimestampNanosecondArray>(batch, "time")?;
@@ -244,14 +253,18 @@ pub fn combine(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBatch, A
             let key = Key {
                 time: bucket_start(time.value(i), width),
                 service: service.value(i),
-                endpoint: Cow::Borrowed(endpoint.value(i)),
+                endpoint: Cow::Borrowed(if spec.by_endpoint {
+                    endpoint.value(i)
+                } else {
+                    ALL_ENDPOINTS
+                }),
                 kind: kind.value(i),
                 class: StatusClass::parse(class.value(i))?,
                 health_check: health_check.value(i),
             };
             let agg = rollup.groups.entry(key).or_default();
             agg.add(spans.value(i), sum.value(i), min.value(i), max.value(i));
-            agg.zero += zero.value(i);
+            agg.zero = agg.zero.saturating_add(zero.value(i));
             let index = indexes.value(i);
             let count = counts.value(i);
             let (index, count) = (
@@ -264,7 +277,8 @@ pub fn combine(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBatch, A
                 ));
             }
             for (b, c) in index.values().iter().zip(count.values()) {
-                *agg.buckets.entry(*b).or_default() += c;
+                let slot = agg.buckets.entry(*b).or_default();
+                *slot = slot.saturating_add(*c);
             }
         }
     }
@@ -674,6 +688,23 @@ mod tests {
             hour[0].9,
             vec![(bucket_index(100), 2), (bucket_index(300), 1)]
         );
+        // The service rollup merges endpoints.
+        let other = {
+            let req = request(vec![span(20, 300, vec![route("/b")], 0)]);
+            let batch = crate::convert::traces::convert(&req)
+                .unwrap()
+                .batches
+                .remove(0)
+                .1;
+            spans_to_rollup(&batch, &RollupConfig::default()).unwrap()
+        };
+        let all = [parts[0].clone(), parts[1].clone(), other];
+        let service = rows(&combine(schema::table(schema::SERVICE_ROLLUP_1M), &all).unwrap());
+        assert_eq!(service.len(), 1);
+        assert_eq!(
+            (service[0].1.as_str(), service[0].4, service[0].5),
+            ("*", 3, 700)
+        );
     }
 
     /// Through the ingest path: rollups are written with their spans, merged by flushes and
@@ -723,8 +754,8 @@ mod tests {
         assert_eq!(total(schema::SPAN_ROLLUP_1H), (2, 4));
         let stats = store.compact(64 << 20, i64::MAX).unwrap();
         assert_eq!(
-            stats.files_merged, 6,
-            "two files each of spans and both rollups"
+            stats.files_merged, 10,
+            "two files each of spans and four rollups"
         );
         assert_eq!(
             total(schema::SPAN_ROLLUP_1M),
@@ -732,6 +763,8 @@ mod tests {
             "compaction merges the late row"
         );
         assert_eq!(total(schema::SPAN_ROLLUP_1H), (1, 4));
+        assert_eq!(total(schema::SERVICE_ROLLUP_1M), (1, 4));
+        assert_eq!(total(schema::SERVICE_ROLLUP_1H), (1, 4));
         let spans = store.snapshot(schema::SPANS).unwrap();
         assert_eq!(spans.files.iter().map(|f| f.rows).sum::<u64>(), 4);
     }

@@ -19,6 +19,15 @@ pub struct Column {
     pub source: &'static str,
 }
 
+/// How a rollup table aggregates spans.
+#[derive(Debug, Clone, Copy)]
+pub struct RollupSpec {
+    /// Width of its time buckets.
+    pub width_ns: i64,
+    /// Whether endpoints keep rows of their own; without, `endpoint` is `*`.
+    pub by_endpoint: bool,
+}
+
 /// One stored table: its columns and how its files are laid out.
 #[derive(Debug)]
 pub struct TableDef {
@@ -30,9 +39,9 @@ pub struct TableDef {
     pub sort_columns: &'static [&'static str],
     /// Columns with a Parquet bloom filter.
     pub bloom_filter_columns: &'static [&'static str],
-    /// For a rollup table, the width of its time buckets: its rows are partial aggregates, so
-    /// a flush or a compaction merges the rows that share a key (see [`crate::rollup`]).
-    pub rollup_width_ns: Option<i64>,
+    /// For a rollup table, how it aggregates: its rows are partial aggregates, so a flush or a
+    /// compaction merges the rows that share a key (see [`crate::rollup`]).
+    pub rollup: Option<RollupSpec>,
     pub columns: Vec<Column>,
     schema: SchemaRef,
 }
@@ -57,14 +66,17 @@ impl TableDef {
             time_column,
             sort_columns,
             bloom_filter_columns,
-            rollup_width_ns: None,
+            rollup: None,
             columns,
             schema,
         }
     }
 
-    fn rollup(mut self, width_ns: i64) -> Self {
-        self.rollup_width_ns = Some(width_ns);
+    fn rollup(mut self, width_ns: i64, by_endpoint: bool) -> Self {
+        self.rollup = Some(RollupSpec {
+            width_ns,
+            by_endpoint,
+        });
         self
     }
 
@@ -81,6 +93,8 @@ pub const SUMMARY_POINTS: &str = "summary_points";
 pub const LOGS: &str = "logs";
 pub const SPAN_ROLLUP_1M: &str = "span_rollup_1m";
 pub const SPAN_ROLLUP_1H: &str = "span_rollup_1h";
+pub const SERVICE_ROLLUP_1M: &str = "service_rollup_1m";
+pub const SERVICE_ROLLUP_1H: &str = "service_rollup_1h";
 
 /// Every table, in a stable order.
 pub fn tables() -> &'static [TableDef] {
@@ -624,7 +638,7 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         &[],
         rollup_columns(),
     )
-    .rollup(60 * 1_000_000_000);
+    .rollup(60 * 1_000_000_000, true);
     let rollup_1h = TableDef::new(
         SPAN_ROLLUP_1H,
         "`span_rollup_1m` per hour: the same columns and rules.",
@@ -633,7 +647,26 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         &[],
         rollup_columns(),
     )
-    .rollup(3600 * 1_000_000_000);
+    .rollup(3600 * 1_000_000_000, true);
+    let service_1m = TableDef::new(
+        SERVICE_ROLLUP_1M,
+        "`span_rollup_1m` without the endpoint (`*`): a service's minute in a few rows, for \
+         dashboards over every service.",
+        "time",
+        ROLLUP_KEY,
+        &[],
+        rollup_columns(),
+    )
+    .rollup(60 * 1_000_000_000, false);
+    let service_1h = TableDef::new(
+        SERVICE_ROLLUP_1H,
+        "`service_rollup_1m` per hour.",
+        "time",
+        ROLLUP_KEY,
+        &[],
+        rollup_columns(),
+    )
+    .rollup(3600 * 1_000_000_000, false);
     vec![
         spans,
         metric_points,
@@ -643,6 +676,8 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         logs,
         rollup_1m,
         rollup_1h,
+        service_1m,
+        service_1h,
     ]
 });
 
@@ -670,7 +705,7 @@ fn rollup_columns() -> Vec<Column> {
             "endpoint",
             Utf8,
             false,
-            "`http_route`, else `rpc_service || '/' || rpc_method`, else `span_name`",
+            "`http_route`, else `rpc_service || '/' || rpc_method`, else `span_name`; `*` in the service rollups",
         ),
         col("span_kind", Utf8, false, "`spans.span_kind`"),
         col(
