@@ -393,7 +393,7 @@ fn struct_fields() -> Fields {
 }
 
 /// Histograms as a struct array (NULL rows for `None`).
-pub(crate) fn to_array(histograms: &[Option<ExpHistogram>]) -> Result<ArrayRef> {
+fn to_array(histograms: &[Option<ExpHistogram>]) -> Result<ArrayRef> {
     let lists = |side: fn(&ExpHistogram) -> &Buckets| {
         ListArray::from_iter_primitive::<Int64Type, _, _>(histograms.iter().map(|h| {
             Some(h.as_ref().map_or(Vec::new(), |h| {
@@ -440,13 +440,16 @@ pub(crate) fn to_array(histograms: &[Option<ExpHistogram>]) -> Result<ArrayRef> 
 }
 
 /// The histograms of a struct array built by [`to_array`] (or any struct with those fields).
-pub(crate) fn from_array(array: &ArrayRef, name: &str) -> Result<Vec<Option<ExpHistogram>>> {
+fn from_array(array: &ArrayRef, name: &str) -> Result<Vec<Option<ExpHistogram>>> {
     let structs = array.as_struct_opt().ok_or_else(|| {
         DataFusionError::Plan(format!(
-            "{name}: expected an exp_histogram(...) struct, got {}",
+            "{name}: expected an exp_histogram(...) or latency_sketch(...) struct, got {}",
             array.data_type()
         ))
     })?;
+    if let Some(sketches) = crate::sketch::histograms(structs) {
+        return sketches;
+    }
     let column = |field: &str| {
         structs.column_by_name(field).cloned().ok_or_else(|| {
             DataFusionError::Plan(format!("{name}: the histogram struct has no field {field}"))
@@ -712,11 +715,9 @@ impl ScalarUDFImpl for Count {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce_to(
-            "exp_histogram_count(histogram)",
-            arg_types,
-            vec![exp_histogram_type()],
-        )
+        // Either struct: an exp_histogram(...) or a latency_sketch(...).
+        let want = vec![arg_types.first().cloned().unwrap_or(DataType::Null)];
+        coerce_to("exp_histogram_count(histogram)", arg_types, want)
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(DataType::Int64)

@@ -1,18 +1,25 @@
 //! `latency_sketch(latency_bucket_index, latency_bucket_count, latency_zero_count)`: the
 //! aggregate that merges the sparse latency sketches of the span rollups (see
-//! `headroom_collector::rollup`) into the exponential-histogram struct the `exp_histogram_*`
-//! functions take, so `exp_histogram_percentile`, `exp_histogram_count_le` and friends answer
-//! the same way over rollups and over OTLP exponential histograms.
+//! `headroom_collector::rollup`) into one sketch of the same sparse shape, a struct of `scale`,
+//! `zero_count`, `bucket_index` and `bucket_count`. The `exp_histogram_*` functions take it as
+//! they take the OTLP exponential-histogram struct, so `exp_histogram_percentile`,
+//! `exp_histogram_count_le` and friends answer the same way over rollups and over OTLP
+//! exponential histograms.
 //!
 //! Unlike `exp_histogram_merge` it never downscales: every sketch has the one fixed scale, so
-//! the result keeps the rollups' 0.54 % bound however wide the range. A dashboard groups tens
-//! of thousands of minutes at once, so it is a `GroupsAccumulator` (one dense vector per
-//! group, filled straight from the list columns) rather than an accumulator per group.
+//! the result keeps the rollups' 0.54 % bound however wide the range. It stays sparse, in the
+//! groups and in the result: a dashboard groups tens of thousands of minutes at once, each
+//! with a few spans spread over hundreds of buckets. It is a `GroupsAccumulator` (one sorted
+//! bucket list per group, filled straight from the list columns) rather than an accumulator
+//! per group.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray};
-use arrow::datatypes::{DataType, Field, Int32Type, Int64Type};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int32Builder, Int64Array, Int64Builder,
+    ListArray, ListBuilder, StructArray,
+};
+use arrow::datatypes::{DataType, Field, Fields, Int32Type, Int64Type};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -22,7 +29,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use headroom_collector::rollup::SKETCH_SCALE;
 
-use crate::exp_histogram::{Buckets, ExpHistogram, exp_histogram_type, from_array, to_array};
+use crate::exp_histogram::{Buckets, ExpHistogram};
 use crate::histogram::{coerce_to, counts_type, udf_struct};
 
 /// Bucket indexes a sketch may hold: beyond them the bucket bounds leave the range of doubles
@@ -35,73 +42,126 @@ pub fn register(ctx: &SessionContext) {
 
 udf_struct!(LatencySketch);
 
-/// One group's sketch: dense counts from bucket `offset` on.
-#[derive(Debug, Default, Clone)]
-struct Dense {
-    seen: bool,
-    zero: i64,
-    offset: i32,
-    counts: Vec<i64>,
+fn index_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Int32, true)))
 }
 
-impl Dense {
+fn sketch_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("scale", DataType::Int32, false),
+        Field::new("zero_count", DataType::Int64, false),
+        Field::new("bucket_index", index_type(), false),
+        Field::new("bucket_count", counts_type(), false),
+    ])
+}
+
+/// The struct `latency_sketch` returns.
+pub fn latency_sketch_type() -> DataType {
+    DataType::Struct(sketch_fields())
+}
+
+/// One group's sketch: its buckets sorted by index.
+#[derive(Debug, Default, Clone)]
+struct Sparse {
+    seen: bool,
+    zero: i64,
+    buckets: Vec<(i32, i64)>,
+}
+
+impl Sparse {
     fn add(&mut self, index: i32, count: i64) -> Result<()> {
         if !(-MAX_INDEX..=MAX_INDEX).contains(&index) {
             return Err(DataFusionError::Execution(format!(
                 "latency_sketch: bucket index {index} is out of range"
             )));
         }
-        if self.counts.is_empty() {
-            self.offset = index;
-        } else if index < self.offset {
-            let grow = (self.offset - index) as usize;
-            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
-            self.offset = index;
-        }
-        let k = (index - self.offset) as usize;
-        if k >= self.counts.len() {
-            self.counts.resize(k + 1, 0);
-        }
-        self.counts[k] = self.counts[k].saturating_add(count);
-        Ok(())
-    }
-
-    fn histogram(&self) -> Option<ExpHistogram> {
-        self.seen.then(|| ExpHistogram {
-            scale: SKETCH_SCALE,
-            zero_count: self.zero,
-            zero_threshold: 0.0,
-            positive: Buckets {
-                offset: self.offset,
-                counts: self.counts.clone(),
-            },
-            negative: Buckets::default(),
-        })
-    }
-
-    fn add_histogram(&mut self, h: &ExpHistogram) -> Result<()> {
-        if h.scale != SKETCH_SCALE || h.negative.counts.iter().any(|c| *c != 0) {
-            return Err(DataFusionError::Execution(format!(
-                "latency_sketch: cannot merge a histogram of scale {} with negative buckets",
-                h.scale
-            )));
-        }
-        self.seen = true;
-        self.zero = self.zero.saturating_add(h.zero_count);
-        for (k, c) in h.positive.counts.iter().enumerate() {
-            if *c != 0 {
-                self.add(h.positive.offset + k as i32, *c)?;
-            }
+        // Rows list their buckets in order, so most additions land at or past the end.
+        let at = match self.buckets.last() {
+            Some((last, _)) if *last < index => Err(self.buckets.len()),
+            _ => self.buckets.binary_search_by_key(&index, |b| b.0),
+        };
+        match at {
+            Ok(k) => self.buckets[k].1 = self.buckets[k].1.saturating_add(count),
+            Err(k) => self.buckets.insert(k, (index, count)),
         }
         Ok(())
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.counts.capacity() * 8
+        std::mem::size_of::<Self>() + self.buckets.capacity() * 16
     }
 }
 
-/// The three arguments of one `update_batch`.
+/// Sketches as the struct array `latency_sketch` returns (NULL where nothing was added).
+fn to_array(sketches: &[Sparse]) -> Result<ArrayRef> {
+    let mut index = ListBuilder::new(Int32Builder::new());
+    let mut count = ListBuilder::new(Int64Builder::new());
+    for s in sketches {
+        for (i, c) in &s.buckets {
+            index.values().append_value(*i);
+            count.values().append_value(*c);
+        }
+        index.append(true);
+        count.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from(vec![SKETCH_SCALE; sketches.len()])),
+        Arc::new(sketches.iter().map(|s| s.zero).collect::<Int64Array>()),
+        Arc::new(index.finish()),
+        Arc::new(count.finish()),
+    ];
+    let nulls: Vec<bool> = sketches.iter().map(|s| s.seen).collect();
+    Ok(Arc::new(StructArray::try_new(
+        sketch_fields(),
+        columns,
+        Some(nulls.into()),
+    )?))
+}
+
+/// The histograms of a `latency_sketch` struct array, dense, for the `exp_histogram_*`
+/// functions; `None` when `array` is not one.
+pub(crate) fn histograms(array: &StructArray) -> Option<Result<Vec<Option<ExpHistogram>>>> {
+    let index = array.column_by_name("bucket_index")?;
+    let count = array.column_by_name("bucket_count")?;
+    let zero = array.column_by_name("zero_count")?;
+    let scale = array.column_by_name("scale")?;
+    let columns = [index.clone(), count.clone(), zero.clone()];
+    Some((|| {
+        let inputs = Inputs::new(&columns)?;
+        let scale = scale.as_primitive_opt::<Int32Type>().ok_or_else(|| {
+            DataFusionError::Plan("a latency sketch's scale must be an INT".into())
+        })?;
+        (0..array.len())
+            .map(|row| {
+                if array.is_null(row) {
+                    return Ok(None);
+                }
+                let mut one = Sparse::default();
+                inputs.add_row(row, &mut one)?;
+                let (offset, counts) = match (one.buckets.first(), one.buckets.last()) {
+                    (Some((first, _)), Some((last, _))) => {
+                        let mut counts = vec![0; (last - first) as usize + 1];
+                        for (i, c) in &one.buckets {
+                            counts[(i - first) as usize] = *c;
+                        }
+                        (*first, counts)
+                    }
+                    _ => (0, Vec::new()),
+                };
+                Ok(Some(ExpHistogram {
+                    scale: scale.value(row),
+                    zero_count: one.zero,
+                    zero_threshold: 0.0,
+                    positive: Buckets { offset, counts },
+                    negative: Buckets::default(),
+                }))
+            })
+            .collect()
+    })())
+}
+
+/// Bucket indexes, their counts and the zero count, one sketch per row: the rollups' three
+/// columns, or the fields of a `latency_sketch` struct.
 struct Inputs<'a> {
     index: &'a ListArray,
     count: &'a ListArray,
@@ -128,7 +188,33 @@ impl<'a> Inputs<'a> {
         })
     }
 
-    fn add_row(&self, row: usize, into: &mut Dense) -> Result<()> {
+    /// The three fields of a `latency_sketch` struct array.
+    fn of_struct(array: &'a ArrayRef) -> Result<(Self, &'a StructArray)> {
+        let s = array.as_struct_opt().ok_or_else(|| {
+            DataFusionError::Plan("latency_sketch: the state is not a sketch struct".into())
+        })?;
+        let field = |name: &str| {
+            s.column_by_name(name).ok_or_else(|| {
+                DataFusionError::Plan(format!("latency_sketch: the state has no {name}"))
+            })
+        };
+        let inputs = Self {
+            index: field("bucket_index")?.as_list_opt::<i32>().ok_or_else(|| {
+                DataFusionError::Plan("latency_sketch: bucket_index is not a list".into())
+            })?,
+            count: field("bucket_count")?.as_list_opt::<i32>().ok_or_else(|| {
+                DataFusionError::Plan("latency_sketch: bucket_count is not a list".into())
+            })?,
+            zero: field("zero_count")?
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| {
+                    DataFusionError::Plan("latency_sketch: zero_count is not a BIGINT".into())
+                })?,
+        };
+        Ok((inputs, s))
+    }
+
+    fn add_row(&self, row: usize, into: &mut Sparse) -> Result<()> {
         if self.index.is_null(row) || self.count.is_null(row) {
             return Ok(());
         }
@@ -162,15 +248,11 @@ impl AggregateUDFImpl for LatencySketch {
         coerce_to(
             "latency_sketch(latency_bucket_index, latency_bucket_count, latency_zero_count)",
             arg_types,
-            vec![
-                DataType::List(Arc::new(Field::new("item", DataType::Int32, true))),
-                counts_type(),
-                DataType::Int64,
-            ],
+            vec![index_type(), counts_type(), DataType::Int64],
         )
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(exp_histogram_type())
+        Ok(latency_sketch_type())
     }
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(Box::new(SketchGroups::default()))
@@ -178,7 +260,7 @@ impl AggregateUDFImpl for LatencySketch {
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<Arc<Field>>> {
         Ok(vec![Arc::new(Field::new(
             format!("{}[sketch]", args.name),
-            exp_histogram_type(),
+            latency_sketch_type(),
             true,
         ))])
     }
@@ -195,15 +277,7 @@ impl AggregateUDFImpl for LatencySketch {
 
 #[derive(Debug, Default)]
 struct SketchGroups {
-    groups: Vec<Dense>,
-}
-
-impl SketchGroups {
-    fn take(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let emitted = emit_to.take_needed(&mut self.groups);
-        let histograms: Vec<Option<ExpHistogram>> = emitted.iter().map(Dense::histogram).collect();
-        to_array(&histograms)
-    }
+    groups: Vec<Sparse>,
 }
 
 fn selected(filter: Option<&BooleanArray>, row: usize) -> bool {
@@ -218,7 +292,7 @@ impl GroupsAccumulator for SketchGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.groups.resize_with(total_num_groups, Dense::default);
+        self.groups.resize_with(total_num_groups, Sparse::default);
         let inputs = Inputs::new(values)?;
         for (row, g) in group_indices.iter().enumerate() {
             if selected(opt_filter, row) {
@@ -234,11 +308,11 @@ impl GroupsAccumulator for SketchGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.groups.resize_with(total_num_groups, Dense::default);
-        let histograms = from_array(&values[0], "latency_sketch")?;
-        for (g, h) in group_indices.iter().zip(&histograms) {
-            if let Some(h) = h {
-                self.groups[*g].add_histogram(h)?;
+        self.groups.resize_with(total_num_groups, Sparse::default);
+        let (inputs, states) = Inputs::of_struct(&values[0])?;
+        for (row, g) in group_indices.iter().enumerate() {
+            if states.is_valid(row) {
+                inputs.add_row(row, &mut self.groups[*g])?;
             }
         }
         Ok(())
@@ -250,28 +324,28 @@ impl GroupsAccumulator for SketchGroups {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let inputs = Inputs::new(values)?;
-        let histograms = (0..inputs.index.len())
+        let sketches = (0..inputs.index.len())
             .map(|row| {
-                let mut one = Dense::default();
+                let mut one = Sparse::default();
                 if selected(opt_filter, row) {
                     inputs.add_row(row, &mut one)?;
                 }
-                Ok(one.histogram())
+                Ok(one)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(vec![to_array(&histograms)?])
+        Ok(vec![to_array(&sketches)?])
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        self.take(emit_to)
+        to_array(&emit_to.take_needed(&mut self.groups))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.take(emit_to)?])
+        Ok(vec![to_array(&emit_to.take_needed(&mut self.groups))?])
     }
 
     fn size(&self) -> usize {
-        self.groups.iter().map(Dense::size).sum::<usize>() + std::mem::size_of::<Self>()
+        self.groups.iter().map(Sparse::size).sum::<usize>() + std::mem::size_of::<Self>()
     }
 }
 
@@ -292,8 +366,8 @@ impl Accumulator for SketchGroups {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let one = self.groups.first().and_then(Dense::histogram);
-        ScalarValue::try_from_array(&to_array(std::slice::from_ref(&one))?, 0)
+        let one = self.groups.first().cloned().unwrap_or_default();
+        ScalarValue::try_from_array(&to_array(&[one])?, 0)
     }
 
     fn size(&self) -> usize {
@@ -405,10 +479,11 @@ mod tests {
 
     #[test]
     fn damaged_sketches_are_errors_not_panics() {
-        let mut d = Dense::default();
+        let mut d = Sparse::default();
         assert!(d.add(MAX_INDEX + 1, 1).is_err());
         d.add(5, 1).unwrap();
         d.add(2, 1).unwrap();
-        assert_eq!((d.offset, d.counts.clone()), (2, vec![1, 0, 0, 1]));
+        d.add(5, i64::MAX).unwrap();
+        assert_eq!(d.buckets, vec![(2, 1), (5, i64::MAX)]);
     }
 }
