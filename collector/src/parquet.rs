@@ -111,7 +111,7 @@ fn sorted_order(
     let hours: arrow::array::Int64Array = times
         .values()
         .iter()
-        .map(|t| t.div_euclid(NANOS_PER_HOUR) * NANOS_PER_HOUR)
+        .map(|t| def.partition_of(*t))
         .collect();
     let mut columns = vec![SortColumn {
         values: Arc::new(hours.clone()),

@@ -19,6 +19,8 @@ pub struct Column {
     pub source: &'static str,
 }
 
+use crate::parquet::NANOS_PER_HOUR as HOUR_NS;
+
 /// How a rollup table aggregates spans.
 #[derive(Debug, Clone, Copy)]
 pub struct RollupSpec {
@@ -42,6 +44,9 @@ pub struct TableDef {
     /// For a rollup table, how it aggregates: its rows are partial aggregates, so a flush or a
     /// compaction merges the rows that share a key (see [`crate::rollup`]).
     pub rollup: Option<RollupSpec>,
+    /// The span of time one partition (`date=/hour=` directory) holds: an hour, or a day for
+    /// the hourly rollups, whose hour would be a file of a few hundred rows.
+    pub partition_ns: i64,
     pub columns: Vec<Column>,
     schema: SchemaRef,
 }
@@ -67,6 +72,7 @@ impl TableDef {
             sort_columns,
             bloom_filter_columns,
             rollup: None,
+            partition_ns: HOUR_NS,
             columns,
             schema,
         }
@@ -77,7 +83,15 @@ impl TableDef {
             width_ns,
             by_endpoint,
         });
+        if width_ns >= HOUR_NS {
+            self.partition_ns = 24 * HOUR_NS;
+        }
         self
+    }
+
+    /// The start of the partition that holds time `t_ns`.
+    pub fn partition_of(&self, t_ns: i64) -> i64 {
+        t_ns.div_euclid(self.partition_ns) * self.partition_ns
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -638,7 +652,7 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         &[],
         rollup_columns(),
     )
-    .rollup(60 * 1_000_000_000, true);
+    .rollup(HOUR_NS / 60, true);
     let rollup_1h = TableDef::new(
         SPAN_ROLLUP_1H,
         "`span_rollup_1m` per hour: the same columns and rules.",
@@ -647,7 +661,7 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         &[],
         rollup_columns(),
     )
-    .rollup(3600 * 1_000_000_000, true);
+    .rollup(HOUR_NS, true);
     let service_1m = TableDef::new(
         SERVICE_ROLLUP_1M,
         "`span_rollup_1m` without the endpoint (`*`): a service's minute in a few rows, for \
@@ -657,7 +671,7 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         &[],
         rollup_columns(),
     )
-    .rollup(60 * 1_000_000_000, false);
+    .rollup(HOUR_NS / 60, false);
     let service_1h = TableDef::new(
         SERVICE_ROLLUP_1H,
         "`service_rollup_1m` per hour.",
@@ -666,7 +680,7 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         &[],
         rollup_columns(),
     )
-    .rollup(3600 * 1_000_000_000, false);
+    .rollup(HOUR_NS, false);
     vec![
         spans,
         metric_points,
@@ -779,11 +793,16 @@ pub fn markdown() -> String {
     );
     for t in tables() {
         out.push_str(&format!(
-            "\n## `{}`\n\n{} Partitioned by `{}`; rows sorted by ({}){}.\n\n\
+            "\n## `{}`\n\n{} Partitioned by `{}` {}; rows sorted by ({}){}.\n\n\
              | column | type | null | source |\n|---|---|---|---|\n",
             t.name,
             t.about,
             t.time_column,
+            if t.partition_ns == HOUR_NS {
+                "per hour"
+            } else {
+                "per day (`hour=00`)"
+            },
             t.sort_columns.join(", "),
             if t.bloom_filter_columns.is_empty() {
                 String::new()

@@ -20,7 +20,7 @@ use arrow::array::{BooleanArray, RecordBatch, TimestampNanosecondArray};
 use arrow::datatypes::SchemaRef;
 
 use crate::error::StoreError;
-use crate::parquet::{DataFile, NANOS_PER_HOUR, list_table, write_table};
+use crate::parquet::{DataFile, list_table, write_table};
 use crate::schema::{self, TableDef};
 
 #[derive(Debug, Clone)]
@@ -294,8 +294,8 @@ impl Store {
                     .values()
                     .iter()
                     .map(|&ts| {
-                        let hour = ts.div_euclid(NANOS_PER_HOUR) * NANOS_PER_HOUR;
-                        Some(s.watermarks.get(&hour).is_none_or(|&w| w < lsn))
+                        let partition = t.def.partition_of(ts);
+                        Some(s.watermarks.get(&partition).is_none_or(|&w| w < lsn))
                     })
                     .collect();
                 Some(keep)
@@ -448,7 +448,7 @@ impl Store {
                 hours
                     .into_iter()
                     .flat_map(|(hour, files)| {
-                        let ended = hour + NANOS_PER_HOUR <= now_ns;
+                        let ended = hour + t.def.partition_ns <= now_ns;
                         crate::compact::plan(&files, target_bytes)
                             .into_iter()
                             .filter(move |g| ended || g.len() >= HOT_PARTITION_FILES)
@@ -486,9 +486,11 @@ impl Store {
         let t = self.table(table)?;
         let expired: Vec<PathBuf> = {
             let mut s = lock(&t.state);
-            let (gone, kept): (Vec<DataFile>, Vec<DataFile>) = std::mem::take(&mut s.files)
-                .into_iter()
-                .partition(|f| f.hour_ns.is_some_and(|h| h + NANOS_PER_HOUR <= cutoff_ns));
+            let (gone, kept): (Vec<DataFile>, Vec<DataFile>) =
+                std::mem::take(&mut s.files).into_iter().partition(|f| {
+                    f.hour_ns
+                        .is_some_and(|h| h + t.def.partition_ns <= cutoff_ns)
+                });
             s.files = kept;
             gone.into_iter().map(|f| f.path).collect()
         };

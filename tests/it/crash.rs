@@ -221,6 +221,20 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing_acknowledged() {
         missing.len(),
         &missing[..missing.len().min(5)]
     );
+    // The rollups are logged with their spans: each stored span counted once in each (the
+    // span name is the endpoint here).
+    let rows = server
+        .sql("SELECT endpoint, sum(spans) FROM span_rollup_1m GROUP BY endpoint")
+        .await;
+    let rolled: HashMap<String, i64> = rows
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_i64().unwrap()))
+        .collect();
+    assert_eq!(rolled, spans, "span_rollup_1m against spans");
+    for table in ["span_rollup_1h", "service_rollup_1m", "service_rollup_1h"] {
+        let rows = server.sql(&format!("SELECT sum(spans) FROM {table}")).await;
+        assert_eq!(rows[0][0].as_i64(), Some(spans.len() as i64), "{table}");
+    }
 
     let rows = server
         .sql(
