@@ -124,8 +124,43 @@ pub struct ExpHistogram {
 }
 
 /// base^index at `scale`, for a fractional index too: the lower boundary of bucket `index`.
-fn boundary(index: f64, scale: i32) -> f64 {
+pub(crate) fn boundary(index: f64, scale: i32) -> f64 {
     (index * (-f64::from(scale)).exp2()).exp2()
+}
+
+/// [`ExpHistogram::percentile`] over observations given as (value, count), ascending, `total`
+/// of them.
+pub(crate) fn percentile_of(
+    observations: impl Iterator<Item = (f64, i64)>,
+    total: i64,
+    phi: f64,
+) -> Option<f64> {
+    if !(0.0..=1.0).contains(&phi) || total <= 0 {
+        return None;
+    }
+    let rank = phi * (total - 1) as f64;
+    let (lo, frac) = (rank.floor() as i64, rank - rank.floor());
+    let mut below = 0i64;
+    let mut lower = None;
+    for (value, count) in observations {
+        below = below.saturating_add(count);
+        if lower.is_none() && below > lo {
+            lower = Some(value);
+        }
+        if let Some(l) = lower
+            && (frac == 0.0 || below > lo + 1)
+        {
+            return Some(l + (value - l) * frac);
+        }
+    }
+    lower
+}
+
+/// [`ExpHistogram::count_le`] over observations given as (value, count), ascending.
+pub(crate) fn count_le_of(observations: impl Iterator<Item = (f64, i64)>, x: f64) -> i64 {
+    observations
+        .take_while(|(v, _)| *v <= x)
+        .fold(0i64, |n, (_, c)| n.saturating_add(c))
 }
 
 impl ExpHistogram {
@@ -287,33 +322,12 @@ impl ExpHistogram {
     /// 2^(2^-(scale+1)) − 1 of the exact value (0.54 % at scale 6). `None` when empty or φ is
     /// outside [0, 1].
     pub fn percentile(&self, phi: f64) -> Option<f64> {
-        let total = self.count();
-        if !(0.0..=1.0).contains(&phi) || total == 0 {
-            return None;
-        }
-        let rank = phi * (total - 1) as f64;
-        let (lo, frac) = (rank.floor() as i64, rank - rank.floor());
-        let mut below = 0i64;
-        let mut lower = None;
-        for (value, count) in self.representatives() {
-            below = below.saturating_add(count);
-            if lower.is_none() && below > lo {
-                lower = Some(value);
-            }
-            if let Some(l) = lower
-                && (frac == 0.0 || below > lo + 1)
-            {
-                return Some(l + (value - l) * frac);
-            }
-        }
-        lower
+        percentile_of(self.representatives(), self.count(), phi)
     }
 
     /// How many observations are at most `x`, each taken as the log-midpoint of its bucket.
     pub fn count_le(&self, x: f64) -> i64 {
-        self.representatives()
-            .take_while(|(v, _)| *v <= x)
-            .fold(0i64, |n, (_, c)| n.saturating_add(c))
+        count_le_of(self.representatives(), x)
     }
 
     /// The φ-quantile; `None` for an empty histogram or φ = NaN.
@@ -618,6 +632,18 @@ impl ScalarUDFImpl for Percentile {
         let rows = args.number_rows;
         let phi = args.args[0].to_array(rows)?;
         let phi: &Float64Array = phi.as_primitive();
+        let array = args.args[1].to_array(rows)?;
+        if let Some(sketches) = crate::sketch::Sketches::of(&array)? {
+            let out: Float64Array = (0..rows)
+                .map(|row| match sketches.row(row) {
+                    Some((total, observations)) if phi.is_valid(row) => {
+                        percentile_of(observations, total, phi.value(row))
+                    }
+                    _ => None,
+                })
+                .collect();
+            return Ok(ColumnarValue::Array(Arc::new(out)));
+        }
         let histograms = histograms_arg(&args.args[1], rows, "exp_histogram_percentile")?;
         let out: Float64Array = histograms
             .iter()
@@ -650,9 +676,21 @@ impl ScalarUDFImpl for CountLe {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let histograms = histograms_arg(&args.args[0], rows, "exp_histogram_count_le")?;
         let x = args.args[1].to_array(rows)?;
         let x: &Float64Array = x.as_primitive();
+        let array = args.args[0].to_array(rows)?;
+        if let Some(sketches) = crate::sketch::Sketches::of(&array)? {
+            let out: Int64Array = (0..rows)
+                .map(|row| match sketches.row(row) {
+                    Some((_, observations)) if x.is_valid(row) => {
+                        Some(count_le_of(observations, x.value(row)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            return Ok(ColumnarValue::Array(Arc::new(out)));
+        }
+        let histograms = histograms_arg(&args.args[0], rows, "exp_histogram_count_le")?;
         let out: Int64Array = histograms
             .iter()
             .enumerate()

@@ -160,6 +160,70 @@ pub(crate) fn histograms(array: &StructArray) -> Option<Result<Vec<Option<ExpHis
     })())
 }
 
+/// A `latency_sketch` struct array, read in place: percentiles and counts need no dense copy.
+pub(crate) struct Sketches<'a> {
+    inputs: Inputs<'a>,
+    structs: &'a StructArray,
+    scale: &'a Int32Array,
+}
+
+impl<'a> Sketches<'a> {
+    /// `None` when `array` is not a `latency_sketch` struct.
+    pub(crate) fn of(array: &'a ArrayRef) -> Result<Option<Self>> {
+        let is_sketch = array
+            .as_struct_opt()
+            .is_some_and(|s| s.column_by_name("bucket_index").is_some());
+        if !is_sketch {
+            return Ok(None);
+        }
+        let (inputs, structs) = Inputs::of_struct(array)?;
+        let scale = structs
+            .column_by_name("scale")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>())
+            .ok_or_else(|| {
+                DataFusionError::Plan("a latency sketch's scale must be an INT".into())
+            })?;
+        Ok(Some(Self {
+            inputs,
+            structs,
+            scale,
+        }))
+    }
+
+    /// Row `row`'s observation count and its observations as (log-midpoint, count),
+    /// ascending; `None` for a NULL sketch.
+    pub(crate) fn row(&self, row: usize) -> Option<(i64, impl Iterator<Item = (f64, i64)> + '_)> {
+        if self.structs.is_null(row) || self.inputs.index.is_null(row) {
+            return None;
+        }
+        let (index, count) = (self.inputs.index.value(row), self.inputs.count.value(row));
+        let (index, count) = (
+            index.as_primitive::<Int32Type>().clone(),
+            count.as_primitive::<Int64Type>().clone(),
+        );
+        let zero = if self.inputs.zero.is_valid(row) {
+            self.inputs.zero.value(row)
+        } else {
+            0
+        };
+        let total = count
+            .values()
+            .iter()
+            .fold(zero, |n, c| n.saturating_add(*c));
+        let scale = self.scale.value(row);
+        let buckets = (0..index.len().min(count.len())).map(move |k| {
+            let mid = crate::exp_histogram::boundary(f64::from(index.value(k)) + 0.5, scale);
+            (mid, count.value(k))
+        });
+        Some((
+            total,
+            std::iter::once((0.0, zero))
+                .chain(buckets)
+                .filter(|(_, c)| *c > 0),
+        ))
+    }
+}
+
 /// Bucket indexes, their counts and the zero count, one sketch per row: the rollups' three
 /// columns, or the fields of a `latency_sketch` struct.
 struct Inputs<'a> {
