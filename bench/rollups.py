@@ -35,7 +35,9 @@ HEALTH = "('/healthz', '/readyz', '/livez', '/health', '/ready', '/live')"
 def start(binary, data):
     args = [binary, "serve", "--data-dir", data, "--otlp-grpc-addr", "127.0.0.1:0",
             "--otlp-http-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-            "--pg-addr", "127.0.0.1:0", "--keda-grpc-addr", "127.0.0.1:0"]
+            "--pg-addr", "127.0.0.1:0", "--keda-grpc-addr", "127.0.0.1:0",
+            # Files compaction replaced go at once: DuckDB reads the directory, not the manifest.
+            "--deleted-file-grace-seconds", "0"]
     log = open(os.path.join(data, "..", "server.log"), "a")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()
@@ -132,7 +134,12 @@ def queries(end, slo_window_days):
 
 
 def key(row, cols):
-    return tuple(str(row[c])[:19].replace(" ", "T") for c in cols)
+    """The row's key columns, timestamps in one spelling (DuckDB's datetimes, our RFC 3339)."""
+    def norm(v):
+        if isinstance(v, datetime):
+            return v.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return str(v).removesuffix("Z")
+    return tuple(norm(row[c]) for c in cols)
 
 
 def max_relative_error(ours, exact, key_cols, p99_col):
@@ -187,6 +194,13 @@ def main():
         duck = duckdb.connect()
         duck.execute("SET TimeZone = 'UTC'")
         duck.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet('{data}/spans/*/*/*.parquet')")
+        # Wait until compaction has settled and DuckDB sees each stored span once.
+        for _ in range(300):
+            if duck.execute("SELECT count(*) FROM spans").fetchone()[0] == spans:
+                break
+            time.sleep(1)
+        else:
+            sys.exit("DuckDB never saw the same spans as Headroom")
         pg = psycopg.connect(f"host={ports['pg'].split(':')[0]} port={ports['pg'].split(':')[1]} "
                              "user=headroom dbname=headroom", autocommit=True)
         print()
