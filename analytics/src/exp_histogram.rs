@@ -461,8 +461,8 @@ fn from_array(array: &ArrayRef, name: &str) -> Result<Vec<Option<ExpHistogram>>>
             array.data_type()
         ))
     })?;
-    if let Some(sketches) = crate::sketch::histograms(structs) {
-        return sketches;
+    if let Some(sketches) = crate::sketch::histograms(array)? {
+        return Ok(sketches);
     }
     let column = |field: &str| {
         structs.column_by_name(field).cloned().ok_or_else(|| {

@@ -119,45 +119,38 @@ fn to_array(sketches: &[Sparse]) -> Result<ArrayRef> {
 }
 
 /// The histograms of a `latency_sketch` struct array, dense, for the `exp_histogram_*`
-/// functions; `None` when `array` is not one.
-pub(crate) fn histograms(array: &StructArray) -> Option<Result<Vec<Option<ExpHistogram>>>> {
-    let index = array.column_by_name("bucket_index")?;
-    let count = array.column_by_name("bucket_count")?;
-    let zero = array.column_by_name("zero_count")?;
-    let scale = array.column_by_name("scale")?;
-    let columns = [index.clone(), count.clone(), zero.clone()];
-    Some((|| {
-        let inputs = Inputs::new(&columns)?;
-        let scale = scale.as_primitive_opt::<Int32Type>().ok_or_else(|| {
-            DataFusionError::Plan("a latency sketch's scale must be an INT".into())
-        })?;
-        (0..array.len())
-            .map(|row| {
-                if array.is_null(row) {
-                    return Ok(None);
-                }
-                let mut one = Sparse::default();
-                inputs.add_row(row, &mut one)?;
-                let (offset, counts) = match (one.buckets.first(), one.buckets.last()) {
-                    (Some((first, _)), Some((last, _))) => {
-                        let mut counts = vec![0; (last - first) as usize + 1];
-                        for (i, c) in &one.buckets {
-                            counts[(i - first) as usize] = *c;
-                        }
-                        (*first, counts)
+/// functions that have no in-place path; `None` when `array` is not one.
+pub(crate) fn histograms(array: &ArrayRef) -> Result<Option<Vec<Option<ExpHistogram>>>> {
+    let Some(sketches) = Sketches::of(array)? else {
+        return Ok(None);
+    };
+    (0..array.len())
+        .map(|row| {
+            if sketches.structs.is_null(row) {
+                return Ok(None);
+            }
+            let mut one = Sparse::default();
+            sketches.inputs.add_row(row, &mut one)?;
+            let (offset, counts) = match (one.buckets.first(), one.buckets.last()) {
+                (Some((first, _)), Some((last, _))) => {
+                    let mut counts = vec![0; (last - first) as usize + 1];
+                    for (i, c) in &one.buckets {
+                        counts[(i - first) as usize] = *c;
                     }
-                    _ => (0, Vec::new()),
-                };
-                Ok(Some(ExpHistogram {
-                    scale: scale.value(row),
-                    zero_count: one.zero,
-                    zero_threshold: 0.0,
-                    positive: Buckets { offset, counts },
-                    negative: Buckets::default(),
-                }))
-            })
-            .collect()
-    })())
+                    (*first, counts)
+                }
+                _ => (0, Vec::new()),
+            };
+            Ok(Some(ExpHistogram {
+                scale: sketches.scale.value(row),
+                zero_count: one.zero,
+                zero_threshold: 0.0,
+                positive: Buckets { offset, counts },
+                negative: Buckets::default(),
+            }))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// A `latency_sketch` struct array, read in place: percentiles and counts need no dense copy.

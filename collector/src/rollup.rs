@@ -301,8 +301,10 @@ impl Rollup<'_> {
         let mut min = Int64Builder::with_capacity(n);
         let mut max = Int64Builder::with_capacity(n);
         let mut zero = Int64Builder::with_capacity(n);
-        let mut index = ListBuilder::new(Int32Builder::new()).with_field(list_item(def, 11)?);
-        let mut count = ListBuilder::new(Int64Builder::new()).with_field(list_item(def, 12)?);
+        let mut index = ListBuilder::new(Int32Builder::new())
+            .with_field(list_item(def, "latency_bucket_index")?);
+        let mut count = ListBuilder::new(Int64Builder::new())
+            .with_field(list_item(def, "latency_bucket_count")?);
         for (k, a) in &groups {
             time.push(k.time);
             service.append_value(k.service);
@@ -343,12 +345,12 @@ impl Rollup<'_> {
     }
 }
 
-/// The item field of list column `i` of a rollup table, so built lists match the schema.
-fn list_item(def: &TableDef, i: usize) -> Result<Arc<arrow::datatypes::Field>, ArrowError> {
-    match def.schema().field(i).data_type() {
+/// The item field of list column `name` of a rollup table, so built lists match the schema.
+fn list_item(def: &TableDef, name: &str) -> Result<Arc<arrow::datatypes::Field>, ArrowError> {
+    match def.schema().field_with_name(name)?.data_type() {
         arrow::datatypes::DataType::List(f) => Ok(f.clone()),
         other => Err(ArrowError::SchemaError(format!(
-            "{} column {i} is {other}, not a list",
+            "{}.{name} is {other}, not a list",
             def.name
         ))),
     }
