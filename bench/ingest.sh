@@ -4,21 +4,24 @@
 # RSS, its WAL activity (records and fsyncs: requests per shared fsync) and the on-disk bytes per
 # span after the shutdown flush.
 #
-#   bench/ingest.sh [DURATION_SECONDS=30] [CONCURRENCY=8] [RATE=0 (as fast as possible)] [WAL_SYNC=fsync|os|off]
+#   bench/ingest.sh [DURATION_SECONDS=30] [CONCURRENCY=8] [RATE=0 (as fast as possible)] [WAL_SYNC=fsync|os|off] [ROLLUPS=true|false]
+#
+# HEADROOM_BIN runs that binary instead of building target/release/headroom.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-30}
 concurrency=${2:-8}
 rate=${3:-0}
 wal_sync=${4:-fsync}
+rollups=${5:-true}
 
-cargo build --release --quiet
-bin=target/release/headroom
+bin=${HEADROOM_BIN:-target/release/headroom}
+[ -n "${HEADROOM_BIN:-}" ] || cargo build --release --quiet
 data=$(mktemp -d)
 trap 'rm -rf "$data"' EXIT
 
 $bin serve --data-dir "$data" --otlp-grpc-addr 127.0.0.1:0 --otlp-http-addr 127.0.0.1:0 \
-  --http-addr 127.0.0.1:0 --wal-sync "$wal_sync" > "$data.ready" 2> "$data.log" &
+  --http-addr 127.0.0.1:0 --wal-sync "$wal_sync" --rollups "$rollups" > "$data.ready" 2> "$data.log" &
 pid=$!
 for _ in $(seq 100); do grep -q ready "$data.ready" 2>/dev/null && break; sleep 0.1; done
 grpc=$(grep -o 'otlp_grpc=[^ ]*' "$data.ready" | cut -d= -f2)
@@ -34,6 +37,6 @@ wait $pid
 spans=$($bin query --data-dir "$data" "SELECT count(*) AS n FROM spans" | awk -F'|' 'NR==4 {gsub(/ /,"",$2); print $2}')
 bytes=$(find "$data/spans" -name '*.parquet' -printf '%s\n' | awk '{s+=$1} END {print s}')
 echo "server peak RSS: $((rss_kib / 1024)) MiB"
-echo "WAL (--wal-sync $wal_sync): ${wal:-none}"
+echo "WAL (--wal-sync $wal_sync, --rollups $rollups): ${wal:-none}"
 echo "stored spans: $spans in $bytes bytes of Parquet = $(awk -v b="$bytes" -v s="$spans" 'BEGIN {printf "%.1f", b / s}') bytes/span"
 rm -f "$data.ready" "$data.log"

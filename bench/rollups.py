@@ -52,6 +52,23 @@ def stop(proc):
     proc.wait(timeout=600)
 
 
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid, timeout=600):
+    """Waits until the server's start-up work (model training over the history) is done: it
+    used under 5 % of a core over the last 2 seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(2)
+        if cpu_seconds(pid) - before < 0.1:
+            return
+    sys.exit("the server never went idle")
+
+
 def http_sql(addr, sql):
     req = urllib.request.Request(f"http://{addr}/api/v1/sql",
                                  data=json.dumps({"sql": sql}).encode(),
@@ -201,6 +218,7 @@ def main():
             time.sleep(1)
         else:
             sys.exit("DuckDB never saw the same spans as Headroom")
+        wait_idle(proc.pid)
         pg = psycopg.connect(f"host={ports['pg'].split(':')[0]} port={ports['pg'].split(':')[1]} "
                              "user=headroom dbname=headroom", autocommit=True)
         print()

@@ -24,6 +24,7 @@ SELECT * FROM slo_definitions WHERE service_name <> '*'
   CROSS JOIN (
     SELECT DISTINCT service_name FROM service_rollup_1h
     WHERE span_kind IN ('SERVER', 'CONSUMER') AND NOT health_check
+      AND "time" > now() - INTERVAL '{slo_history_seconds} seconds' - INTERVAL '1 hour'
       AND CAST("time" AS BIGINT) + 3600000000000 > CAST(now() AS BIGINT)
       - (SELECT max(window_ns) FROM slo_definitions WHERE service_name = '*')
   ) s

@@ -15,11 +15,13 @@
 -- opens tickets at all, come from its alerting settings). An alert needs at least
 -- min_requests requests in its long window.
 CREATE VIEW slo_status AS
-WITH totals AS (
+-- slo_events is read once: per time slice, then per SLO.
+WITH slices AS (
   SELECT
     slo_name,
+    slice,
     sum(CASE WHEN age_ns < window_ns THEN requests ELSE 0 END) AS requests,
-    sum(CASE WHEN age_ns < window_ns THEN bad ELSE 0 END) AS bad_requests,
+    sum(CASE WHEN age_ns < window_ns THEN bad ELSE 0 END) AS bad,
     sum(CASE WHEN age_ns < 300000000000 THEN requests ELSE 0 END) AS requests_5m,
     sum(CASE WHEN age_ns < 300000000000 THEN bad ELSE 0 END) AS bad_5m,
     sum(CASE WHEN age_ns < 1800000000000 THEN requests ELSE 0 END) AS requests_30m,
@@ -33,19 +35,32 @@ WITH totals AS (
     sum(CASE WHEN age_ns < 259200000000000 THEN requests ELSE 0 END) AS requests_3d,
     sum(CASE WHEN age_ns < 259200000000000 THEN bad ELSE 0 END) AS bad_3d
   FROM slo_events
-  GROUP BY slo_name
-),
-slices AS (
-  SELECT slo_name, slice, sum(requests) AS requests, sum(bad) AS bad
-  FROM slo_events WHERE age_ns < window_ns
   GROUP BY slo_name, slice
 ),
-slice_totals AS (
+totals AS (
   SELECT
     s.slo_name,
-    count(*) AS slices,
-    sum(CASE WHEN 1.0 - CAST(s.bad AS DOUBLE) / s.requests >= o.timeslice_target THEN 0 ELSE 1 END)
-      AS bad_slices
+    sum(s.requests) AS requests,
+    sum(s.bad) AS bad_requests,
+    sum(s.requests_5m) AS requests_5m,
+    sum(s.bad_5m) AS bad_5m,
+    sum(s.requests_30m) AS requests_30m,
+    sum(s.bad_30m) AS bad_30m,
+    sum(s.requests_1h) AS requests_1h,
+    sum(s.bad_1h) AS bad_1h,
+    sum(s.requests_6h) AS requests_6h,
+    sum(s.bad_6h) AS bad_6h,
+    sum(s.requests_1d) AS requests_1d,
+    sum(s.bad_1d) AS bad_1d,
+    sum(s.requests_3d) AS requests_3d,
+    sum(s.bad_3d) AS bad_3d,
+    -- Slices with requests in the window, and those whose good fraction misses the target.
+    sum(CASE WHEN s.requests > 0 THEN 1 ELSE 0 END) AS slices,
+    sum(CASE
+      WHEN s.requests = 0 THEN 0
+      WHEN 1.0 - CAST(s.bad AS DOUBLE) / s.requests >= o.timeslice_target THEN 0
+      ELSE 1
+    END) AS bad_slices
   FROM slices s JOIN slo_objectives o ON o.slo_name = s.slo_name
   GROUP BY s.slo_name
 ),
@@ -54,8 +69,8 @@ burn AS (
     o.*,
     COALESCE(t.requests, 0) AS requests,
     COALESCE(t.bad_requests, 0) AS bad_requests,
-    COALESCE(st.slices, 0) AS slices,
-    COALESCE(st.bad_slices, 0) AS bad_slices,
+    COALESCE(t.slices, 0) AS slices,
+    COALESCE(t.bad_slices, 0) AS bad_slices,
     CAST(t.bad_5m AS DOUBLE) / NULLIF(t.requests_5m, 0) / (1 - o.objective) AS burn_rate_5m,
     CAST(t.bad_30m AS DOUBLE) / NULLIF(t.requests_30m, 0) / (1 - o.objective) AS burn_rate_30m,
     CAST(t.bad_1h AS DOUBLE) / NULLIF(t.requests_1h, 0) / (1 - o.objective) AS burn_rate_1h,
@@ -67,7 +82,6 @@ burn AS (
     COALESCE(t.requests_3d, 0) AS requests_3d
   FROM slo_objectives o
   LEFT JOIN totals t ON t.slo_name = o.slo_name
-  LEFT JOIN slice_totals st ON st.slo_name = o.slo_name
 )
 SELECT
   slo_name,

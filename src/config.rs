@@ -92,6 +92,15 @@ pub struct ServeConfig {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) for TLS on the PostgreSQL port.
     #[arg(long, env = "HEADROOM_PG_TLS_KEY_PATH")]
     pub pg_tls_key_path: Option<PathBuf>,
+    /// Write the span rollups (`span_rollup_*`, `service_rollup_*`) as spans arrive. The KPI
+    /// and SLO views read them: turn them off only to measure what they cost at ingest.
+    #[arg(
+        long,
+        env = "HEADROOM_ROLLUPS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub rollups: bool,
     /// Routes (or URL paths, for spans without a route) of health checks: not requests in the
     /// KPIs (comma-separated).
     #[arg(
@@ -401,6 +410,7 @@ impl ServeConfig {
             pg_password: String::new(),
             pg_tls_cert_path: None,
             pg_tls_key_path: None,
+            rollups: true,
             kpi_health_check_routes: headroom_analytics::KpiSettings::default().health_check_routes,
             kpi_throttled_is_bad: false,
             kpi_timeout_error_types: headroom_analytics::KpiSettings::default().timeout_error_types,

@@ -332,6 +332,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         }
     };
     let rollups = RollupConfig {
+        enabled: cfg.rollups,
         health_check_routes: kpi_settings.health_check_routes.clone(),
     };
     let ingester = Arc::new(Ingester::new(store.clone(), wal.clone(), rollups));

@@ -19,6 +19,8 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
+use datafusion::scalar::ScalarValue;
+use headroom_collector::schema::{TableDef, timestamp_type};
 use headroom_collector::store::{Snapshot, Store};
 
 /// Where a table's rows come from.
@@ -34,7 +36,7 @@ impl SnapshotSource for Store {
 
 /// One stored table as a DataFusion [`TableProvider`].
 pub struct StoredTable {
-    name: &'static str,
+    def: &'static TableDef,
     schema: SchemaRef,
     source: Arc<dyn SnapshotSource>,
 }
@@ -42,19 +44,72 @@ pub struct StoredTable {
 impl fmt::Debug for StoredTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredTable")
-            .field("name", &self.name)
+            .field("name", &self.def.name)
             .finish()
     }
 }
 
 impl StoredTable {
-    pub fn new(name: &'static str, schema: SchemaRef, source: Arc<dyn SnapshotSource>) -> Self {
+    pub fn new(def: &'static TableDef, source: Arc<dyn SnapshotSource>) -> Self {
         Self {
-            name,
-            schema,
+            def,
+            schema: def.schema(),
             source,
         }
     }
+}
+
+/// The range of partition times `[lo, hi)` (ns) that rows passing `filters` can have, from the
+/// conjuncts that compare the table's time column with a constant. A file lies in one partition,
+/// `[start, start + partition_ns)`, so a file outside the range is never opened: a day's query
+/// over a week of per-minute rollups reads a day of files, not a week's footers.
+fn time_range(def: &TableDef, filters: &[Expr]) -> (i64, i64) {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+    let ns = |e: &Expr| match e {
+        Expr::Literal(v, _) => match v.cast_to(&timestamp_type()).ok()? {
+            ScalarValue::TimestampNanosecond(t, _) => t,
+            _ => None,
+        },
+        _ => None,
+    };
+    let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == def.time_column);
+    for f in filters {
+        match f {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                // `time op t`, or `t op time` read as `time (swapped op) t`.
+                let (op, t) = if is_time(left) {
+                    (*op, ns(right))
+                } else if is_time(right) {
+                    match op.swap() {
+                        Some(op) => (op, ns(left)),
+                        None => continue,
+                    }
+                } else {
+                    continue;
+                };
+                let Some(t) = t else { continue };
+                match op {
+                    Operator::Gt | Operator::GtEq => lo = lo.max(t),
+                    Operator::Lt => hi = hi.min(t),
+                    Operator::LtEq => hi = hi.min(t.saturating_add(1)),
+                    Operator::Eq => {
+                        lo = lo.max(t);
+                        hi = hi.min(t.saturating_add(1));
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(b) if !b.negated && is_time(&b.expr) => {
+                if let (Some(l), Some(h)) = (ns(&b.low), ns(&b.high)) {
+                    lo = lo.max(l);
+                    hi = hi.min(h.saturating_add(1));
+                }
+            }
+            _ => {}
+        }
+    }
+    (lo, hi)
 }
 
 /// Local paths as object-store locations (the store root is absolute).
@@ -85,13 +140,19 @@ impl TableProvider for StoredTable {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snap = self
+        let mut snap = self
             .source
-            .snapshot(self.name)
+            .snapshot(self.def.name)
             .map_err(DataFusionError::Execution)?;
+        let (lo, hi) = time_range(self.def, filters);
+        let width = self.def.partition_ns;
+        snap.files.retain(|f| {
+            f.hour_ns
+                .is_none_or(|start| start < hi && start.saturating_add(width) > lo)
+        });
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !snap.files.is_empty() {
             let target = state.config_options().execution.target_partitions.max(1);
@@ -220,5 +281,126 @@ impl TableProvider for PublishedTable {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         current.scan(state, projection, filters, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::logical_expr::{col, lit};
+    use headroom_collector::schema;
+
+    const MIN: i64 = 60_000_000_000;
+
+    fn ts(ns: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(ns),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn time_range_reads_the_bounds_on_the_time_column() {
+        let def = schema::table("service_rollup_1m");
+        let t = col("time");
+        assert_eq!(time_range(def, &[]), (i64::MIN, i64::MAX));
+        assert_eq!(
+            time_range(
+                def,
+                &[t.clone().gt_eq(ts(10 * MIN)), t.clone().lt(ts(20 * MIN))]
+            ),
+            (10 * MIN, 20 * MIN)
+        );
+        // A constant on the left, inclusive upper bounds, equality and BETWEEN.
+        assert_eq!(
+            time_range(def, &[ts(20 * MIN).gt(t.clone()), t.clone().gt(ts(MIN))]),
+            (MIN, 20 * MIN)
+        );
+        assert_eq!(time_range(def, &[t.clone().lt_eq(ts(5))]), (i64::MIN, 6));
+        assert_eq!(time_range(def, &[t.clone().eq(ts(7))]), (7, 8));
+        assert_eq!(time_range(def, &[t.clone().between(ts(3), ts(9))]), (3, 10));
+        // Untyped strings are cast the way the column would compare them.
+        assert_eq!(
+            time_range(def, &[t.clone().gt_eq(lit("1970-01-01T00:10:00Z"))]),
+            (10 * MIN, i64::MAX)
+        );
+        // Other columns, other operators and non-constants narrow nothing.
+        assert_eq!(
+            time_range(
+                def,
+                &[
+                    col("spans").gt(lit(5)),
+                    t.clone().not_eq(ts(3)),
+                    t.clone().gt(col("spans")),
+                    t.not_between(ts(3), ts(9)),
+                ]
+            ),
+            (i64::MIN, i64::MAX)
+        );
+    }
+
+    /// A table whose files do not exist: a query that opens one fails.
+    struct MissingFiles(Vec<headroom_collector::parquet::DataFile>);
+
+    impl SnapshotSource for MissingFiles {
+        fn snapshot(&self, table: &str) -> std::result::Result<Snapshot, String> {
+            Ok(Snapshot {
+                schema: schema::table(table).schema(),
+                files: self.0.clone(),
+                batches: Vec::new(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn files_outside_the_queried_time_are_not_opened() {
+        const DAY: i64 = 24 * 60 * MIN;
+        // Day partitions 1970-01-01, -02 and -03.
+        let files = (0..3)
+            .map(|d| headroom_collector::parquet::DataFile {
+                path: format!("/nonexistent/day-{d}.parquet").into(),
+                size_bytes: 1000,
+                rows: 1,
+                hour_ns: Some(d * DAY),
+                wal_lsn: 0,
+            })
+            .collect();
+        let def = schema::table(schema::SERVICE_ROLLUP_1H);
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_table(
+            "t",
+            Arc::new(StoredTable::new(def, Arc::new(MissingFiles(files)))),
+        )
+        .unwrap();
+        let count = |filter: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let sql = format!("SELECT count(*) FROM t WHERE {filter}");
+                ctx.sql(&sql).await?.collect().await
+            }
+        };
+        for after in [
+            "\"time\" >= TIMESTAMP '1970-01-04T00:00:00Z'",
+            "\"time\" < TIMESTAMP '1970-01-01T00:00:00Z'",
+            "\"time\" BETWEEN TIMESTAMP '1970-01-05T00:00:00Z' AND TIMESTAMP '1970-01-06T00:00:00Z'",
+        ] {
+            let batches = count(after).await.unwrap();
+            let n = batches[0]
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>();
+            assert_eq!(n.map(|n| n.value(0)), Some(0), "{after}");
+        }
+        // Overlapping the third day only, or not bounded: the files are read.
+        for (overlapping, file) in [
+            ("\"time\" > TIMESTAMP '1970-01-03T23:59:00Z'", "day-2"),
+            (
+                "\"time\" <> TIMESTAMP '1970-01-05T00:00:00Z'",
+                "nonexistent",
+            ),
+        ] {
+            let error = count(overlapping).await.unwrap_err().to_string();
+            assert!(error.contains(file), "{overlapping}: {error}");
+        }
     }
 }

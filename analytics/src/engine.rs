@@ -83,8 +83,7 @@ impl QueryEngine {
         let tables = schema::tables()
             .iter()
             .map(|def| {
-                let table: Arc<dyn TableProvider> =
-                    Arc::new(StoredTable::new(def.name, def.schema(), source.clone()));
+                let table: Arc<dyn TableProvider> = Arc::new(StoredTable::new(def, source.clone()));
                 (def.name, table)
             })
             .collect();
@@ -98,8 +97,9 @@ impl QueryEngine {
         limits: QueryLimits,
         kpi: &KpiSettings,
     ) -> Result<Self, QueryError> {
-        // `information_schema` comes from `pg_compat`, in PostgreSQL's terms.
-        let config = SessionConfig::new()
+        // `information_schema` comes from `pg_compat`, in PostgreSQL's terms. DataFusion's own
+        // settings can be tuned with `DATAFUSION_*` variables, as in `datafusion-cli`.
+        let config = SessionConfig::from_env()?
             .with_information_schema(false)
             .with_default_catalog_and_schema(CATALOG, SCHEMA);
         let state = SessionStateBuilder::new()

@@ -182,6 +182,14 @@ pub fn render(name: &str, template: &str, settings: &KpiSettings) -> String {
             &nanos(settings.apdex_threshold_ms).to_string(),
         )
         .replace(
+            "{slo_history_seconds}",
+            &settings.slos.history_seconds().to_string(),
+        )
+        .replace(
+            "{sketch_scale}",
+            &headroom_collector::rollup::SKETCH_SCALE.to_string(),
+        )
+        .replace(
             "{incident_merge_gap_minutes}",
             &settings.slos.incident_merge_gap_minutes.to_string(),
         )

@@ -29,7 +29,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use headroom_collector::rollup::SKETCH_SCALE;
 
-use crate::exp_histogram::{Buckets, ExpHistogram};
+use crate::exp_histogram::{Buckets, ExpHistogram, Midpoint};
 use crate::histogram::{coerce_to, counts_type, udf_struct};
 
 /// Bucket indexes a sketch may hold: beyond them the bucket bounds leave the range of doubles
@@ -185,7 +185,10 @@ impl<'a> Sketches<'a> {
 
     /// Row `row`'s observation count and its observations as (log-midpoint, count),
     /// ascending; `None` for a NULL sketch.
-    pub(crate) fn row(&self, row: usize) -> Option<(i64, impl Iterator<Item = (f64, i64)> + '_)> {
+    pub(crate) fn row(
+        &self,
+        row: usize,
+    ) -> Option<(i64, impl Iterator<Item = (Midpoint, i64)> + '_)> {
         if self.structs.is_null(row) || self.inputs.index.is_null(row) {
             return None;
         }
@@ -204,13 +207,11 @@ impl<'a> Sketches<'a> {
             .iter()
             .fold(zero, |n, c| n.saturating_add(*c));
         let scale = self.scale.value(row);
-        let buckets = (0..index.len().min(count.len())).map(move |k| {
-            let mid = crate::exp_histogram::boundary(f64::from(index.value(k)) + 0.5, scale);
-            (mid, count.value(k))
-        });
+        let buckets = (0..index.len().min(count.len()))
+            .map(move |k| (Midpoint::positive(index.value(k), scale), count.value(k)));
         Some((
             total,
-            std::iter::once((0.0, zero))
+            std::iter::once((Midpoint::ZERO, zero))
                 .chain(buckets)
                 .filter(|(_, c)| *c > 0),
         ))

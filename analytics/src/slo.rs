@@ -226,6 +226,21 @@ pub struct SloConfig {
     pub default_alerting: Alerting,
 }
 
+impl SloConfig {
+    /// How far back any SLO looks, in whole seconds: its window, or the 3 days the longest
+    /// burn rate needs, whichever is longer.
+    pub fn history_seconds(&self) -> i64 {
+        self.slos
+            .iter()
+            .map(|s| s.window_ns)
+            .chain([self.default_window_ns, 3 * NANOS_PER_DAY])
+            .max()
+            .unwrap_or(0)
+            .saturating_add(999_999_999)
+            / 1_000_000_000
+    }
+}
+
 impl Default for SloConfig {
     fn default() -> Self {
         Self::from_toml("").expect("the empty configuration is valid")

@@ -142,7 +142,7 @@ impl Ingester {
             let mut batches = Vec::with_capacity(converted.batches.len());
             let mut bytes = 0;
             for (table, batch) in converted.batches {
-                if table == SPANS {
+                if table == SPANS && self.rollups.enabled {
                     // Logged with the spans, so a replay restores both or neither.
                     let rollups =
                         rollup::span_rollups(&batch, &self.rollups).map_err(StoreError::from)?;

@@ -39,10 +39,21 @@ pub fn bucket_index(duration_ns: i64) -> i32 {
     ((duration_ns as f64).log2() * per_doubling).ceil() as i32 - 1
 }
 
-/// Which health-check requests a rollup marks (`--kpi-health-check-routes`).
-#[derive(Debug, Clone, Default)]
+/// Whether ingest writes rollups (`--rollups`), and which health-check requests they mark
+/// (`--kpi-health-check-routes`).
+#[derive(Debug, Clone)]
 pub struct RollupConfig {
+    pub enabled: bool,
     pub health_check_routes: Vec<String>,
+}
+
+impl Default for RollupConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            health_check_routes: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,9 +157,14 @@ pub fn span_rollups(
     config: &RollupConfig,
 ) -> Result<[(&'static str, RecordBatch); 4], ArrowError> {
     let minute = spans_to_rollup(spans, config)?;
-    let from_minute = |table| combine(schema::table(table), std::slice::from_ref(&minute));
-    let hour = from_minute(schema::SPAN_ROLLUP_1H)?;
-    let service_minute = from_minute(schema::SERVICE_ROLLUP_1M)?;
+    let hour = combine(
+        schema::table(schema::SPAN_ROLLUP_1H),
+        std::slice::from_ref(&minute),
+    )?;
+    let service_minute = combine(
+        schema::table(schema::SERVICE_ROLLUP_1M),
+        &[server_requests(&minute)?],
+    )?;
     let service_hour = combine(
         schema::table(schema::SERVICE_ROLLUP_1H),
         std::slice::from_ref(&service_minute),
@@ -159,6 +175,21 @@ pub fn span_rollups(
         (schema::SERVICE_ROLLUP_1M, service_minute),
         (schema::SERVICE_ROLLUP_1H, service_hour),
     ])
+}
+
+/// The rows of `rollup` that count requests a service served: SERVER and CONSUMER spans,
+/// health checks left out. The service rollups hold only these: they serve the KPI and SLO
+/// views, which read nothing else, and a dashboard over every service reads half the rows.
+fn server_requests(rollup: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let kind = column::<StringArray>(rollup, "span_kind")?;
+    let health_check = column::<BooleanArray>(rollup, "health_check")?;
+    let keep: BooleanArray = (0..rollup.num_rows())
+        .map(|i| {
+            let kind = kind.value(i);
+            Some((kind == "SERVER" || kind == "CONSUMER") && !health_check.value(i))
+        })
+        .collect();
+    arrow::compute::filter_record_batch(rollup, &keep)
 }
 
 /// The `span_rollup_1m` rows of a batch of `spans` rows.
@@ -574,6 +605,7 @@ mod tests {
             .1;
         let config = RollupConfig {
             health_check_routes: vec!["/healthz".into()],
+            ..RollupConfig::default()
         };
         let got = rows(&spans_to_rollup(&batch, &config).unwrap());
         let want: Vec<Row> = vec![
@@ -660,6 +692,23 @@ mod tests {
         let mut want = want;
         want.sort();
         assert_eq!(got, want);
+
+        // The service rollups count server requests only: no health check, no client span.
+        let mut client = span(0, 500, vec![route("/a")], 0);
+        client.kind = 3;
+        let client = crate::convert::traces::convert(&request(vec![client]))
+            .unwrap()
+            .batches
+            .remove(0)
+            .1;
+        let both = arrow::compute::concat_batches(&batch.schema(), [&batch, &client]).unwrap();
+        let [_, _, (_, minute), (_, hour)] = span_rollups(&both, &config).unwrap();
+        for service in [minute, hour] {
+            let service = rows(&service);
+            let spans: i64 = service.iter().map(|r| r.4).sum();
+            assert_eq!(spans, 8, "{service:?}");
+            assert!(service.iter().all(|r| !r.3 && r.1 == ALL_ENDPOINTS));
+        }
     }
 
     #[test]
@@ -769,5 +818,31 @@ mod tests {
         assert_eq!(total(schema::SERVICE_ROLLUP_1H), (1, 4));
         let spans = store.snapshot(schema::SPANS).unwrap();
         assert_eq!(spans.files.iter().map(|f| f.rows).sum::<u64>(), 4);
+    }
+
+    /// `--rollups false`: spans are stored, no rollup row is written.
+    #[test]
+    fn rollups_off_stores_spans_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(StoreConfig::new(dir.path())).unwrap());
+        let off = RollupConfig {
+            enabled: false,
+            ..RollupConfig::default()
+        };
+        let ingester = Ingester::new(store.clone(), None, off);
+        ingester
+            .traces(&request(vec![span(0, 100, vec![route("/a")], 0)]))
+            .unwrap();
+        store.flush_all(true).unwrap();
+        let rows = |table: &str| store.stats(table).unwrap().file_rows;
+        assert_eq!(rows(schema::SPANS), 1);
+        for table in [
+            schema::SPAN_ROLLUP_1M,
+            schema::SPAN_ROLLUP_1H,
+            schema::SERVICE_ROLLUP_1M,
+            schema::SERVICE_ROLLUP_1H,
+        ] {
+            assert_eq!(rows(table), 0, "{table}");
+        }
     }
 }

@@ -45,7 +45,8 @@ pub struct TableDef {
     /// compaction merges the rows that share a key (see [`crate::rollup`]).
     pub rollup: Option<RollupSpec>,
     /// The span of time one partition (`date=/hour=` directory) holds: an hour, or a day for
-    /// the hourly rollups, whose hour would be a file of a few hundred rows.
+    /// the hourly and the per-service rollups, whose hour would be a file of a few hundred
+    /// rows.
     pub partition_ns: i64,
     pub columns: Vec<Column>,
     schema: SchemaRef,
@@ -83,7 +84,9 @@ impl TableDef {
             width_ns,
             by_endpoint,
         });
-        if width_ns >= HOUR_NS {
+        // An hour of hourly rollups, or of a service's minutes, is a file of a few hundred or
+        // thousand rows: a day per partition keeps the files a range query opens few.
+        if width_ns >= HOUR_NS || !by_endpoint {
             self.partition_ns = 24 * HOUR_NS;
         }
         self
@@ -664,8 +667,9 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
     .rollup(HOUR_NS, true);
     let service_1m = TableDef::new(
         SERVICE_ROLLUP_1M,
-        "`span_rollup_1m` without the endpoint (`*`): a service's minute in a few rows, for \
-         dashboards over every service.",
+        "`span_rollup_1m` without the endpoint (`*`), of the requests a service served only \
+         (`SERVER` and `CONSUMER` spans, health checks left out): a service's minute in a few \
+         rows, for dashboards over every service.",
         "time",
         ROLLUP_KEY,
         &[],
@@ -696,13 +700,15 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
 });
 
 /// The key of a rollup row; rows are sorted by it.
+/// Time first: a partition holds a day of rollups, and a dashboard's range then reads the pages
+/// of its hours only (the page index prunes by time), whatever the services.
 const ROLLUP_KEY: &[&str] = &[
+    "time",
     "service_name",
     "endpoint",
     "span_kind",
     "status_class",
     "health_check",
-    "time",
 ];
 
 fn rollup_columns() -> Vec<Column> {

@@ -49,6 +49,8 @@ pub fn trace_request(client: u32, seq: u32) -> ExportTraceServiceRequest {
                 ]
                 .to_vec(),
                 name: format!("c{client}-r{seq}-s{i}"),
+                // Server spans: the service rollups count them too.
+                kind: 2,
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + 1_000_000,
                 ..Default::default()

@@ -144,6 +144,7 @@ impl Engine {
         let new = RecordBatch::try_new(new.schema(), columns)?;
         let config = RollupConfig {
             health_check_routes: settings().health_check_routes,
+            ..RollupConfig::default()
         };
         for (table, batch) in rollup::span_rollups(&new, &config)? {
             ctx.read_batch(batch)?
