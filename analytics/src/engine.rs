@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
@@ -317,38 +317,135 @@ fn check_read_only(plan: &LogicalPlan) -> Result<(), QueryError> {
 /// Rows as JSON arrays in column order. Binary ids become hex, timestamps RFC 3339 text,
 /// lists and structs JSON arrays and objects (arrow-json's encoders).
 pub fn to_json_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Value>>, QueryError> {
-    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    write_json_rows(batches, &mut out)?;
+    serde_json::from_slice(&out)
+        .map_err(|e| QueryError::Internal(format!("re-reading JSON rows: {e}")))
+}
+
+/// The HTTP API's answer, `{"columns": [...], "rows": [[...], ...]}`, written straight from
+/// the Arrow arrays: no JSON value per cell is built.
+pub fn json_body(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, QueryError> {
+    let columns: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+    let mut out = Vec::with_capacity(64 + batches.iter().map(|b| b.num_rows() * 64).sum::<usize>());
+    out.extend_from_slice(b"{\"columns\":");
+    serde_json::to_writer(&mut out, &columns)
+        .map_err(|e| QueryError::Internal(format!("writing column names: {e}")))?;
+    out.extend_from_slice(b",\"rows\":");
+    write_json_rows(batches, &mut out)?;
+    out.push(b'}');
+    Ok(out)
+}
+
+/// `[[...], ...]`: each row a JSON array, each value encoded by arrow-json.
+fn write_json_rows(batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), QueryError> {
+    let options = arrow::json::writer::EncoderOptions::default().with_explicit_nulls(true);
+    out.push(b'[');
+    let mut first = true;
     for batch in batches {
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        let n = batch.num_columns();
-        // Column names may repeat (`SELECT 1, 1`); rename so the objects keep every column.
-        let fields: Vec<Field> = batch
-            .schema()
+        let schema = batch.schema();
+        let mut encoders = schema
             .fields()
             .iter()
-            .enumerate()
-            .map(|(i, f)| Field::new(format!("c{i}"), f.data_type().clone(), true))
-            .collect();
-        let renamed =
-            RecordBatch::try_new(Arc::new(Schema::new(fields)), batch.columns().to_vec())?;
-        let mut buf = Vec::new();
-        let mut writer = arrow::json::WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .build::<_, arrow::json::writer::JsonArray>(&mut buf);
-        writer.write(&renamed)?;
-        writer.finish()?;
-        drop(writer);
-        let objects: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&buf)
-            .map_err(|e| QueryError::Internal(format!("re-reading JSON rows: {e}")))?;
-        for mut obj in objects {
-            rows.push(
-                (0..n)
-                    .map(|i| obj.remove(&format!("c{i}")).unwrap_or(Value::Null))
-                    .collect(),
-            );
+            .zip(batch.columns())
+            .map(|(field, array)| arrow::json::writer::make_encoder(field, array, &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.push(b'[');
+            for (i, encoder) in encoders.iter_mut().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if encoder.is_null(row) {
+                    out.extend_from_slice(b"null");
+                } else {
+                    encoder.encode(row, out);
+                }
+            }
+            out.push(b']');
         }
     }
-    Ok(rows)
+    out.push(b']');
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        ArrayRef, FixedSizeBinaryArray, Float64Array, Int64Array, ListArray, StringArray,
+        TimestampNanosecondArray,
+    };
+    use arrow::datatypes::Int32Type;
+
+    #[test]
+    fn json_body_writes_every_type_as_the_api_promises() {
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("n", Arc::new(Int64Array::from(vec![Some(1), None]))),
+            (
+                "x",
+                Arc::new(Float64Array::from(vec![f64::NAN, 0.25])) as ArrayRef,
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("a \"quoted\"\n"), None])),
+            ),
+            (
+                "id",
+                Arc::new(
+                    FixedSizeBinaryArray::try_from_iter([[0xabu8, 0x01], [0, 0xff]].into_iter())
+                        .unwrap(),
+                ),
+            ),
+            (
+                "t",
+                Arc::new(
+                    TimestampNanosecondArray::from(vec![1_500_000_000, 0]).with_timezone("UTC"),
+                ),
+            ),
+            (
+                "l",
+                Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+                    Some(vec![Some(1), None]),
+                    None,
+                ])),
+            ),
+            // The same name twice: both stay, in order.
+            ("n", Arc::new(Int64Array::from(vec![7, 8]))),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let body = json_body(&batch.schema(), &[batch.slice(0, 1), batch.slice(1, 1)]).unwrap();
+        let got: Value = serde_json::from_slice(&body).unwrap();
+        let want = serde_json::json!({
+            "columns": ["n", "x", "s", "id", "t", "l", "n"],
+            "rows": [
+                [1, null, "a \"quoted\"\n", "ab01", "1970-01-01T00:00:01.500Z", [1, null], 7],
+                [null, 0.25, null, "00ff", "1970-01-01T00:00:00Z", null, 8],
+            ],
+        });
+        assert_eq!(got, want);
+        assert_eq!(
+            to_json_rows(&[batch]).unwrap(),
+            want["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_array().unwrap().clone())
+                .collect::<Vec<_>>()
+        );
+        // No rows: an empty list, not a missing one.
+        let empty = RecordBatch::new_empty(batch_schema());
+        let body = json_body(&empty.schema(), &[empty]).unwrap();
+        assert_eq!(body, br#"{"columns":["n"],"rows":[]}"#);
+    }
+
+    fn batch_schema() -> SchemaRef {
+        Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("n", arrow::datatypes::DataType::Int64, true),
+        ]))
+    }
 }

@@ -192,23 +192,18 @@ impl<'a> Sketches<'a> {
         if self.structs.is_null(row) || self.inputs.index.is_null(row) {
             return None;
         }
-        let (index, count) = (self.inputs.index.value(row), self.inputs.count.value(row));
-        let (index, count) = (
-            index.as_primitive::<Int32Type>().clone(),
-            count.as_primitive::<Int64Type>().clone(),
-        );
+        let (index, count) = self.inputs.buckets(row);
         let zero = if self.inputs.zero.is_valid(row) {
             self.inputs.zero.value(row)
         } else {
             0
         };
-        let total = count
-            .values()
-            .iter()
-            .fold(zero, |n, c| n.saturating_add(*c));
+        let total = count.iter().fold(zero, |n, c| n.saturating_add(*c));
         let scale = self.scale.value(row);
-        let buckets = (0..index.len().min(count.len()))
-            .map(move |k| (Midpoint::positive(index.value(k), scale), count.value(k)));
+        let buckets = index
+            .iter()
+            .zip(count)
+            .map(move |(i, c)| (Midpoint::positive(*i, scale), *c));
         Some((
             total,
             std::iter::once((Midpoint::ZERO, zero))
@@ -224,6 +219,10 @@ struct Inputs<'a> {
     index: &'a ListArray,
     count: &'a ListArray,
     zero: &'a Int64Array,
+    /// The lists' values, read through the offsets: slicing a list per row costs more than
+    /// the percentile it feeds.
+    index_values: &'a [i32],
+    count_values: &'a [i64],
 }
 
 impl<'a> Inputs<'a> {
@@ -237,13 +236,46 @@ impl<'a> Inputs<'a> {
                 ))
             })
         };
-        Ok(Self {
-            index: list(0)?,
-            count: list(1)?,
-            zero: values[2].as_primitive_opt::<Int64Type>().ok_or_else(|| {
+        Self::of_lists(
+            list(0)?,
+            list(1)?,
+            values[2].as_primitive_opt::<Int64Type>().ok_or_else(|| {
                 DataFusionError::Plan("latency_sketch: argument 3 must be a BIGINT".into())
             })?,
+        )
+    }
+
+    fn of_lists(index: &'a ListArray, count: &'a ListArray, zero: &'a Int64Array) -> Result<Self> {
+        let index_values = index
+            .values()
+            .as_primitive_opt::<Int32Type>()
+            .ok_or_else(|| {
+                DataFusionError::Plan("latency_sketch: bucket indexes must be INTs".into())
+            })?
+            .values();
+        let count_values = count
+            .values()
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| {
+                DataFusionError::Plan("latency_sketch: bucket counts must be BIGINTs".into())
+            })?
+            .values();
+        Ok(Self {
+            index,
+            count,
+            zero,
+            index_values,
+            count_values,
         })
+    }
+
+    /// Row `row`'s bucket indexes and counts (cut to the shorter of the two).
+    fn buckets(&self, row: usize) -> (&'a [i32], &'a [i64]) {
+        let (io, co) = (self.index.value_offsets(), self.count.value_offsets());
+        let index = &self.index_values[io[row] as usize..io[row + 1] as usize];
+        let count = &self.count_values[co[row] as usize..co[row + 1] as usize];
+        let n = index.len().min(count.len());
+        (&index[..n], &count[..n])
     }
 
     /// The three fields of a `latency_sketch` struct array.
@@ -256,19 +288,19 @@ impl<'a> Inputs<'a> {
                 DataFusionError::Plan(format!("latency_sketch: the state has no {name}"))
             })
         };
-        let inputs = Self {
-            index: field("bucket_index")?.as_list_opt::<i32>().ok_or_else(|| {
+        let inputs = Self::of_lists(
+            field("bucket_index")?.as_list_opt::<i32>().ok_or_else(|| {
                 DataFusionError::Plan("latency_sketch: bucket_index is not a list".into())
             })?,
-            count: field("bucket_count")?.as_list_opt::<i32>().ok_or_else(|| {
+            field("bucket_count")?.as_list_opt::<i32>().ok_or_else(|| {
                 DataFusionError::Plan("latency_sketch: bucket_count is not a list".into())
             })?,
-            zero: field("zero_count")?
+            field("zero_count")?
                 .as_primitive_opt::<Int64Type>()
                 .ok_or_else(|| {
                     DataFusionError::Plan("latency_sketch: zero_count is not a BIGINT".into())
                 })?,
-        };
+        )?;
         Ok((inputs, s))
     }
 
@@ -280,15 +312,24 @@ impl<'a> Inputs<'a> {
         if self.zero.is_valid(row) {
             into.zero = into.zero.saturating_add(self.zero.value(row));
         }
-        let (index, count) = (self.index.value(row), self.count.value(row));
-        let index = index.as_primitive::<Int32Type>();
-        let count = count.as_primitive::<Int64Type>();
-        if index.len() != count.len() {
+        if self.index.value_length(row) != self.count.value_length(row) {
             return Err(DataFusionError::Execution(
                 "latency_sketch: bucket indexes and counts differ in length".into(),
             ));
         }
-        for (i, c) in index.values().iter().zip(count.values()) {
+        let (index, count) = self.buckets(row);
+        // The first row of a group, in order and in range as the rollups write them, is copied.
+        let in_order = index.windows(2).all(|w| w[0] < w[1])
+            && index
+                .first()
+                .zip(index.last())
+                .is_none_or(|(lo, hi)| *lo >= -MAX_INDEX && *hi <= MAX_INDEX);
+        if into.buckets.is_empty() && in_order {
+            into.buckets
+                .extend(index.iter().copied().zip(count.iter().copied()));
+            return Ok(());
+        }
+        for (i, c) in index.iter().zip(count) {
             into.add(*i, *c)?;
         }
         Ok(())
@@ -543,5 +584,22 @@ mod tests {
         d.add(2, 1).unwrap();
         d.add(5, i64::MAX).unwrap();
         assert_eq!(d.buckets, vec![(2, 1), (5, i64::MAX)]);
+        // A first row out of order or out of range is not copied as it is.
+        let lists = |index: Vec<i32>| {
+            let n = index.len();
+            let index = ListArray::from_iter_primitive::<Int32Type, _, _>([Some(
+                index.into_iter().map(Some).collect::<Vec<_>>(),
+            )]);
+            let count = ListArray::from_iter_primitive::<Int64Type, _, _>([Some(vec![Some(1); n])]);
+            (index, count, Int64Array::from(vec![0]))
+        };
+        let (index, count, zero) = lists(vec![7, 3, 7]);
+        let inputs = Inputs::of_lists(&index, &count, &zero).unwrap();
+        let mut s = Sparse::default();
+        inputs.add_row(0, &mut s).unwrap();
+        assert_eq!(s.buckets, vec![(3, 1), (7, 2)]);
+        let (index, count, zero) = lists(vec![1, MAX_INDEX + 1]);
+        let inputs = Inputs::of_lists(&index, &count, &zero).unwrap();
+        assert!(inputs.add_row(0, &mut Sparse::default()).is_err());
     }
 }

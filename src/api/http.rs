@@ -164,10 +164,16 @@ async fn sql(
             .map_or(Format::Json, Format::from_accept),
     };
     match format {
-        Format::Json => match state.engine.sql_json(&req.sql).await {
-            Ok(rows) => Json(rows).into_response(),
-            Err(e) => query_error(e),
-        },
+        Format::Json => {
+            let body = match state.engine.sql_with_schema(&req.sql, false).await {
+                Ok((schema, batches)) => headroom_analytics::engine::json_body(&schema, &batches),
+                Err(e) => Err(e),
+            };
+            match body {
+                Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+                Err(e) => query_error(e),
+            }
+        }
         Format::Csv | Format::Arrow => {
             let (schema, batches) = match state
                 .engine
