@@ -294,6 +294,10 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         flush_age: Duration::from_secs_f64(cfg.flush_max_age_seconds),
         max_buffer_bytes: cfg.max_buffer_bytes as usize,
     })?);
+    let rollups = RollupConfig {
+        enabled: cfg.rollups,
+        health_check_routes: kpi_settings.health_check_routes.clone(),
+    };
     let wal = match cfg.wal_sync {
         WalSync::Off => {
             tracing::warn!(
@@ -313,6 +317,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
                     dir: store.root().join("wal"),
                     sync,
                     segment_bytes: cfg.wal_segment_bytes,
+                    rollups: rollups.clone(),
                 },
                 store.clone(),
             )?;
@@ -330,10 +335,6 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
             );
             Some(Arc::new(wal))
         }
-    };
-    let rollups = RollupConfig {
-        enabled: cfg.rollups,
-        health_check_routes: kpi_settings.health_check_routes.clone(),
     };
     let ingester = Arc::new(Ingester::new(store.clone(), wal.clone(), rollups));
     let engine = QueryEngine::new(store.clone(), cfg.query_limits(), &kpi_settings).await?;

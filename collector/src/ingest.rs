@@ -140,16 +140,18 @@ impl Ingester {
         let result = self.admit().and_then(|()| {
             let converted = convert()?;
             let mut batches = Vec::with_capacity(converted.batches.len());
+            let mut rollups = Vec::new();
             let mut bytes = 0;
             for (table, batch) in converted.batches {
                 if table == SPANS && self.rollups.enabled {
-                    // Logged with the spans, so a replay restores both or neither.
-                    let rollups =
-                        rollup::span_rollups(&batch, &self.rollups).map_err(StoreError::from)?;
-                    for (table, batch) in rollups {
+                    // Not logged: they enter the store with their spans' record, and a replay
+                    // computes them again from its spans, so both or neither come back.
+                    for (table, batch) in
+                        rollup::span_rollups(&batch, &self.rollups).map_err(StoreError::from)?
+                    {
                         let batch = self.store.prepare(table, batch)?;
                         bytes += batch.batch().get_array_memory_size();
-                        batches.push((table, batch));
+                        rollups.push((table, batch));
                     }
                 }
                 let batch = self.store.prepare(table, batch)?;
@@ -159,10 +161,10 @@ impl Ingester {
             let _reserved = self.reserve(bytes)?;
             match &self.wal {
                 Some(wal) if !batches.is_empty() => {
-                    wal.commit(batches)?;
+                    wal.commit(batches, rollups)?;
                 }
                 _ => {
-                    for (table, batch) in batches {
+                    for (table, batch) in batches.into_iter().chain(rollups) {
                         self.store.append_prepared(table, batch, 0)?;
                     }
                 }

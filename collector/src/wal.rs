@@ -36,6 +36,8 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 
 use crate::error::{StoreError, WalError};
+use crate::rollup::RollupConfig;
+use crate::schema::SPANS;
 use crate::store::{Prepared, Store};
 
 const MAGIC: &[u8; 8] = b"HRWAL\x00\x00\x01";
@@ -61,6 +63,9 @@ pub struct WalConfig {
     pub sync: SyncMode,
     /// Start a new segment once the current one is this large.
     pub segment_bytes: u64,
+    /// How ingest rolls spans up: the rollups are not logged, a replay computes them again
+    /// from the spans of each record.
+    pub rollups: RollupConfig,
 }
 
 /// What [`Wal::open`] found and replayed.
@@ -273,6 +278,7 @@ fn list_segments(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
 fn replay_segment(
     path: &Path,
     store: &Store,
+    rollups: &RollupConfig,
     prev_lsn: u64,
     report: &mut ReplayReport,
 ) -> Result<Option<u64>, WalError> {
@@ -307,11 +313,30 @@ fn replay_segment(
                 return Ok(last);
             }
         };
+        // The rollups of the record's spans, as ingest computed them (a record that logged its
+        // rollups, as earlier versions did, brings them along).
+        let logged_rollups = batches.iter().any(|(t, _)| {
+            crate::schema::tables()
+                .iter()
+                .any(|d| d.name == t && d.rollup.is_some())
+        });
+        let mut derived = Vec::new();
+        if rollups.enabled && !logged_rollups {
+            for (_, spans) in batches.iter().filter(|(t, _)| t == SPANS) {
+                derived.extend(
+                    crate::rollup::span_rollups(spans, rollups)?.map(|(t, b)| (t.to_owned(), b)),
+                );
+            }
+        }
         for (table, batch) in batches {
             let rows = batch.num_rows() as u64;
             let kept = store.replay(&table, batch, r.lsn)? as u64;
             report.rows_replayed += kept;
             report.rows_skipped += rows - kept;
+        }
+        // The report counts logged rows only.
+        for (table, batch) in derived {
+            store.replay(&table, batch, r.lsn)?;
         }
         report.records += 1;
         last = Some(r.lsn);
@@ -346,7 +371,8 @@ impl Wal {
         let mut closed = Vec::new();
         for path in list_segments(&config.dir)? {
             report.segments += 1;
-            let seg_last = replay_segment(&path, &store, last_logged, &mut report)?;
+            let seg_last =
+                replay_segment(&path, &store, &config.rollups, last_logged, &mut report)?;
             if !path.exists() {
                 continue; // moved aside as damaged
             }
@@ -407,8 +433,16 @@ impl Wal {
 
     /// Logs the rows of one request and, once they are durable, appends them to the store.
     /// Blocks until then; returns the record's LSN.
-    pub fn commit(&self, batches: Vec<(&'static str, Prepared)>) -> Result<u64, WalError> {
-        let payload = encode_payload(&batches)?;
+    /// Logs `logged` and, once it is durable, appends it and `derived` (rows a replay computes
+    /// again from `logged`: the span rollups) to the store under the record's LSN.
+    pub fn commit(
+        &self,
+        logged: Vec<(&'static str, Prepared)>,
+        derived: Vec<(&'static str, Prepared)>,
+    ) -> Result<u64, WalError> {
+        let payload = encode_payload(&logged)?;
+        let mut batches = logged;
+        batches.extend(derived);
         let (done, wait) = mpsc::sync_channel(1);
         {
             let tx = lock(&self.tx);
@@ -667,7 +701,7 @@ impl Committer {
 mod tests {
     use super::*;
     use crate::convert;
-    use crate::schema::{LOGS, SPANS};
+    use crate::schema::LOGS;
     use crate::store::StoreConfig;
 
     fn span_batch(ids: std::ops::Range<u8>) -> RecordBatch {
@@ -698,6 +732,7 @@ mod tests {
                 dir: dir.join("data/wal"),
                 sync,
                 segment_bytes,
+                rollups: RollupConfig::default(),
             },
             store.clone(),
         )
@@ -711,10 +746,13 @@ mod tests {
         // Tiny segments: every record starts a new one.
         let (store, wal, _) = open_with(dir.path(), SyncMode::Os, 1);
         for i in 0..4 {
-            wal.commit(vec![(
-                SPANS,
-                store.prepare(SPANS, span_batch(i * 3..i * 3 + 3)).unwrap(),
-            )])
+            wal.commit(
+                vec![(
+                    SPANS,
+                    store.prepare(SPANS, span_batch(i * 3..i * 3 + 3)).unwrap(),
+                )],
+                Vec::new(),
+            )
             .unwrap();
         }
         assert_eq!(wal.stats().syncs.load(Ordering::Relaxed), 0);
@@ -746,13 +784,19 @@ mod tests {
             }],
         };
         let batch = convert::logs::convert(&logs).unwrap().batches.remove(0).1;
-        wal.commit(vec![(LOGS, store.prepare(LOGS, batch).unwrap())])
-            .unwrap();
+        wal.commit(
+            vec![(LOGS, store.prepare(LOGS, batch).unwrap())],
+            Vec::new(),
+        )
+        .unwrap();
         for i in 0..6 {
-            wal.commit(vec![(
-                SPANS,
-                store.prepare(SPANS, span_batch(i * 2..i * 2 + 2)).unwrap(),
-            )])
+            wal.commit(
+                vec![(
+                    SPANS,
+                    store.prepare(SPANS, span_batch(i * 2..i * 2 + 2)).unwrap(),
+                )],
+                Vec::new(),
+            )
             .unwrap();
             // The busy table flushes on its own; the log record keeps every segment.
             store.flush_table(SPANS, true).unwrap();
@@ -782,18 +826,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, wal, _) = open(dir.path());
         assert_eq!(
-            wal.commit(vec![(
-                SPANS,
-                store.prepare(SPANS, span_batch(0..3)).unwrap()
-            )])
+            wal.commit(
+                vec![(SPANS, store.prepare(SPANS, span_batch(0..3)).unwrap())],
+                Vec::new()
+            )
             .unwrap(),
             1
         );
         assert_eq!(
-            wal.commit(vec![(
-                SPANS,
-                store.prepare(SPANS, span_batch(3..5)).unwrap()
-            )])
+            wal.commit(
+                vec![(SPANS, store.prepare(SPANS, span_batch(3..5)).unwrap())],
+                Vec::new()
+            )
             .unwrap(),
             2
         );
@@ -808,10 +852,10 @@ mod tests {
         assert_eq!(buffered(&store), 5);
         store.flush_all(true).unwrap();
         assert_eq!(
-            wal.commit(vec![(
-                SPANS,
-                store.prepare(SPANS, span_batch(5..6)).unwrap()
-            )])
+            wal.commit(
+                vec![(SPANS, store.prepare(SPANS, span_batch(5..6)).unwrap())],
+                Vec::new()
+            )
             .unwrap(),
             3
         );
@@ -845,10 +889,10 @@ mod tests {
         wal.close();
         drop((store, wal));
         let (store, wal, _) = open(dir.path());
-        wal.commit(vec![(
-            SPANS,
-            store.prepare(SPANS, span_batch(0..2)).unwrap(),
-        )])
+        wal.commit(
+            vec![(SPANS, store.prepare(SPANS, span_batch(0..2)).unwrap())],
+            Vec::new(),
+        )
         .unwrap();
         wal.retire().unwrap();
         wal.close();
@@ -862,10 +906,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, wal, _) = open(dir.path());
         for i in 0..3 {
-            wal.commit(vec![(
-                SPANS,
-                store.prepare(SPANS, span_batch(i * 2..i * 2 + 2)).unwrap(),
-            )])
+            wal.commit(
+                vec![(
+                    SPANS,
+                    store.prepare(SPANS, span_batch(i * 2..i * 2 + 2)).unwrap(),
+                )],
+                Vec::new(),
+            )
             .unwrap();
         }
         wal.close();
@@ -920,8 +967,11 @@ mod tests {
         let mut cols = b.columns().to_vec();
         cols[idx] = Arc::new(times);
         b = RecordBatch::try_new(b.schema(), cols).unwrap();
-        wal.commit(vec![(SPANS, store.prepare(SPANS, b.clone()).unwrap())])
-            .unwrap();
+        wal.commit(
+            vec![(SPANS, store.prepare(SPANS, b.clone()).unwrap())],
+            Vec::new(),
+        )
+        .unwrap();
         wal.close();
         drop((store, wal));
         // What a flush that crashed after the first hour's file leaves behind.
