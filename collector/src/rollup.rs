@@ -105,7 +105,25 @@ struct Aggregate {
     buckets: BTreeMap<i32, i64>,
 }
 
+impl Key<'_> {
+    /// Whether the row counts requests a service served: SERVER and CONSUMER spans, health
+    /// checks left out. The service rollups hold only these: they serve the KPI and SLO views,
+    /// which read nothing else, and a dashboard over every service reads half the rows.
+    fn is_server_request(&self) -> bool {
+        (self.kind == "SERVER" || self.kind == "CONSUMER") && !self.health_check
+    }
+}
+
 impl Aggregate {
+    fn merge(&mut self, other: &Aggregate) {
+        self.add(other.spans, other.sum, other.min, other.max);
+        self.zero = self.zero.saturating_add(other.zero);
+        for (b, c) in &other.buckets {
+            let slot = self.buckets.entry(*b).or_default();
+            *slot = slot.saturating_add(*c);
+        }
+    }
+
     fn add_span(&mut self, duration_ns: i64) {
         self.add(1, duration_ns, duration_ns, duration_ns);
         if duration_ns <= 0 {
@@ -133,6 +151,33 @@ struct Rollup<'a> {
     groups: HashMap<Key<'a>, Aggregate>,
 }
 
+impl<'a> Rollup<'a> {
+    /// These rows, those `keep` wants, merged into the buckets and keys of rollup `table`.
+    fn regroup(
+        &self,
+        table: &str,
+        keep: impl Fn(&Key<'a>) -> bool,
+    ) -> Result<Rollup<'a>, ArrowError> {
+        let spec = schema::table(table)
+            .rollup
+            .ok_or_else(|| ArrowError::InvalidArgumentError(format!("{table} is no rollup")))?;
+        let mut out = Rollup::default();
+        for (key, agg) in self.groups.iter().filter(|(k, _)| keep(k)) {
+            let key = Key {
+                time: bucket_start(key.time, spec.width_ns),
+                endpoint: if spec.by_endpoint {
+                    key.endpoint.clone()
+                } else {
+                    Cow::Borrowed(ALL_ENDPOINTS)
+                },
+                ..key.clone()
+            };
+            out.groups.entry(key).or_default().merge(agg);
+        }
+        Ok(out)
+    }
+}
+
 fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Result<&'b T, ArrowError> {
     batch
         .column_by_name(name)
@@ -157,40 +202,20 @@ pub fn span_rollups(
     spans: &RecordBatch,
     config: &RollupConfig,
 ) -> Result<[(&'static str, RecordBatch); 4], ArrowError> {
-    let minute = spans_to_rollup(spans, config)?;
-    let hour = combine(
-        schema::table(schema::SPAN_ROLLUP_1H),
-        std::slice::from_ref(&minute),
-    )?;
-    let service_minute = combine(
-        schema::table(schema::SERVICE_ROLLUP_1M),
-        &[server_requests(&minute)?],
-    )?;
-    let service_hour = combine(
-        schema::table(schema::SERVICE_ROLLUP_1H),
-        std::slice::from_ref(&service_minute),
-    )?;
+    // The other three are merged from the minutes' aggregates, not read back from Arrow.
+    let minute = minute_rollup(spans, config)?;
+    let hour = minute.regroup(schema::SPAN_ROLLUP_1H, |_| true)?;
+    let service_minute = minute.regroup(schema::SERVICE_ROLLUP_1M, Key::is_server_request)?;
+    let service_hour = service_minute.regroup(schema::SERVICE_ROLLUP_1H, |_| true)?;
+    let finish = |rollup: Rollup<'_>, table| {
+        Ok::<_, ArrowError>((table, rollup.finish(schema::table(table))?))
+    };
     Ok([
-        (schema::SPAN_ROLLUP_1M, minute),
-        (schema::SPAN_ROLLUP_1H, hour),
-        (schema::SERVICE_ROLLUP_1M, service_minute),
-        (schema::SERVICE_ROLLUP_1H, service_hour),
+        finish(minute, schema::SPAN_ROLLUP_1M)?,
+        finish(hour, schema::SPAN_ROLLUP_1H)?,
+        finish(service_minute, schema::SERVICE_ROLLUP_1M)?,
+        finish(service_hour, schema::SERVICE_ROLLUP_1H)?,
     ])
-}
-
-/// The rows of `rollup` that count requests a service served: SERVER and CONSUMER spans,
-/// health checks left out. The service rollups hold only these: they serve the KPI and SLO
-/// views, which read nothing else, and a dashboard over every service reads half the rows.
-fn server_requests(rollup: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let kind = column::<StringArray>(rollup, "span_kind")?;
-    let health_check = column::<BooleanArray>(rollup, "health_check")?;
-    let keep: BooleanArray = (0..rollup.num_rows())
-        .map(|i| {
-            let kind = kind.value(i);
-            Some((kind == "SERVER" || kind == "CONSUMER") && !health_check.value(i))
-        })
-        .collect();
-    arrow::compute::filter_record_batch(rollup, &keep)
 }
 
 /// The `span_rollup_1m` rows of a batch of `spans` rows.
@@ -198,6 +223,13 @@ pub fn spans_to_rollup(
     spans: &RecordBatch,
     config: &RollupConfig,
 ) -> Result<RecordBatch, ArrowError> {
+    minute_rollup(spans, config)?.finish(schema::table(schema::SPAN_ROLLUP_1M))
+}
+
+fn minute_rollup<'a>(
+    spans: &'a RecordBatch,
+    config: &RollupConfig,
+) -> Result<Rollup<'a>, ArrowError> {
     let def = schema::table(schema::SPAN_ROLLUP_1M);
     let width = def.rollup.map_or(1, |r| r.width_ns);
     let start = column::<TimestampNanosecondArray>(spans, "start_time")?;
@@ -249,7 +281,7 @@ pub fn spans_to_rollup(
             .or_default()
             .add_span(duration.value(i));
     }
-    rollup.finish(def)
+    Ok(rollup)
 }
 
 /// Merges the rows of `batches` (rows of any rollup table) that share a key of `def`, after
@@ -703,7 +735,18 @@ mod tests {
             .remove(0)
             .1;
         let both = arrow::compute::concat_batches(&batch.schema(), [&batch, &client]).unwrap();
-        let [_, _, (_, minute), (_, hour)] = span_rollups(&both, &config).unwrap();
+        let [(_, m), (_, h), (_, minute), (_, hour)] = span_rollups(&both, &config).unwrap();
+        // Merged from the minutes as a flush would merge their rows.
+        let by_combine = |table, batch: &RecordBatch| {
+            rows(&combine(schema::table(table), std::slice::from_ref(batch)).unwrap())
+        };
+        assert_eq!(rows(&h), by_combine(schema::SPAN_ROLLUP_1H, &m));
+        assert_eq!(rows(&hour), by_combine(schema::SERVICE_ROLLUP_1H, &minute));
+        assert_eq!(
+            rows(&minute).len(),
+            4,
+            "error, ok and throttled at minute 0, ok at 1"
+        );
         for service in [minute, hour] {
             let service = rows(&service);
             let spans: i64 = service.iter().map(|r| r.4).sum();
