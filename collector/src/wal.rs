@@ -431,10 +431,9 @@ impl Wal {
         ))
     }
 
-    /// Logs the rows of one request and, once they are durable, appends them to the store.
-    /// Blocks until then; returns the record's LSN.
-    /// Logs `logged` and, once it is durable, appends it and `derived` (rows a replay computes
-    /// again from `logged`: the span rollups) to the store under the record's LSN.
+    /// Logs the rows of one request (`logged`) and, once they are durable, appends them and
+    /// `derived` (rows a replay computes again from `logged`: the span rollups) to the store
+    /// under the record's LSN. Blocks until then; returns the LSN.
     pub fn commit(
         &self,
         logged: Vec<(&'static str, Prepared)>,
