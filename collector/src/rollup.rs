@@ -16,7 +16,7 @@
 //! log-midpoint of a bucket is within 2^(2^-7) - 1 ≈ 0.54 % of every value in it.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -102,7 +102,9 @@ struct Aggregate {
     min: i64,
     max: i64,
     zero: i64,
-    buckets: BTreeMap<i32, i64>,
+    /// (bucket index, count), ascending: a minute of one key holds a few buckets, and a
+    /// sorted vector costs one allocation where a map costs a node per few entries.
+    buckets: Vec<(i32, i64)>,
 }
 
 impl Key<'_> {
@@ -119,8 +121,7 @@ impl Aggregate {
         self.add(other.spans, other.sum, other.min, other.max);
         self.zero = self.zero.saturating_add(other.zero);
         for (b, c) in &other.buckets {
-            let slot = self.buckets.entry(*b).or_default();
-            *slot = slot.saturating_add(*c);
+            self.add_to_bucket(*b, *c);
         }
     }
 
@@ -129,7 +130,18 @@ impl Aggregate {
         if duration_ns <= 0 {
             self.zero += 1;
         } else {
-            *self.buckets.entry(bucket_index(duration_ns)).or_default() += 1;
+            self.add_to_bucket(bucket_index(duration_ns), 1);
+        }
+    }
+
+    fn add_to_bucket(&mut self, index: i32, count: i64) {
+        let at = match self.buckets.last() {
+            Some((last, _)) if *last < index => Err(self.buckets.len()),
+            _ => self.buckets.binary_search_by_key(&index, |b| b.0),
+        };
+        match at {
+            Ok(k) => self.buckets[k].1 = self.buckets[k].1.saturating_add(count),
+            Err(k) => self.buckets.insert(k, (index, count)),
         }
     }
 
@@ -148,7 +160,7 @@ impl Aggregate {
 /// Rows of one rollup table being aggregated.
 #[derive(Default)]
 struct Rollup<'a> {
-    groups: HashMap<Key<'a>, Aggregate>,
+    groups: HashMap<Key<'a>, Aggregate, foldhash::fast::RandomState>,
 }
 
 impl<'a> Rollup<'a> {
@@ -341,8 +353,7 @@ pub fn combine(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBatch, A
                 ));
             }
             for (b, c) in index.values().iter().zip(count.values()) {
-                let slot = agg.buckets.entry(*b).or_default();
-                *slot = slot.saturating_add(*c);
+                agg.add_to_bucket(*b, *c);
             }
         }
     }
@@ -381,13 +392,11 @@ impl Rollup<'_> {
             min.append_value(a.min);
             max.append_value(a.max);
             zero.append_value(a.zero);
-            index
-                .values()
-                .append_slice(&a.buckets.keys().copied().collect::<Vec<_>>());
+            for (i, c) in &a.buckets {
+                index.values().append_value(*i);
+                count.values().append_value(*c);
+            }
             index.append(true);
-            count
-                .values()
-                .append_slice(&a.buckets.values().copied().collect::<Vec<_>>());
             count.append(true);
         }
         let columns: Vec<ArrayRef> = vec![
