@@ -89,7 +89,9 @@ impl BoundedView {
             ));
         }
         if let Some(to) = range.to {
+            // The last row allowed is at `to - 1`, and holds spans up to a bucket later.
             let end = to
+                .saturating_sub(1)
                 .saturating_add(self.bucket_ns)
                 .saturating_add(self.margin_ns);
             bounds.push(format!("start_time < {}", timestamp(end)));
@@ -121,13 +123,13 @@ fn literal_ns(e: &Expr) -> Option<i64> {
     }
 }
 
-fn is_time(e: &Expr) -> bool {
-    matches!(e, Expr::Column(c) if c.name == TIME_COLUMN)
-}
-
-/// Narrows `range` by one filter on `time`, if it is one it understands.
-fn narrow(range: &mut Range, filter: &Expr) {
+/// Narrows `range` by one filter on `column`, if it is one it understands.
+fn narrow(column: &str, range: &mut Range, filter: &Expr) {
+    let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == column);
     let mut lower = |ns: i64| range.from = Some(range.from.map_or(ns, |f| f.max(ns)));
+    let upper = |range: &mut Range, end: i64| {
+        range.to = Some(range.to.map_or(end, |t| t.min(end)));
+    };
     match filter {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let (op, ns) = if is_time(left) {
@@ -139,20 +141,19 @@ fn narrow(range: &mut Range, filter: &Expr) {
                 }
             } else {
                 if *op == Operator::And {
-                    narrow(range, left);
-                    narrow(range, right);
+                    narrow(column, range, left);
+                    narrow(column, range, right);
                 }
                 return;
             };
             let Some(ns) = ns else { return };
             match op {
                 Operator::Gt | Operator::GtEq => lower(ns),
-                Operator::Lt | Operator::LtEq => {
-                    range.to = Some(range.to.map_or(ns, |t| t.min(ns)));
-                }
+                Operator::Lt => upper(range, ns),
+                Operator::LtEq => upper(range, ns.saturating_add(1)),
                 Operator::Eq => {
                     lower(ns);
-                    range.to = Some(range.to.map_or(ns, |t| t.min(ns)));
+                    upper(range, ns.saturating_add(1));
                 }
                 _ => {}
             }
@@ -167,18 +168,19 @@ fn narrow(range: &mut Range, filter: &Expr) {
                 lower(ns);
             }
             if let Some(ns) = literal_ns(high) {
-                range.to = Some(range.to.map_or(ns, |t| t.min(ns)));
+                upper(range, ns.saturating_add(1));
             }
         }
         _ => {}
     }
 }
 
-/// The range of `time` the filters allow (inclusive of `to`).
-pub fn range_of(filters: &[Expr]) -> Range {
+/// The range of `column` (a timestamp) the filters allow: what a view planned per query and a
+/// scan that skips partitions both need.
+pub fn range_of(column: &str, filters: &[Expr]) -> Range {
     let mut range = Range::default();
     for f in filters {
-        narrow(&mut range, f);
+        narrow(column, &mut range, f);
     }
     range
 }
@@ -215,7 +217,7 @@ impl TableProvider for BoundedView {
                 DataFusionError::Internal(format!("view {}: not a SessionState", self.name))
             })?;
         let plan = state
-            .create_logical_plan(&self.render(range_of(filters)))
+            .create_logical_plan(&self.render(range_of(TIME_COLUMN, filters)))
             .await?;
         let plan = project(plan, projection, limit)?;
         state.create_physical_plan(&plan).await
@@ -308,39 +310,69 @@ mod tests {
     #[test]
     fn bounds_come_from_comparisons_and_between() {
         let t = || col("time");
-        assert_eq!(range_of(&[]), Range::default());
+        assert_eq!(range_of(TIME_COLUMN, &[]), Range::default());
         assert_eq!(
-            range_of(&[t().gt_eq(ts(100)), t().lt(ts(900)), t().gt(ts(50))]),
+            range_of(
+                TIME_COLUMN,
+                &[t().gt_eq(ts(100)), t().lt(ts(900)), t().gt(ts(50))]
+            ),
             Range {
                 from: Some(100),
                 to: Some(900)
             }
         );
         assert_eq!(
-            range_of(&[ts(300).lt_eq(t())]),
+            range_of(TIME_COLUMN, &[ts(300).lt_eq(t())]),
             Range {
                 from: Some(300),
                 to: None
             }
         );
         assert_eq!(
-            range_of(&[t().between(ts(10), ts(20)).and(col("client").eq(lit("a")))]),
+            range_of(
+                TIME_COLUMN,
+                &[t().between(ts(10), ts(20)).and(col("client").eq(lit("a")))]
+            ),
             Range {
                 from: Some(10),
-                to: Some(20)
+                to: Some(21)
             }
         );
+        // Inclusive ends and equality end one past the value.
+        assert_eq!(
+            range_of(TIME_COLUMN, &[t().lt_eq(ts(5))]),
+            Range {
+                from: None,
+                to: Some(6)
+            }
+        );
+        assert_eq!(
+            range_of(TIME_COLUMN, &[t().eq(ts(7))]),
+            Range {
+                from: Some(7),
+                to: Some(8)
+            }
+        );
+        // Strings are cast the way the column would compare them; other columns are not time.
+        assert_eq!(
+            range_of(TIME_COLUMN, &[t().gt_eq(lit("1970-01-01T00:00:01Z"))]).from,
+            Some(1_000_000_000)
+        );
+        assert_eq!(range_of("start_time", &[t().gt(ts(5))]), Range::default());
         // Not bounds on time: ignored.
         assert_eq!(
-            range_of(&[
-                col("client").gt(lit("a")),
-                t().not_between(ts(1), ts(2)),
-                t().gt(ts(5)).or(t().lt(ts(1)))
-            ]),
+            range_of(
+                TIME_COLUMN,
+                &[
+                    col("client").gt(lit("a")),
+                    t().not_between(ts(1), ts(2)),
+                    t().gt(ts(5)).or(t().lt(ts(1)))
+                ]
+            ),
             Range::default()
         );
         // Other literal types that cast to timestamps.
         let micros = lit(ScalarValue::TimestampMicrosecond(Some(7), None));
-        assert_eq!(range_of(&[t().gt(micros)]).from, Some(7_000));
+        assert_eq!(range_of(TIME_COLUMN, &[t().gt(micros)]).from, Some(7_000));
     }
 }

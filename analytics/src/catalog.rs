@@ -19,8 +19,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
-use datafusion::scalar::ScalarValue;
-use headroom_collector::schema::{TableDef, timestamp_type};
+use headroom_collector::schema::TableDef;
 use headroom_collector::store::{Snapshot, Store};
 
 /// Where a table's rows come from.
@@ -59,59 +58,6 @@ impl StoredTable {
     }
 }
 
-/// The range of partition times `[lo, hi)` (ns) that rows passing `filters` can have, from the
-/// conjuncts that compare the table's time column with a constant. A file lies in one partition,
-/// `[start, start + partition_ns)`, so a file outside the range is never opened: a day's query
-/// over a week of per-minute rollups reads a day of files, not a week's footers.
-fn time_range(def: &TableDef, filters: &[Expr]) -> (i64, i64) {
-    use datafusion::logical_expr::{BinaryExpr, Operator};
-    let (mut lo, mut hi) = (i64::MIN, i64::MAX);
-    let ns = |e: &Expr| match e {
-        Expr::Literal(v, _) => match v.cast_to(&timestamp_type()).ok()? {
-            ScalarValue::TimestampNanosecond(t, _) => t,
-            _ => None,
-        },
-        _ => None,
-    };
-    let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == def.time_column);
-    for f in filters {
-        match f {
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                // `time op t`, or `t op time` read as `time (swapped op) t`.
-                let (op, t) = if is_time(left) {
-                    (*op, ns(right))
-                } else if is_time(right) {
-                    match op.swap() {
-                        Some(op) => (op, ns(left)),
-                        None => continue,
-                    }
-                } else {
-                    continue;
-                };
-                let Some(t) = t else { continue };
-                match op {
-                    Operator::Gt | Operator::GtEq => lo = lo.max(t),
-                    Operator::Lt => hi = hi.min(t),
-                    Operator::LtEq => hi = hi.min(t.saturating_add(1)),
-                    Operator::Eq => {
-                        lo = lo.max(t);
-                        hi = hi.min(t.saturating_add(1));
-                    }
-                    _ => {}
-                }
-            }
-            Expr::Between(b) if !b.negated && is_time(&b.expr) => {
-                if let (Some(l), Some(h)) = (ns(&b.low), ns(&b.high)) {
-                    lo = lo.max(l);
-                    hi = hi.min(h.saturating_add(1));
-                }
-            }
-            _ => {}
-        }
-    }
-    (lo, hi)
-}
-
 /// Local paths as object-store locations (the store root is absolute).
 fn location(path: &std::path::Path) -> String {
     path.to_string_lossy().trim_start_matches('/').to_owned()
@@ -147,7 +93,11 @@ impl TableProvider for StoredTable {
             .source
             .snapshot(self.def.name)
             .map_err(DataFusionError::Execution)?;
-        let (lo, hi) = time_range(self.def, filters);
+        // A file lies in one partition, `[start, start + partition_ns)`: one outside the range
+        // the filters allow is not opened, so a day's query over a week of per-minute rollups
+        // reads a day of files, not a week's footers.
+        let range = crate::bounded::range_of(self.def.time_column, filters);
+        let (lo, hi) = (range.from.unwrap_or(i64::MIN), range.to.unwrap_or(i64::MAX));
         let width = self.def.partition_ns;
         snap.files.retain(|f| {
             f.hour_ns
@@ -287,57 +237,9 @@ impl TableProvider for PublishedTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::logical_expr::{col, lit};
     use headroom_collector::schema;
 
     const MIN: i64 = 60_000_000_000;
-
-    fn ts(ns: i64) -> Expr {
-        lit(ScalarValue::TimestampNanosecond(
-            Some(ns),
-            Some("UTC".into()),
-        ))
-    }
-
-    #[test]
-    fn time_range_reads_the_bounds_on_the_time_column() {
-        let def = schema::table("service_rollup_1m");
-        let t = col("time");
-        assert_eq!(time_range(def, &[]), (i64::MIN, i64::MAX));
-        assert_eq!(
-            time_range(
-                def,
-                &[t.clone().gt_eq(ts(10 * MIN)), t.clone().lt(ts(20 * MIN))]
-            ),
-            (10 * MIN, 20 * MIN)
-        );
-        // A constant on the left, inclusive upper bounds, equality and BETWEEN.
-        assert_eq!(
-            time_range(def, &[ts(20 * MIN).gt(t.clone()), t.clone().gt(ts(MIN))]),
-            (MIN, 20 * MIN)
-        );
-        assert_eq!(time_range(def, &[t.clone().lt_eq(ts(5))]), (i64::MIN, 6));
-        assert_eq!(time_range(def, &[t.clone().eq(ts(7))]), (7, 8));
-        assert_eq!(time_range(def, &[t.clone().between(ts(3), ts(9))]), (3, 10));
-        // Untyped strings are cast the way the column would compare them.
-        assert_eq!(
-            time_range(def, &[t.clone().gt_eq(lit("1970-01-01T00:10:00Z"))]),
-            (10 * MIN, i64::MAX)
-        );
-        // Other columns, other operators and non-constants narrow nothing.
-        assert_eq!(
-            time_range(
-                def,
-                &[
-                    col("spans").gt(lit(5)),
-                    t.clone().not_eq(ts(3)),
-                    t.clone().gt(col("spans")),
-                    t.not_between(ts(3), ts(9)),
-                ]
-            ),
-            (i64::MIN, i64::MAX)
-        );
-    }
 
     /// A table whose files do not exist: a query that opens one fails.
     struct MissingFiles(Vec<headroom_collector::parquet::DataFile>);

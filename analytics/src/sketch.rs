@@ -75,15 +75,7 @@ impl Sparse {
                 "latency_sketch: bucket index {index} is out of range"
             )));
         }
-        // Rows list their buckets in order, so most additions land at or past the end.
-        let at = match self.buckets.last() {
-            Some((last, _)) if *last < index => Err(self.buckets.len()),
-            _ => self.buckets.binary_search_by_key(&index, |b| b.0),
-        };
-        match at {
-            Ok(k) => self.buckets[k].1 = self.buckets[k].1.saturating_add(count),
-            Err(k) => self.buckets.insert(k, (index, count)),
-        }
+        headroom_collector::rollup::add_to_bucket(&mut self.buckets, index, count);
         Ok(())
     }
 

@@ -135,14 +135,7 @@ impl Aggregate {
     }
 
     fn add_to_bucket(&mut self, index: i32, count: i64) {
-        let at = match self.buckets.last() {
-            Some((last, _)) if *last < index => Err(self.buckets.len()),
-            _ => self.buckets.binary_search_by_key(&index, |b| b.0),
-        };
-        match at {
-            Ok(k) => self.buckets[k].1 = self.buckets[k].1.saturating_add(count),
-            Err(k) => self.buckets.insert(k, (index, count)),
-        }
+        add_to_bucket(&mut self.buckets, index, count);
     }
 
     fn add(&mut self, spans: i64, sum: i64, min: i64, max: i64) {
@@ -154,6 +147,19 @@ impl Aggregate {
         }
         self.spans = self.spans.saturating_add(spans);
         self.sum = self.sum.saturating_add(sum);
+    }
+}
+
+/// Adds `count` to bucket `index` of a sparse sketch held as (index, count) ascending. Rows list
+/// their buckets in order, so most additions land at or past the end.
+pub fn add_to_bucket(buckets: &mut Vec<(i32, i64)>, index: i32, count: i64) {
+    let at = match buckets.last() {
+        Some((last, _)) if *last < index => Err(buckets.len()),
+        _ => buckets.binary_search_by_key(&index, |b| b.0),
+    };
+    match at {
+        Ok(k) => buckets[k].1 = buckets[k].1.saturating_add(count),
+        Err(k) => buckets.insert(k, (index, count)),
     }
 }
 
