@@ -198,12 +198,32 @@ pub(crate) fn percentile_of(
     lower
 }
 
+/// The largest positive bucket index at `scale` whose log-midpoint is ≤ `x` (i64::MIN for
+/// none): the estimate from the logarithm, corrected for rounding.
+fn last_index_at_most(x: f64, scale: i32) -> i64 {
+    if x <= 0.0 {
+        return i64::MIN;
+    }
+    let mid = |i: i64| boundary(i as f64 + 0.5, scale);
+    let mut i = (x.log2() * f64::from(scale).exp2() - 0.5)
+        .floor()
+        .clamp(i32::MIN as f64, i32::MAX as f64) as i64;
+    while mid(i + 1) <= x && i < i64::from(i32::MAX) {
+        i += 1;
+    }
+    while mid(i) > x && i > i64::from(i32::MIN) {
+        i -= 1;
+    }
+    i
+}
+
 /// [`ExpHistogram::count_le`] over observations given as (midpoint, count), ascending.
 pub(crate) fn count_le_of(observations: impl Iterator<Item = (Midpoint, i64)>, x: f64) -> i64 {
     if x.is_nan() {
         return 0;
     }
-    // The largest positive bucket index whose midpoint is ≤ x, per scale: compared as indexes.
+    // Positive buckets are compared by index with the last one whose midpoint is ≤ x, found
+    // once per scale.
     let mut cut: Option<(i32, i64)> = None;
     let mut le = |m: Midpoint| {
         if m.sign <= 0 {
@@ -212,23 +232,7 @@ pub(crate) fn count_le_of(observations: impl Iterator<Item = (Midpoint, i64)>, x
         let i = match cut {
             Some((scale, i)) if scale == m.scale => i,
             _ => {
-                let mid = |i: i64| boundary(i as f64 + 0.5, m.scale);
-                let i = if x <= 0.0 {
-                    i64::MIN
-                } else {
-                    // The estimate from the logarithm, corrected for rounding.
-                    let mut i = (x.log2() * f64::from(m.scale).exp2() - 0.5)
-                        .floor()
-                        .clamp(i32::MIN as f64, i32::MAX as f64)
-                        as i64;
-                    while mid(i + 1) <= x && i < i64::from(i32::MAX) {
-                        i += 1;
-                    }
-                    while mid(i) > x && i > i64::from(i32::MIN) {
-                        i -= 1;
-                    }
-                    i
-                };
+                let i = last_index_at_most(x, m.scale);
                 cut = Some((m.scale, i));
                 i
             }

@@ -108,6 +108,16 @@ struct Aggregate {
 }
 
 impl Key<'_> {
+    /// The key of the row this one falls into in a rollup table of `spec`: its time bucket,
+    /// and `*` for the endpoint where the table has none.
+    fn in_table(mut self, spec: schema::RollupSpec) -> Self {
+        self.time = bucket_start(self.time, spec.width_ns);
+        if !spec.by_endpoint {
+            self.endpoint = Cow::Borrowed(ALL_ENDPOINTS);
+        }
+        self
+    }
+
     /// Whether the row counts requests a service served: SERVER and CONSUMER spans, health
     /// checks left out. The service rollups hold only these: they serve the KPI and SLO views,
     /// which read nothing else, and a dashboard over every service reads half the rows.
@@ -181,16 +191,10 @@ impl<'a> Rollup<'a> {
             .ok_or_else(|| ArrowError::InvalidArgumentError(format!("{table} is no rollup")))?;
         let mut out = Rollup::default();
         for (key, agg) in self.groups.iter().filter(|(k, _)| keep(k)) {
-            let key = Key {
-                time: bucket_start(key.time, spec.width_ns),
-                endpoint: if spec.by_endpoint {
-                    key.endpoint.clone()
-                } else {
-                    Cow::Borrowed(ALL_ENDPOINTS)
-                },
-                ..key.clone()
-            };
-            out.groups.entry(key).or_default().merge(agg);
+            out.groups
+                .entry(key.clone().in_table(spec))
+                .or_default()
+                .merge(agg);
         }
         Ok(out)
     }
@@ -304,12 +308,11 @@ fn minute_rollup<'a>(
 
 /// Merges the rows of `batches` (rows of any rollup table) that share a key of `def`, after
 /// moving each row's time to the start of its bucket in `def`: what a flush and a compaction
-/// write, and how `span_rollup_1h` is made from `span_rollup_1m`.
+/// write.
 pub fn combine(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBatch, ArrowError> {
     let spec = def
         .rollup
         .ok_or_else(|| ArrowError::InvalidArgumentError(format!("{} is no rollup", def.name)))?;
-    let width = spec.width_ns;
     let mut rollup = Rollup::default();
     for batch in batches {
         let time = column::<TimestampNanosecondArray>(batch, "time")?;
@@ -333,17 +336,14 @@ pub fn combine(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBatch, A
             .ok_or_else(|| ArrowError::SchemaError("latency_bucket_count missing".into()))?;
         for i in 0..batch.num_rows() {
             let key = Key {
-                time: bucket_start(time.value(i), width),
+                time: time.value(i),
                 service: service.value(i),
-                endpoint: Cow::Borrowed(if spec.by_endpoint {
-                    endpoint.value(i)
-                } else {
-                    ALL_ENDPOINTS
-                }),
+                endpoint: Cow::Borrowed(endpoint.value(i)),
                 kind: kind.value(i),
                 class: StatusClass::parse(class.value(i))?,
                 health_check: health_check.value(i),
-            };
+            }
+            .in_table(spec);
             let agg = rollup.groups.entry(key).or_default();
             agg.add(spans.value(i), sum.value(i), min.value(i), max.value(i));
             agg.zero = agg.zero.saturating_add(zero.value(i));
