@@ -1,12 +1,6 @@
 -- service_graph_1m: per minute, the dependency graph's edges client -> server with their
--- traffic, failures, latency and where the failures came from.
---
--- An edge is a CLIENT (or PRODUCER) span of service A paired with the SERVER (or CONSUMER)
--- span of service B whose parent it is, in the same trace (Tempo's service graphs). A call
--- without such a span goes to a virtual node named by peer.service, server.address or
--- db.system ('unknown' without any): connection_type 'database' when db.system is set,
--- else 'virtual_node'. PRODUCER calls are 'messaging_system'. An entry span without a
--- parent is a call from the virtual client 'user'. The minute is the client span's start.
+-- traffic, failures, latency and where the failures came from: service_graph_calls counted
+-- per minute of the client span's start.
 --
 -- requests: calls; failed: calls where the client or the server span is an error (is_error).
 -- Every failed call has one origin:
@@ -16,75 +10,47 @@
 --   failed_origin_edge: only the client saw it (timeout, connection error, circuit breaker)
 --     or the callee is not instrumented.
 -- p50_ms, p95_ms: latency the client saw (the server span's for calls from 'user');
--- server_p95_ms: latency the server reported, NULL for virtual nodes. Exact percentiles as in
--- service_kpi_1m.
+-- server_p95_ms: latency the server reported, NULL for virtual nodes.
 --
--- Planned per query (analytics/src/bounded.rs): a filter on "time" limits the spans read to
--- that range widened by 15 minutes each side ({start_time_bounds}), so a span is paired with
--- its parent or child when they start within 15 minutes of each other.
+-- Hours whose edges are in edge_rollup_1m (settled, and not changed by late spans since) are
+-- read from it, with percentiles from its latency sketches (within 0.54 %); the other hours
+-- are counted from the spans with exact percentiles. The counts are the same either way.
+-- Planned per query (analytics/src/edges.rs): {raw_calls} and {rolled_minutes} become the
+-- hours of the asked range each source answers.
 CREATE VIEW service_graph_1m AS
-WITH calls AS (
-  SELECT trace_id, span_id, start_time, duration_ns, service_name, span_kind, is_error,
-         peer_service, server_address, db_system
-  FROM spans
-  WHERE span_kind IN ('CLIENT', 'PRODUCER') AND {start_time_bounds}
-),
-entries AS (
-  SELECT trace_id, span_id, parent_span_id, start_time, end_time, duration_ns, service_name,
-         is_error
-  FROM spans
-  WHERE span_kind IN ('SERVER', 'CONSUMER') AND {start_time_bounds}
-),
-failed_downstream AS (
-  SELECT DISTINCT e.trace_id, e.span_id, true AS failed
-  FROM entries e
-  JOIN calls c ON c.trace_id = e.trace_id AND c.service_name = e.service_name
-  WHERE e.is_error AND c.is_error
-    AND c.start_time >= e.start_time AND c.start_time <= e.end_time
-),
-served AS (
-  SELECT e.*, d.failed AS downstream_failed
-  FROM entries e
-  LEFT JOIN failed_downstream d ON d.trace_id = e.trace_id AND d.span_id = e.span_id
-),
-edges AS (
-  SELECT
-    c.start_time,
-    c.service_name AS client,
-    COALESCE(s.service_name, c.peer_service, c.server_address, c.db_system, 'unknown') AS server,
-    CASE
-      WHEN c.span_kind = 'PRODUCER' THEN 'messaging_system'
-      WHEN s.span_id IS NULL AND c.db_system IS NOT NULL THEN 'database'
-      WHEN s.span_id IS NULL THEN 'virtual_node'
-      ELSE ''
-    END AS connection_type,
-    c.duration_ns AS client_ns,
-    s.duration_ns AS server_ns,
-    c.is_error AS client_failed,
-    COALESCE(s.is_error, false) AS server_failed,
-    s.downstream_failed
-  FROM calls c
-  LEFT JOIN served s ON s.trace_id = c.trace_id AND s.parent_span_id = c.span_id
-  UNION ALL
-  SELECT start_time, 'user', service_name, '', duration_ns AS client_ns, duration_ns AS server_ns,
-         false, is_error, downstream_failed
-  FROM served
-  WHERE parent_span_id IS NULL
-)
 SELECT
-  date_bin(INTERVAL '1 minute', start_time, TIMESTAMP '1970-01-01T00:00:00Z') AS "time",
+  date_bin(INTERVAL '1 minute', "time", TIMESTAMP '1970-01-01T00:00:00Z') AS "time",
   client,
   server,
   connection_type,
   count(*) AS requests,
-  sum(CASE WHEN client_failed OR server_failed THEN 1 ELSE 0 END) AS failed,
-  sum(CASE WHEN server_failed AND downstream_failed IS TRUE THEN 1 ELSE 0 END)
-    AS failed_origin_downstream,
-  sum(CASE WHEN server_failed AND downstream_failed IS NOT TRUE THEN 1 ELSE 0 END)
-    AS failed_origin_server,
-  sum(CASE WHEN client_failed AND NOT server_failed THEN 1 ELSE 0 END) AS failed_origin_edge,
+  sum(failed) AS failed,
+  sum(failed_origin_downstream) AS failed_origin_downstream,
+  sum(failed_origin_server) AS failed_origin_server,
+  sum(failed_origin_edge) AS failed_origin_edge,
   percentile_cont(0.5) WITHIN GROUP (ORDER BY client_ns) / 1e6 AS p50_ms,
   percentile_cont(0.95) WITHIN GROUP (ORDER BY client_ns) / 1e6 AS p95_ms,
   percentile_cont(0.95) WITHIN GROUP (ORDER BY server_ns) / 1e6 AS server_p95_ms
-FROM edges
+FROM service_graph_calls
+WHERE {raw_calls}
+GROUP BY 1, 2, 3, 4
+UNION ALL
+SELECT
+  "time",
+  client,
+  server,
+  connection_type,
+  sum(requests),
+  sum(failed),
+  sum(failed_origin_downstream),
+  sum(failed_origin_server),
+  sum(failed_origin_edge),
+  exp_histogram_percentile(0.5, latency_sketch(client_bucket_index, client_bucket_count,
+    client_zero_count)) / 1e6,
+  exp_histogram_percentile(0.95, latency_sketch(client_bucket_index, client_bucket_count,
+    client_zero_count)) / 1e6,
+  exp_histogram_percentile(0.95, latency_sketch(server_bucket_index, server_bucket_count,
+    server_zero_count)) / 1e6
+FROM edge_rollup_1m
+WHERE {rolled_minutes}
 GROUP BY 1, 2, 3, 4

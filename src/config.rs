@@ -92,8 +92,9 @@ pub struct ServeConfig {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) for TLS on the PostgreSQL port.
     #[arg(long, env = "HEADROOM_PG_TLS_KEY_PATH")]
     pub pg_tls_key_path: Option<PathBuf>,
-    /// Write the span rollups (`span_rollup_*`, `service_rollup_*`) as spans arrive. The KPI
-    /// and SLO views read them: turn them off only to measure what they cost at ingest.
+    /// Write the span rollups (`span_rollup_*`, `service_rollup_*`) as spans arrive, and the
+    /// service graph's (`edge_rollup_1m`) once an hour has settled. The KPI, SLO and graph
+    /// views read them: turn them off only to measure what they cost.
     #[arg(
         long,
         env = "HEADROOM_ROLLUPS",

@@ -128,6 +128,8 @@ async fn run_flusher(store: Arc<Store>, wal: Option<Arc<Wal>>, stop: Cancellatio
 
 /// What the maintenance task needs to know.
 struct Maintenance {
+    /// Whether to compute the service graph's rollup (`--rollups`).
+    edges: bool,
     compaction_target_bytes: u64,
     interval: Duration,
     grace: Duration,
@@ -136,10 +138,14 @@ struct Maintenance {
 }
 
 /// One round of compaction, retention and garbage collection. Blocking.
-fn maintain(store: &Store, m: &Maintenance) -> Result<(), ServeError> {
-    let now = std::time::SystemTime::now()
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn maintain(store: &Store, m: &Maintenance) -> Result<(), ServeError> {
+    let now = now_ns();
     let stats = store.compact(m.compaction_target_bytes, now)?;
     if stats.files_written > 0 {
         tracing::info!(
@@ -159,19 +165,59 @@ fn maintain(store: &Store, m: &Maintenance) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn run_maintenance(store: Arc<Store>, m: Maintenance, stop: CancellationToken) {
+/// Hours of service-graph edges computed between two looks at the stop signal.
+const EDGE_HOURS_PER_STEP: usize = 4;
+
+async fn run_maintenance(
+    store: Arc<Store>,
+    engine: QueryEngine,
+    m: Maintenance,
+    stop: CancellationToken,
+) {
     let m = Arc::new(m);
+    // Hours that settled while the server was down are computed at once.
+    if m.edges {
+        refresh_edges(&store, &engine, &stop).await;
+    }
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(m.interval) => {}
         }
-        let (s, m) = (store.clone(), m.clone());
-        match tokio::task::spawn_blocking(move || maintain(&s, &m)).await {
+        let (s, mm) = (store.clone(), m.clone());
+        match tokio::task::spawn_blocking(move || maintain(&s, &mm)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed; retrying next round"),
             Err(e) => tracing::error!(error = %e, "maintenance task failed"),
         }
+        if m.edges {
+            refresh_edges(&store, &engine, &stop).await;
+        }
+    }
+}
+
+/// Computes the service-graph edges of every settled hour whose file is missing or stale
+/// (see `headroom_analytics::edges`), a few hours at a time until none is left or the server
+/// stops.
+async fn refresh_edges(store: &Arc<Store>, engine: &QueryEngine, stop: &CancellationToken) {
+    let mut hours = 0;
+    while !stop.is_cancelled() {
+        match headroom_analytics::edges::refresh(engine, store, now_ns(), EDGE_HOURS_PER_STEP).await
+        {
+            Ok(r) => {
+                hours += r.hours;
+                if r.remaining == 0 || r.hours == 0 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "computing service-graph edges failed; retrying next round");
+                break;
+            }
+        }
+    }
+    if hours > 0 {
+        tracing::info!(hours, "computed service-graph edges");
     }
 }
 
@@ -426,7 +472,9 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     let maintenance_stop = CancellationToken::new();
     let maintenance = tokio::spawn(run_maintenance(
         store.clone(),
+        engine.clone(),
         Maintenance {
+            edges: cfg.rollups,
             compaction_target_bytes: cfg.compaction_target_bytes,
             interval: Duration::from_secs_f64(cfg.maintenance_interval_seconds),
             grace: Duration::from_secs_f64(cfg.deleted_file_grace_seconds),

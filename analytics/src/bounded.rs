@@ -105,7 +105,7 @@ impl BoundedView {
     }
 }
 
-fn timestamp(ns: i64) -> String {
+pub(crate) fn timestamp(ns: i64) -> String {
     format!("arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
 }
 
@@ -224,7 +224,7 @@ impl TableProvider for BoundedView {
     }
 }
 
-fn project(
+pub(crate) fn project(
     plan: LogicalPlan,
     projection: Option<&Vec<usize>>,
     limit: Option<usize>,

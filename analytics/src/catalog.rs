@@ -265,6 +265,7 @@ mod tests {
                 rows: 1,
                 hour_ns: Some(d * DAY),
                 wal_lsn: 0,
+                source_rows: None,
             })
             .collect();
         let def = schema::table(schema::SERVICE_ROLLUP_1H);

@@ -87,13 +87,22 @@ impl QueryEngine {
                 (def.name, table)
             })
             .collect();
-        Self::with_tables(tables, limits, kpi).await
+        Self::build(tables, Some(source), limits, kpi).await
     }
 
     /// A session over the given tables (named as in the storage contract), with everything
     /// else [`QueryEngine::new`] sets up. Golden SQL tests use it with in-memory tables.
     pub async fn with_tables(
         tables: Vec<(&str, Arc<dyn TableProvider>)>,
+        limits: QueryLimits,
+        kpi: &KpiSettings,
+    ) -> Result<Self, QueryError> {
+        Self::build(tables, None, limits, kpi).await
+    }
+
+    async fn build(
+        tables: Vec<(&str, Arc<dyn TableProvider>)>,
+        source: Option<Arc<dyn SnapshotSource>>,
         limits: QueryLimits,
         kpi: &KpiSettings,
     ) -> Result<Self, QueryError> {
@@ -118,7 +127,7 @@ impl QueryEngine {
             ctx.register_table(name, table)?;
         }
         crate::pg_compat::register(&ctx, CATALOG)?;
-        crate::kpi::register(&ctx, kpi).await?;
+        crate::kpi::register(&ctx, kpi, source).await?;
         // Empty until the first forecasts are published, but always there.
         let forecasts = Arc::new(crate::catalog::PublishedTable::new(
             crate::forecast::live::batch(&[])?,

@@ -13,10 +13,11 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
+use crate::catalog::SnapshotSource;
 use crate::slo::SloConfig;
 
 /// The views, in creation order (a view is created after the views it reads).
-pub const VIEWS: [(&str, &str); 20] = [
+pub const VIEWS: [(&str, &str); 21] = [
     (
         "server_requests",
         include_str!("../../queries/server_requests.sql"),
@@ -57,6 +58,10 @@ pub const VIEWS: [(&str, &str); 20] = [
     (
         "service_metrics_kpi_1m",
         include_str!("../../queries/service_metrics_kpi_1m.sql"),
+    ),
+    (
+        "service_graph_calls",
+        include_str!("../../queries/service_graph_calls.sql"),
     ),
     (
         "service_graph_1m",
@@ -196,7 +201,13 @@ pub fn render(name: &str, template: &str, settings: &KpiSettings) -> String {
 }
 
 /// Creates `kpi_apdex_thresholds`, `slo_definitions` and every view of [`VIEWS`] in `ctx`.
-pub async fn register(ctx: &SessionContext, settings: &KpiSettings) -> Result<()> {
+/// `source` is what the stored tables are read from, for the views that look at their files
+/// (`service_graph_1m`); without it they read as if no rollup were written yet.
+pub async fn register(
+    ctx: &SessionContext,
+    settings: &KpiSettings,
+    source: Option<Arc<dyn SnapshotSource>>,
+) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("service_name", DataType::Utf8, false),
         Field::new("threshold_ns", DataType::Int64, false),
@@ -220,7 +231,9 @@ pub async fn register(ctx: &SessionContext, settings: &KpiSettings) -> Result<()
     crate::slo::register(ctx, &settings.slos)?;
     for (name, template) in VIEWS {
         let text = render(name, template, settings);
-        let created = if text.contains(crate::bounded::PLACEHOLDER) {
+        let created = if text.contains(crate::edges::RAW_PLACEHOLDER) {
+            register_graph(ctx, name, &text, source.clone()).await
+        } else if text.contains(crate::bounded::PLACEHOLDER) {
             register_bounded(ctx, name, &text).await
         } else {
             ctx.sql(&text).await.map(drop)
@@ -233,15 +246,31 @@ pub async fn register(ctx: &SessionContext, settings: &KpiSettings) -> Result<()
 /// How far outside the asked range a bounded view reads spans.
 const BOUNDED_MARGIN_NS: i64 = 15 * 60_000_000_000;
 
+/// The query of a view's text, after its `CREATE VIEW name AS`.
+fn view_query<'a>(name: &str, text: &'a str) -> Result<&'a str> {
+    let head = format!("CREATE VIEW {name} AS");
+    text.split_once(&head)
+        .map(|(_, query)| query)
+        .ok_or_else(|| DataFusionError::Plan(format!("no `{head}` in the view text")))
+}
+
 /// A view whose text marks where the time bounds go is planned per query with the range of
 /// the query's filters written in ([`crate::bounded`]).
 async fn register_bounded(ctx: &SessionContext, name: &str, text: &str) -> Result<()> {
-    let head = format!("CREATE VIEW {name} AS");
-    let query = text
-        .split_once(&head)
-        .map(|(_, query)| query)
-        .ok_or_else(|| DataFusionError::Plan(format!("no `{head}` in the view text")))?;
+    let query = view_query(name, text)?;
     let view = crate::bounded::BoundedView::new(ctx, name, query, BOUNDED_MARGIN_NS).await?;
+    ctx.register_table(name, Arc::new(view))?;
+    Ok(())
+}
+
+/// The service graph reads its rollup or the spans, hour by hour ([`crate::edges`]).
+async fn register_graph(
+    ctx: &SessionContext,
+    name: &str,
+    text: &str,
+    source: Option<Arc<dyn SnapshotSource>>,
+) -> Result<()> {
+    let view = crate::edges::ServiceGraphView::new(ctx, view_query(name, text)?, source).await?;
     ctx.register_table(name, Arc::new(view))?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod anomaly;
 pub mod bounded;
 pub mod catalog;
+pub mod edges;
 pub mod engine;
 pub mod error;
 pub mod exp_histogram;

@@ -38,9 +38,11 @@ const MAX_INDEX: i32 = 1100 << SKETCH_SCALE;
 
 pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(AggregateUDF::from(LatencySketch::new()));
+    ctx.register_udaf(AggregateUDF::from(LatencySketchOf::new()));
 }
 
 udf_struct!(LatencySketch);
+udf_struct!(LatencySketchOf);
 
 fn index_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Int32, true)))
@@ -366,9 +368,87 @@ impl AggregateUDFImpl for LatencySketch {
     }
 }
 
+/// `latency_sketch_of(duration_ns)`: the sketch of raw durations, in the shape
+/// `latency_sketch` returns, bucketed as the rollups bucket spans: what a rollup computed by a
+/// query (`edge_rollup_1m`) stores.
+impl AggregateUDFImpl for LatencySketchOf {
+    fn name(&self) -> &str {
+        "latency_sketch_of"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        coerce_to(
+            "latency_sketch_of(duration_ns)",
+            arg_types,
+            vec![DataType::Int64],
+        )
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(latency_sketch_type())
+    }
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(SketchGroups::of_values()))
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<Arc<Field>>> {
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[sketch]", args.name),
+            latency_sketch_type(),
+            true,
+        ))])
+    }
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+    fn create_groups_accumulator(
+        &self,
+        _args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(SketchGroups::of_values()))
+    }
+}
+
+impl SketchGroups {
+    fn of_values() -> Self {
+        Self {
+            groups: Vec::new(),
+            from_values: true,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct SketchGroups {
     groups: Vec<Sparse>,
+    /// The inputs are durations in ns (`latency_sketch_of`), not sketches.
+    from_values: bool,
+}
+
+/// Adds the durations of `values` (ns) to `groups` as the rollups do: one count in the bucket
+/// of each positive duration, zero and negative ones in the zero bucket, NULLs left out.
+fn add_values(
+    values: &ArrayRef,
+    opt_filter: Option<&BooleanArray>,
+    mut group: impl FnMut(usize) -> usize,
+    groups: &mut [Sparse],
+) -> Result<()> {
+    let values = values.as_primitive_opt::<Int64Type>().ok_or_else(|| {
+        DataFusionError::Execution("latency_sketch_of: the durations are not BIGINT".into())
+    })?;
+    for (row, v) in values.iter().enumerate() {
+        let (Some(v), true) = (v, selected(opt_filter, row)) else {
+            continue;
+        };
+        let into = &mut groups[group(row)];
+        into.seen = true;
+        if v <= 0 {
+            into.zero = into.zero.saturating_add(1);
+        } else {
+            into.add(headroom_collector::rollup::bucket_index(v), 1)?;
+        }
+    }
+    Ok(())
 }
 
 fn selected(filter: Option<&BooleanArray>, row: usize) -> bool {
@@ -384,6 +464,14 @@ impl GroupsAccumulator for SketchGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.groups.resize_with(total_num_groups, Sparse::default);
+        if self.from_values {
+            return add_values(
+                &values[0],
+                opt_filter,
+                |row| group_indices[row],
+                &mut self.groups,
+            );
+        }
         let inputs = Inputs::new(values)?;
         for (row, g) in group_indices.iter().enumerate() {
             if selected(opt_filter, row) {
@@ -414,6 +502,11 @@ impl GroupsAccumulator for SketchGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
+        if self.from_values {
+            let mut sketches = vec![Sparse::default(); values[0].len()];
+            add_values(&values[0], opt_filter, |row| row, &mut sketches)?;
+            return Ok(vec![to_array(&sketches)?]);
+        }
         let inputs = Inputs::new(values)?;
         let sketches = (0..inputs.index.len())
             .map(|row| {
@@ -521,6 +614,44 @@ mod tests {
         let t = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
         ctx.register_table("t", Arc::new(t)).unwrap();
         ctx.sql(sql).await.unwrap().collect().await.unwrap()
+    }
+
+    /// `latency_sketch_of` over durations builds the sketch the rollups store for them; NULL
+    /// durations are left out, and a group of only NULLs has no sketch.
+    #[tokio::test]
+    async fn sketches_of_durations_are_the_rollups_sketches() {
+        let ms = 1_000_000;
+        let groups: [(&str, &[i64]); 3] = [
+            ("a", &[10 * ms, 20 * ms, 10 * ms + 1, 0, -5]),
+            ("b", &[7, 1 << 40]),
+            ("c", &[]),
+        ];
+        let batch = table(&groups);
+        let (names, durations): (Vec<&str>, Vec<Option<i64>>) = groups
+            .iter()
+            .flat_map(|(g, ds)| ds.iter().map(|d| (*g, Some(*d))).chain([(*g, None)]))
+            .unzip();
+        let values = RecordBatch::try_from_iter([
+            (
+                "g",
+                Arc::new(arrow::array::StringArray::from(names)) as ArrayRef,
+            ),
+            ("d", Arc::new(Int64Array::from(durations)) as ArrayRef),
+        ])
+        .unwrap();
+        let merged = query(
+            batch,
+            "SELECT g, CASE WHEN g = 'c' THEN NULL ELSE latency_sketch(idx, cnt, zero) END AS s
+             FROM t GROUP BY g ORDER BY g",
+        )
+        .await;
+        let built = query(
+            values,
+            "SELECT g, latency_sketch_of(d) AS s FROM t GROUP BY g ORDER BY g",
+        )
+        .await;
+        assert_eq!(merged[0].column(1), built[0].column(1));
+        assert!(built[0].column(1).is_null(2));
     }
 
     #[tokio::test]

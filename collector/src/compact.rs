@@ -247,6 +247,7 @@ fn write_merged(
             rows,
             hour_ns: Some(hour_ns),
             wal_lsn: watermark,
+            source_rows: None,
         })
     })();
     if result.is_err() {

@@ -36,12 +36,16 @@ pub struct DataFile {
     pub hour_ns: Option<i64>,
     /// The WAL watermark of the flush that wrote the file (0: written without a WAL).
     pub wal_lsn: u64,
+    /// For a file derived from another table (`edge_rollup_1m`): how many rows of that table
+    /// the partitions it was computed from held, so that a reader can tell when it is stale.
+    pub source_rows: Option<u64>,
 }
 
 pub(crate) const META_HOUR: &str = "headroom.partition_hour_ns";
 pub(crate) const META_WAL_LSN: &str = "headroom.wal_lsn";
 /// Space-separated names of the files (same directory) a compacted file replaces.
 pub(crate) const META_REPLACES: &str = "headroom.replaces";
+pub(crate) const META_SOURCE_ROWS: &str = "headroom.source_rows";
 
 pub const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
@@ -251,9 +255,67 @@ pub fn write_table(
             rows: *rows,
             hour_ns: Some(*hour),
             wal_lsn,
+            source_rows: None,
         });
     }
     Ok(written)
+}
+
+/// Writes `batch` (rows of the partition starting at `hour_ns`, in the table's sort order) as
+/// one file that replaces `replaces` (files of the same partition), atomically: a crash leaves
+/// either the old files or the new one listed. For tables whose partitions are computed whole
+/// from other tables; `source_rows` is recorded for the reader (see [`DataFile`]).
+pub fn write_partition(
+    root: &Path,
+    def: &TableDef,
+    hour_ns: i64,
+    batch: &RecordBatch,
+    source_rows: u64,
+    replaces: &[DataFile],
+) -> Result<DataFile, StoreError> {
+    let dir = root.join(partition_dir(def.name, hour_ns));
+    fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+    let name = format!("{}.parquet", ulid::Ulid::new());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(&name);
+    let written = (|| {
+        let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let mut writer = ArrowWriter::try_new(file, def.schema(), Some(writer_properties(def)))?;
+        writer.append_key_value_metadata(KeyValue::new(META_HOUR.into(), hour_ns.to_string()));
+        writer.append_key_value_metadata(KeyValue::new(
+            META_SOURCE_ROWS.into(),
+            source_rows.to_string(),
+        ));
+        let names: Vec<String> = replaces
+            .iter()
+            .filter_map(|f| f.path.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        if !names.is_empty() {
+            writer.append_key_value_metadata(KeyValue::new(META_REPLACES.into(), names.join(" ")));
+        }
+        writer.write(batch)?;
+        let file = writer.into_inner()?;
+        file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+        let size = file.metadata().map_err(|e| StoreError::io(&tmp, e))?.len();
+        fs::rename(&tmp, &path)
+            .and_then(|()| sync_dir(&dir))
+            .map_err(|e| StoreError::io(&path, e))?;
+        Ok::<_, StoreError>(size)
+    })();
+    match written {
+        Ok(size_bytes) => Ok(DataFile {
+            path,
+            size_bytes,
+            rows: batch.num_rows() as u64,
+            hour_ns: Some(hour_ns),
+            wal_lsn: 0,
+            source_rows: Some(source_rows),
+        }),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Lists the Parquet files of `table` under `root`, leaving out files a compacted file replaced.
@@ -319,6 +381,7 @@ fn describe(path: PathBuf, size_bytes: u64) -> Result<(DataFile, Vec<String>), S
         rows: meta.num_rows().max(0) as u64,
         hour_ns: int(META_HOUR),
         wal_lsn: int(META_WAL_LSN).unwrap_or(0).max(0) as u64,
+        source_rows: int(META_SOURCE_ROWS).and_then(|n| u64::try_from(n).ok()),
         path,
         size_bytes,
     };

@@ -112,6 +112,7 @@ pub const SPAN_ROLLUP_1M: &str = "span_rollup_1m";
 pub const SPAN_ROLLUP_1H: &str = "span_rollup_1h";
 pub const SERVICE_ROLLUP_1M: &str = "service_rollup_1m";
 pub const SERVICE_ROLLUP_1H: &str = "service_rollup_1h";
+pub const EDGE_ROLLUP_1M: &str = "edge_rollup_1m";
 
 /// Every table, in a stable order.
 pub fn tables() -> &'static [TableDef] {
@@ -685,6 +686,17 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         rollup_columns(),
     )
     .rollup(HOUR_NS, false);
+    let edges_1m = TableDef::new(
+        EDGE_ROLLUP_1M,
+        "`service_graph_1m` before its percentiles: the dependency graph's edges per minute, \
+         computed from the spans once an hour has settled (the next hour has ended) and computed \
+         again when late spans arrive for it. `service_graph_1m` reads it for the hours it \
+         covers and the spans for the rest. One file per hour, each replaced whole.",
+        "time",
+        &["time", "client", "server", "connection_type"],
+        &[],
+        edge_columns(),
+    );
     vec![
         spans,
         metric_points,
@@ -696,8 +708,88 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         rollup_1h,
         service_1m,
         service_1h,
+        edges_1m,
     ]
 });
+
+fn edge_columns() -> Vec<Column> {
+    use DataType::*;
+    let mut columns = vec![
+        col(
+            "time",
+            timestamp_type(),
+            false,
+            "start of the minute the client span started in",
+        ),
+        col("client", Utf8, false, "`service_graph_1m.client`"),
+        col("server", Utf8, false, "`service_graph_1m.server`"),
+        col(
+            "connection_type",
+            Utf8,
+            false,
+            "`service_graph_1m.connection_type`",
+        ),
+        col("requests", Int64, false, "calls"),
+        col("failed", Int64, false, "calls that failed"),
+        col(
+            "failed_origin_downstream",
+            Int64,
+            false,
+            "failed calls whose server failed because one of its own calls did",
+        ),
+        col(
+            "failed_origin_server",
+            Int64,
+            false,
+            "failed calls whose server failed on its own",
+        ),
+        col(
+            "failed_origin_edge",
+            Int64,
+            false,
+            "failed calls only the client saw fail",
+        ),
+    ];
+    columns.extend([
+        col(
+            "client_zero_count",
+            Int64,
+            false,
+            "calls of zero duration the client saw (the sketch's zero bucket)",
+        ),
+        col(
+            "client_bucket_index",
+            list_of_prim(Int32),
+            false,
+            "sketch of the latency the client saw: buckets as in `span_rollup_1m`",
+        ),
+        col(
+            "client_bucket_count",
+            list_of_prim(Int64),
+            false,
+            "calls in each of those buckets",
+        ),
+        col(
+            "server_zero_count",
+            Int64,
+            true,
+            "the same for the latency the server reported; NULL for virtual nodes",
+        ),
+        col(
+            "server_bucket_index",
+            list_of_prim(Int32),
+            true,
+            "sketch of the latency the server reported; NULL for virtual nodes",
+        ),
+        col(
+            "server_bucket_count",
+            list_of_prim(Int64),
+            true,
+            "calls in each of those buckets",
+        ),
+    ]);
+    columns
+}
 
 /// The key of a rollup row; rows are sorted by it.
 /// Time first: a partition holds a day of rollups, and a dashboard's range then reads the pages

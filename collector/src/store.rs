@@ -480,6 +480,42 @@ impl Store {
         Ok(stats)
     }
 
+    /// Replaces the partition of `table` that starts at `hour_ns` with one file of `batch`
+    /// (see [`crate::parquet::write_partition`]): for tables computed a partition at a time
+    /// from others, never appended to. Blocking.
+    pub fn replace_partition(
+        &self,
+        table: &str,
+        hour_ns: i64,
+        batch: &RecordBatch,
+        source_rows: u64,
+    ) -> Result<DataFile, StoreError> {
+        let t = self.table(table)?;
+        // Compaction swaps files of a partition too: one at a time.
+        let _one_at_a_time = lock(&self.compacting);
+        let old: Vec<DataFile> = lock(&t.state)
+            .files
+            .iter()
+            .filter(|f| f.hour_ns == Some(hour_ns))
+            .cloned()
+            .collect();
+        let file = crate::parquet::write_partition(
+            &self.config.root,
+            t.def,
+            hour_ns,
+            batch,
+            source_rows,
+            &old,
+        )?;
+        {
+            let mut s = lock(&t.state);
+            s.files.retain(|f| !old.iter().any(|o| o.path == f.path));
+            s.add_files(vec![file.clone()]);
+        }
+        self.bury(old.into_iter().map(|f| f.path));
+        Ok(file)
+    }
+
     /// Drops from `table` every hour partition that ended at or before `cutoff_ns`; returns
     /// the number of files dropped. Their deletion waits for the grace period.
     pub fn expire(&self, table: &str, cutoff_ns: i64) -> Result<usize, StoreError> {

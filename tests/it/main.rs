@@ -9,6 +9,7 @@ mod backpressure;
 mod compaction;
 mod console;
 mod crash;
+mod edges;
 mod errors;
 mod forecast;
 mod grafana;
