@@ -137,6 +137,15 @@ def queries(end, slo_window_days):
              WHERE c.span_kind IN ('CLIENT', 'PRODUCER') AND s.span_kind IN ('SERVER', 'CONSUMER')
                AND c.start_time >= TIMESTAMPTZ '{t1}' AND c.start_time < TIMESTAMPTZ '{e}'
              GROUP BY 1, 2""", None, None),
+        ("service graph, 7 days",
+         f"""SELECT client, server, sum(requests), sum(failed) FROM service_graph_1m
+             WHERE "time" >= TIMESTAMP '{t7}' AND "time" < TIMESTAMP '{e}' GROUP BY 1, 2""",
+         f"""SELECT c.service_name, s.service_name, count(*),
+               sum(CASE WHEN c.is_error OR s.is_error THEN 1 ELSE 0 END)
+             FROM spans c JOIN spans s ON s.trace_id = c.trace_id AND s.parent_span_id = c.span_id
+             WHERE c.span_kind IN ('CLIENT', 'PRODUCER') AND s.span_kind IN ('SERVER', 'CONSUMER')
+               AND c.start_time >= TIMESTAMPTZ '{t7}' AND c.start_time < TIMESTAMPTZ '{e}'
+             GROUP BY 1, 2""", None, None),
         ("top-10 slowest endpoints by p99, 7 days",
          f"""SELECT service_name, endpoint, exp_histogram_percentile(0.99, latency_sketch(
                latency_bucket_index, latency_bucket_count, latency_zero_count)) / 1e6 AS p99_ms

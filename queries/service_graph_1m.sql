@@ -35,22 +35,33 @@ FROM service_graph_calls
 WHERE {raw_calls}
 GROUP BY 1, 2, 3, 4
 UNION ALL
+-- An up-to-date hour has one file, with one row per minute and edge: no grouping needed.
 SELECT
   "time",
   client,
   server,
   connection_type,
-  sum(requests),
-  sum(failed),
-  sum(failed_origin_downstream),
-  sum(failed_origin_server),
-  sum(failed_origin_edge),
-  exp_histogram_percentile(0.5, latency_sketch(client_bucket_index, client_bucket_count,
-    client_zero_count)) / 1e6,
-  exp_histogram_percentile(0.95, latency_sketch(client_bucket_index, client_bucket_count,
-    client_zero_count)) / 1e6,
-  exp_histogram_percentile(0.95, latency_sketch(server_bucket_index, server_bucket_count,
-    server_zero_count)) / 1e6
+  requests,
+  failed,
+  failed_origin_downstream,
+  failed_origin_server,
+  failed_origin_edge,
+  exp_histogram_percentile(0.5, named_struct(
+    'scale', arrow_cast({sketch_scale}, 'Int32'),
+    'zero_count', client_zero_count,
+    'bucket_index', client_bucket_index,
+    'bucket_count', client_bucket_count)) / 1e6,
+  exp_histogram_percentile(0.95, named_struct(
+    'scale', arrow_cast({sketch_scale}, 'Int32'),
+    'zero_count', client_zero_count,
+    'bucket_index', client_bucket_index,
+    'bucket_count', client_bucket_count)) / 1e6,
+  CASE WHEN server_bucket_index IS NOT NULL THEN
+    exp_histogram_percentile(0.95, named_struct(
+      'scale', arrow_cast({sketch_scale}, 'Int32'),
+      'zero_count', server_zero_count,
+      'bucket_index', server_bucket_index,
+      'bucket_count', server_bucket_count)) / 1e6
+  END
 FROM edge_rollup_1m
 WHERE {rolled_minutes}
-GROUP BY 1, 2, 3, 4

@@ -62,13 +62,21 @@ pub fn latency_sketch_type() -> DataType {
     DataType::Struct(sketch_fields())
 }
 
-/// One group's sketch: its buckets sorted by index.
+/// One group's sketch: its buckets sorted by index, or, once it has many and fills a good
+/// part of their range, a dense count per index from `first`.
 #[derive(Debug, Default, Clone)]
 struct Sparse {
     seen: bool,
     zero: i64,
     buckets: Vec<(i32, i64)>,
+    dense: Vec<i64>,
+    first: i32,
 }
+
+/// A sketch turns dense once it holds this many buckets and they fill a quarter of their range:
+/// then every added bucket is an index into an array (a merge of two sorted lists costs their
+/// whole length), and the array takes at most twice the list's memory.
+const DENSE_MIN_BUCKETS: usize = 64;
 
 impl Sparse {
     fn add(&mut self, index: i32, count: i64) -> Result<()> {
@@ -77,12 +85,69 @@ impl Sparse {
                 "latency_sketch: bucket index {index} is out of range"
             )));
         }
-        headroom_collector::rollup::add_to_bucket(&mut self.buckets, index, count);
+        if self.dense.is_empty() {
+            headroom_collector::rollup::add_to_bucket(&mut self.buckets, index, count);
+        } else {
+            self.add_dense(index, count);
+        }
         Ok(())
     }
 
+    fn add_dense(&mut self, index: i32, count: i64) {
+        if index < self.first {
+            let grow = (self.first - index) as usize;
+            self.dense.splice(0..0, std::iter::repeat_n(0, grow));
+            self.first = index;
+        }
+        let at = (index - self.first) as usize;
+        if at >= self.dense.len() {
+            self.dense.resize(at + 1, 0);
+        }
+        self.dense[at] = self.dense[at].saturating_add(count);
+    }
+
+    /// Adds a sketch whose buckets are ascending and in range.
+    fn merge(&mut self, index: &[i32], count: &[i64]) {
+        if !self.dense.is_empty() {
+            for (i, c) in index.iter().zip(count) {
+                self.add_dense(*i, *c);
+            }
+            return;
+        }
+        let was_empty = self.buckets.is_empty();
+        headroom_collector::rollup::merge_buckets(
+            &mut self.buckets,
+            index.iter().copied().zip(count.iter().copied()),
+        );
+        if was_empty || self.buckets.len() < DENSE_MIN_BUCKETS {
+            return;
+        }
+        if let (Some(&(lo, _)), Some(&(hi, _))) = (self.buckets.first(), self.buckets.last()) {
+            let width = (hi as i64 - lo as i64 + 1) as usize;
+            if self.buckets.len() * 4 >= width {
+                self.first = lo;
+                self.dense = vec![0; width];
+                for (i, c) in std::mem::take(&mut self.buckets) {
+                    self.dense[(i - lo) as usize] = c;
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with each bucket that holds something, ascending.
+    fn each(&self, mut f: impl FnMut(i32, i64)) {
+        if self.dense.is_empty() {
+            self.buckets.iter().for_each(|(i, c)| f(*i, *c));
+        } else {
+            (self.first..)
+                .zip(&self.dense)
+                .filter(|(_, c)| **c != 0)
+                .for_each(|(i, c)| f(i, *c));
+        }
+    }
+
     fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.buckets.capacity() * 16
+        std::mem::size_of::<Self>() + self.buckets.capacity() * 16 + self.dense.capacity() * 8
     }
 }
 
@@ -91,10 +156,10 @@ fn to_array(sketches: &[Sparse]) -> Result<ArrayRef> {
     let mut index = ListBuilder::new(Int32Builder::new());
     let mut count = ListBuilder::new(Int64Builder::new());
     for s in sketches {
-        for (i, c) in &s.buckets {
-            index.values().append_value(*i);
-            count.values().append_value(*c);
-        }
+        s.each(|i, c| {
+            index.values().append_value(i);
+            count.values().append_value(c);
+        });
         index.append(true);
         count.append(true);
     }
@@ -125,10 +190,12 @@ pub(crate) fn histograms(array: &ArrayRef) -> Result<Option<Vec<Option<ExpHistog
             }
             let mut one = Sparse::default();
             sketches.inputs.add_row(row, &mut one)?;
-            let (offset, counts) = match (one.buckets.first(), one.buckets.last()) {
+            let mut buckets = Vec::new();
+            one.each(|i, c| buckets.push((i, c)));
+            let (offset, counts) = match (buckets.first(), buckets.last()) {
                 (Some((first, _)), Some((last, _))) => {
                     let mut counts = vec![0; (last - first) as usize + 1];
-                    for (i, c) in &one.buckets {
+                    for (i, c) in &buckets {
                         counts[(i - first) as usize] = *c;
                     }
                     (*first, counts)
@@ -312,15 +379,14 @@ impl<'a> Inputs<'a> {
             ));
         }
         let (index, count) = self.buckets(row);
-        // The first row of a group, in order and in range as the rollups write them, is copied.
+        // Rows in order and in range, as the rollups write them, are merged whole.
         let in_order = index.windows(2).all(|w| w[0] < w[1])
             && index
                 .first()
                 .zip(index.last())
                 .is_none_or(|(lo, hi)| *lo >= -MAX_INDEX && *hi <= MAX_INDEX);
-        if into.buckets.is_empty() && in_order {
-            into.buckets
-                .extend(index.iter().copied().zip(count.iter().copied()));
+        if in_order {
+            into.merge(index, count);
             return Ok(());
         }
         for (i, c) in index.iter().zip(count) {
@@ -697,6 +763,29 @@ mod tests {
         .await;
         assert_eq!(out[0].column(0).as_primitive::<Int64Type>().value(0), 1);
         assert!(out[0].column(1).as_boolean().value(0));
+    }
+
+    proptest::proptest! {
+        /// A sketch that turned dense holds what adding every bucket to a sorted list holds,
+        /// including buckets below and above its first range.
+        #[test]
+        fn dense_sketches_hold_what_sparse_ones_do(
+            rows in proptest::collection::vec(
+                proptest::collection::btree_map(-300i32..300, 1i64..100, 0..150), 1..12),
+        ) {
+            let mut sketch = Sparse::default();
+            let mut want: Vec<(i32, i64)> = Vec::new();
+            for row in &rows {
+                let (index, count): (Vec<i32>, Vec<i64>) = row.iter().map(|(i, c)| (*i, *c)).unzip();
+                sketch.merge(&index, &count);
+                for (i, c) in row {
+                    headroom_collector::rollup::add_to_bucket(&mut want, *i, *c);
+                }
+            }
+            let mut got = Vec::new();
+            sketch.each(|i, c| got.push((i, c)));
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
