@@ -175,6 +175,36 @@ fn narrow(column: &str, range: &mut Range, filter: &Expr) {
     }
 }
 
+/// Whether `filter` is a bound on `column` that [`range_of`] reads in full: comparisons with
+/// constants, `BETWEEN` and conjunctions of those. A filter that mentions the column otherwise
+/// (a function of it, `OR`, `IN`) is not.
+pub fn is_range_filter(column: &str, filter: &Expr) -> bool {
+    let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == column);
+    match filter {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => is_range_filter(column, left) && is_range_filter(column, right),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let comparison = matches!(
+                op,
+                Operator::Gt | Operator::GtEq | Operator::Lt | Operator::LtEq | Operator::Eq
+            );
+            comparison
+                && ((is_time(left) && literal_ns(right).is_some())
+                    || (is_time(right) && literal_ns(left).is_some()))
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) => is_time(expr) && literal_ns(low).is_some() && literal_ns(high).is_some(),
+        _ => false,
+    }
+}
+
 /// The range of `column` (a timestamp) the filters allow: what a view planned per query and a
 /// scan that skips partitions both need.
 pub fn range_of(column: &str, filters: &[Expr]) -> Range {

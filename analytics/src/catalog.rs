@@ -56,6 +56,10 @@ impl StoredTable {
             source,
         }
     }
+
+    pub fn def(&self) -> &'static TableDef {
+        self.def
+    }
 }
 
 /// Local paths as object-store locations (the store root is absolute).

@@ -111,11 +111,16 @@ impl QueryEngine {
         let config = SessionConfig::from_env()?
             .with_information_schema(false)
             .with_default_catalog_and_schema(CATALOG, SCHEMA);
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(GuardRule::new(limits)))
-            .build();
+            .with_physical_optimizer_rule(Arc::new(GuardRule::new(limits)));
+        if let Some(source) = &source {
+            // Aggregates over rollups read the coarsest levels that fit their range.
+            state = state
+                .with_optimizer_rule(Arc::new(crate::ladder::RollupLadder::new(source.clone())));
+        }
+        let state = state.build();
         let mut ctx = SessionContext::new_with_state(state);
         datafusion_functions_json::register_all(&mut ctx)?;
         ctx.register_udf(ScalarUDF::from(ToJson::new()));

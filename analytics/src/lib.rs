@@ -12,6 +12,7 @@ pub mod forecast;
 pub mod guard;
 pub mod histogram;
 pub mod kpi;
+pub mod ladder;
 pub mod pg_compat;
 pub mod readable;
 pub mod scaling;

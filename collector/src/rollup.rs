@@ -247,20 +247,25 @@ fn bucket_start(t: i64, width_ns: i64) -> i64 {
 pub fn span_rollups(
     spans: &RecordBatch,
     config: &RollupConfig,
-) -> Result<[(&'static str, RecordBatch); 4], ArrowError> {
-    // The other three are merged from the minutes' aggregates, not read back from Arrow.
+) -> Result<[(&'static str, RecordBatch); 6], ArrowError> {
+    // The others are merged from the minutes' aggregates, each from the next finer one, not
+    // read back from Arrow.
     let minute = minute_rollup(spans, config)?;
     let hour = minute.regroup(schema::SPAN_ROLLUP_1H, |_| true)?;
+    let day = hour.regroup(schema::SPAN_ROLLUP_1D, |_| true)?;
     let service_minute = minute.regroup(schema::SERVICE_ROLLUP_1M, Key::is_server_request)?;
     let service_hour = service_minute.regroup(schema::SERVICE_ROLLUP_1H, |_| true)?;
+    let service_day = service_hour.regroup(schema::SERVICE_ROLLUP_1D, |_| true)?;
     let finish = |rollup: Rollup<'_>, table| {
         Ok::<_, ArrowError>((table, rollup.finish(schema::table(table))?))
     };
     Ok([
         finish(minute, schema::SPAN_ROLLUP_1M)?,
         finish(hour, schema::SPAN_ROLLUP_1H)?,
+        finish(day, schema::SPAN_ROLLUP_1D)?,
         finish(service_minute, schema::SERVICE_ROLLUP_1M)?,
         finish(service_hour, schema::SERVICE_ROLLUP_1H)?,
+        finish(service_day, schema::SERVICE_ROLLUP_1D)?,
     ])
 }
 
@@ -791,13 +796,16 @@ mod tests {
             .remove(0)
             .1;
         let both = arrow::compute::concat_batches(&batch.schema(), [&batch, &client]).unwrap();
-        let [(_, m), (_, h), (_, minute), (_, hour)] = span_rollups(&both, &config).unwrap();
+        let [(_, m), (_, h), (_, d), (_, minute), (_, hour), (_, day)] =
+            span_rollups(&both, &config).unwrap();
         // Merged from the minutes as a flush would merge their rows.
         let by_combine = |table, batch: &RecordBatch| {
             rows(&combine(schema::table(table), std::slice::from_ref(batch)).unwrap())
         };
         assert_eq!(rows(&h), by_combine(schema::SPAN_ROLLUP_1H, &m));
+        assert_eq!(rows(&d), by_combine(schema::SPAN_ROLLUP_1D, &m));
         assert_eq!(rows(&hour), by_combine(schema::SERVICE_ROLLUP_1H, &minute));
+        assert_eq!(rows(&day), by_combine(schema::SERVICE_ROLLUP_1D, &minute));
         assert_eq!(
             rows(&minute).len(),
             4,

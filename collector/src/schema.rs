@@ -112,6 +112,8 @@ pub const SPAN_ROLLUP_1M: &str = "span_rollup_1m";
 pub const SPAN_ROLLUP_1H: &str = "span_rollup_1h";
 pub const SERVICE_ROLLUP_1M: &str = "service_rollup_1m";
 pub const SERVICE_ROLLUP_1H: &str = "service_rollup_1h";
+pub const SPAN_ROLLUP_1D: &str = "span_rollup_1d";
+pub const SERVICE_ROLLUP_1D: &str = "service_rollup_1d";
 pub const EDGE_ROLLUP_1M: &str = "edge_rollup_1m";
 
 /// Every table, in a stable order.
@@ -666,6 +668,16 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         rollup_columns(),
     )
     .rollup(HOUR_NS, true);
+    let rollup_1d = TableDef::new(
+        SPAN_ROLLUP_1D,
+        "`span_rollup_1m` per day (UTC): the same columns and rules. Queries over whole days \
+         of `span_rollup_1m` or `span_rollup_1h` that do not group by time read it instead.",
+        "time",
+        ROLLUP_KEY,
+        &[],
+        rollup_columns(),
+    )
+    .rollup(24 * HOUR_NS, true);
     let service_1m = TableDef::new(
         SERVICE_ROLLUP_1M,
         "`span_rollup_1m` without the endpoint (`*`), of the requests a service served only \
@@ -686,6 +698,15 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         rollup_columns(),
     )
     .rollup(HOUR_NS, false);
+    let service_1d = TableDef::new(
+        SERVICE_ROLLUP_1D,
+        "`service_rollup_1m` per day (UTC), read instead of the finer ones as `span_rollup_1d` is.",
+        "time",
+        ROLLUP_KEY,
+        &[],
+        rollup_columns(),
+    )
+    .rollup(24 * HOUR_NS, false);
     let edges_1m = TableDef::new(
         EDGE_ROLLUP_1M,
         "`service_graph_1m` before its percentiles: the dependency graph's edges per minute, \
@@ -706,8 +727,10 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         logs,
         rollup_1m,
         rollup_1h,
+        rollup_1d,
         service_1m,
         service_1h,
+        service_1d,
         edges_1m,
     ]
 });

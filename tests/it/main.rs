@@ -15,6 +15,7 @@ mod forecast;
 mod grafana;
 mod json_fixtures;
 mod kpis;
+mod ladder;
 mod lifecycle;
 mod loadgen;
 mod pg;
