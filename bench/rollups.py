@@ -37,7 +37,10 @@ def start(binary, data):
             "--otlp-http-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
             "--pg-addr", "127.0.0.1:0", "--keda-grpc-addr", "127.0.0.1:0",
             # Files compaction replaced go at once: DuckDB reads the directory, not the manifest.
-            "--deleted-file-grace-seconds", "0"]
+            "--deleted-file-grace-seconds", "0",
+            # Compaction of the last flushes and the service graph's rollup run at once after
+            # the start, so that waiting for the server to go idle waits for them too.
+            "--maintenance-interval-seconds", "1"]
     log = open(os.path.join(data, "..", "server.log"), "a")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()
@@ -58,8 +61,8 @@ def cpu_seconds(pid):
 
 
 def wait_idle(pid, timeout=600):
-    """Waits until the server's start-up work (model training over the history) is done: it
-    used under 5 % of a core over the last 2 seconds."""
+    """Waits until the server's start-up work (model training over the history, compaction, the
+    service graph's rollup) is done: it used under 5 % of a core over the last 2 seconds."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         before = cpu_seconds(pid)
@@ -209,13 +212,14 @@ def main():
         services = http_sql(ports["http"], "SELECT count(DISTINCT service_name) FROM span_rollup_1h")[0][0]
         spans = http_sql(ports["http"], "SELECT count(*) FROM spans")[0][0]
         rollup_rows = [http_sql(ports["http"], f"SELECT count(*) FROM {t}")[0][0]
-                       for t in ("span_rollup_1m", "span_rollup_1h")]
+                       for t in ("span_rollup_1m", "span_rollup_1h", "span_rollup_1d")]
         last = http_sql(ports["http"], 'SELECT max("time") FROM span_rollup_1m')[0][0]
         end = datetime.fromisoformat(last.replace("Z", "+00:00")).astimezone(timezone.utc)
         # Whole hours, so that both sides see the same spans in every bucket.
         end = end.replace(tzinfo=None, minute=0, second=0, microsecond=0)
         print(f"{spans} spans, {services} services; rollup rows: {rollup_rows[0]} per minute, "
-              f"{rollup_rows[1]} per hour; queries end at {end.isoformat()}Z")
+              f"{rollup_rows[1]} per hour, {rollup_rows[2]} per day; queries end at "
+              f"{end.isoformat()}Z")
 
         duck = duckdb.connect()
         duck.execute("SET TimeZone = 'UTC'")
@@ -228,6 +232,9 @@ def main():
         else:
             sys.exit("DuckDB never saw the same spans as Headroom")
         wait_idle(proc.pid)
+        edge_hours = http_sql(ports["http"], 'SELECT count(DISTINCT date_trunc(\'hour\', "time")) '
+                              "FROM edge_rollup_1m")[0][0]
+        print(f"the service graph's rollup holds {edge_hours} hours")
         pg = psycopg.connect(f"host={ports['pg'].split(':')[0]} port={ports['pg'].split(':')[1]} "
                              "user=headroom dbname=headroom", autocommit=True)
         print()

@@ -16,9 +16,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int32Builder, Int64Array, Int64Builder,
-    ListArray, ListBuilder, StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListArray, StructArray,
 };
+use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Int32Type, Int64Type};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::error::DataFusionError;
@@ -71,12 +71,17 @@ struct Sparse {
     buckets: Vec<(i32, i64)>,
     dense: Vec<i64>,
     first: i32,
+    /// Sketches merged in whole.
+    merged: u32,
 }
 
-/// A sketch turns dense once it holds this many buckets and they fill a quarter of their range:
-/// then every added bucket is an index into an array (a merge of two sorted lists costs their
-/// whole length), and the array takes at most twice the list's memory.
+/// A sketch turns dense once it has merged this many others, holds this many buckets and they
+/// fill a quarter of their range: then every added bucket is an index into an array (a merge of
+/// two sorted lists costs their whole length), and the array takes at most twice the list's
+/// memory. A group of a few rows (a service's minute) stays a list: converting costs more than
+/// it saves.
 const DENSE_MIN_BUCKETS: usize = 64;
+const DENSE_MIN_MERGES: u32 = 8;
 
 impl Sparse {
     fn add(&mut self, index: i32, count: i64) -> Result<()> {
@@ -114,12 +119,12 @@ impl Sparse {
             }
             return;
         }
-        let was_empty = self.buckets.is_empty();
         headroom_collector::rollup::merge_buckets(
             &mut self.buckets,
             index.iter().copied().zip(count.iter().copied()),
         );
-        if was_empty || self.buckets.len() < DENSE_MIN_BUCKETS {
+        self.merged = self.merged.saturating_add(1);
+        if self.merged < DENSE_MIN_MERGES || self.buckets.len() < DENSE_MIN_BUCKETS {
             return;
         }
         if let (Some(&(lo, _)), Some(&(hi, _))) = (self.buckets.first(), self.buckets.last()) {
@@ -153,21 +158,35 @@ impl Sparse {
 
 /// Sketches as the struct array `latency_sketch` returns (NULL where nothing was added).
 fn to_array(sketches: &[Sparse]) -> Result<ArrayRef> {
-    let mut index = ListBuilder::new(Int32Builder::new());
-    let mut count = ListBuilder::new(Int64Builder::new());
+    // Straight into the value buffers: a list builder appends value by value.
+    let mut index = Vec::new();
+    let mut count = Vec::new();
+    let mut lengths = Vec::with_capacity(sketches.len());
     for s in sketches {
+        let before = index.len();
         s.each(|i, c| {
-            index.values().append_value(i);
-            count.values().append_value(c);
+            index.push(i);
+            count.push(c);
         });
-        index.append(true);
-        count.append(true);
+        lengths.push(index.len() - before);
     }
+    let offsets = OffsetBuffer::<i32>::from_lengths(lengths);
+    let list = |field: DataType, values: ArrayRef| -> Result<ArrayRef> {
+        let DataType::List(item) = field else {
+            unreachable!("sketch bucket columns are lists")
+        };
+        Ok(Arc::new(ListArray::try_new(
+            item,
+            offsets.clone(),
+            values,
+            None,
+        )?))
+    };
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int32Array::from(vec![SKETCH_SCALE; sketches.len()])),
         Arc::new(sketches.iter().map(|s| s.zero).collect::<Int64Array>()),
-        Arc::new(index.finish()),
-        Arc::new(count.finish()),
+        list(index_type(), Arc::new(Int32Array::from(index)))?,
+        list(counts_type(), Arc::new(Int64Array::from(count)))?,
     ];
     let nulls: Vec<bool> = sketches.iter().map(|s| s.seen).collect();
     Ok(Arc::new(StructArray::try_new(

@@ -223,8 +223,8 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing_acknowledged() {
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-    // The rollups are logged with their spans: each stored span counted once in each (the
-    // span name is the endpoint here).
+    // The rollups are computed again from the logged spans: each stored span counted once in
+    // each (the span name is the endpoint here).
     let rows = server
         .sql("SELECT endpoint, sum(spans) FROM span_rollup_1m GROUP BY endpoint")
         .await;
@@ -233,7 +233,13 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing_acknowledged() {
         .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_i64().unwrap()))
         .collect();
     assert_eq!(rolled, spans, "span_rollup_1m against spans");
-    for table in ["span_rollup_1h", "service_rollup_1m", "service_rollup_1h"] {
+    for table in [
+        "span_rollup_1h",
+        "span_rollup_1d",
+        "service_rollup_1m",
+        "service_rollup_1h",
+        "service_rollup_1d",
+    ] {
         let rows = server.sql(&format!("SELECT sum(spans) FROM {table}")).await;
         assert_eq!(rows[0][0].as_i64(), Some(spans.len() as i64), "{table}");
     }
