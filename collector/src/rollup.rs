@@ -172,14 +172,21 @@ pub fn add_to_bucket(buckets: &mut Vec<(i32, i64)>, index: i32, count: i64) {
 }
 
 /// Adds a whole sketch, `incoming` (bucket index, count) strictly ascending, to `buckets`
-/// (ascending too) in one linear merge: a bucket at a time, merging two sketches of a few
-/// hundred buckets each would search and shift for every one.
+/// (ascending too). A few buckets (a minute's, merged into its hour at ingest) are added one at
+/// a time, in place; more in one linear merge: a bucket at a time, merging two sketches of a
+/// few hundred buckets each would search and shift for every one.
 pub fn merge_buckets(
     buckets: &mut Vec<(i32, i64)>,
     incoming: impl ExactSizeIterator<Item = (i32, i64)>,
 ) {
     if buckets.is_empty() {
         buckets.extend(incoming);
+        return;
+    }
+    if incoming.len() <= 16 {
+        for (index, count) in incoming {
+            add_to_bucket(buckets, index, count);
+        }
         return;
     }
     let mut out = Vec::with_capacity(buckets.len() + incoming.len());
@@ -248,25 +255,43 @@ pub fn span_rollups(
     spans: &RecordBatch,
     config: &RollupConfig,
 ) -> Result<[(&'static str, RecordBatch); 6], ArrowError> {
-    // The others are merged from the minutes' aggregates, each from the next finer one, not
-    // read back from Arrow.
+    // The service minutes are merged from the minutes' aggregates, not read back from Arrow.
+    // Hours and days are the minutes' rows with their time cut to the hour or day: a request
+    // spans a minute or two, so merging them would save few rows, and rollup rows are partial
+    // aggregates anyway (a flush merges the rows of one key). The list columns are shared.
     let minute = minute_rollup(spans, config)?;
-    let hour = minute.regroup(schema::SPAN_ROLLUP_1H, |_| true)?;
-    let day = hour.regroup(schema::SPAN_ROLLUP_1D, |_| true)?;
-    let service_minute = minute.regroup(schema::SERVICE_ROLLUP_1M, Key::is_server_request)?;
-    let service_hour = service_minute.regroup(schema::SERVICE_ROLLUP_1H, |_| true)?;
-    let service_day = service_hour.regroup(schema::SERVICE_ROLLUP_1D, |_| true)?;
-    let finish = |rollup: Rollup<'_>, table| {
-        Ok::<_, ArrowError>((table, rollup.finish(schema::table(table))?))
-    };
+    let service = minute.regroup(schema::SERVICE_ROLLUP_1M, Key::is_server_request)?;
+    let minute = minute.finish(schema::table(schema::SPAN_ROLLUP_1M))?;
+    let service = service.finish(schema::table(schema::SERVICE_ROLLUP_1M))?;
     Ok([
-        finish(minute, schema::SPAN_ROLLUP_1M)?,
-        finish(hour, schema::SPAN_ROLLUP_1H)?,
-        finish(day, schema::SPAN_ROLLUP_1D)?,
-        finish(service_minute, schema::SERVICE_ROLLUP_1M)?,
-        finish(service_hour, schema::SERVICE_ROLLUP_1H)?,
-        finish(service_day, schema::SERVICE_ROLLUP_1D)?,
+        (schema::SPAN_ROLLUP_1M, minute.clone()),
+        coarser(&minute, schema::SPAN_ROLLUP_1H)?,
+        coarser(&minute, schema::SPAN_ROLLUP_1D)?,
+        (schema::SERVICE_ROLLUP_1M, service.clone()),
+        coarser(&service, schema::SERVICE_ROLLUP_1H)?,
+        coarser(&service, schema::SERVICE_ROLLUP_1D)?,
     ])
+}
+
+/// Rollup rows as rows of the coarser rollup `table`: the same columns, the time cut to its
+/// bucket.
+fn coarser(
+    rows: &RecordBatch,
+    table: &'static str,
+) -> Result<(&'static str, RecordBatch), ArrowError> {
+    let def = schema::table(table);
+    let width = def.rollup.map_or(1, |r| r.width_ns);
+    let mut columns = rows.columns().to_vec();
+    let time = column::<TimestampNanosecondArray>(rows, def.time_column)?;
+    let cut: TimestampNanosecondArray = time
+        .values()
+        .iter()
+        .map(|t| bucket_start(*t, width))
+        .collect::<Vec<_>>()
+        .into();
+    let at = rows.schema().index_of(def.time_column)?;
+    columns[at] = Arc::new(cut.with_timezone_opt(time.timezone()));
+    Ok((table, RecordBatch::try_new(def.schema(), columns)?))
 }
 
 /// The `span_rollup_1m` rows of a batch of `spans` rows.
@@ -798,14 +823,33 @@ mod tests {
         let both = arrow::compute::concat_batches(&batch.schema(), [&batch, &client]).unwrap();
         let [(_, m), (_, h), (_, d), (_, minute), (_, hour), (_, day)] =
             span_rollups(&both, &config).unwrap();
-        // Merged from the minutes as a flush would merge their rows.
+        // The minutes' rows at the hour and the day: once a flush merges the rows of a key, what
+        // merging the minutes gives.
         let by_combine = |table, batch: &RecordBatch| {
             rows(&combine(schema::table(table), std::slice::from_ref(batch)).unwrap())
         };
-        assert_eq!(rows(&h), by_combine(schema::SPAN_ROLLUP_1H, &m));
-        assert_eq!(rows(&d), by_combine(schema::SPAN_ROLLUP_1D, &m));
-        assert_eq!(rows(&hour), by_combine(schema::SERVICE_ROLLUP_1H, &minute));
-        assert_eq!(rows(&day), by_combine(schema::SERVICE_ROLLUP_1D, &minute));
+        assert_eq!(rows(&h).len(), rows(&m).len());
+        assert_eq!(
+            by_combine(schema::SPAN_ROLLUP_1H, &h),
+            by_combine(schema::SPAN_ROLLUP_1H, &m)
+        );
+        assert_eq!(
+            by_combine(schema::SPAN_ROLLUP_1D, &d),
+            by_combine(schema::SPAN_ROLLUP_1D, &m)
+        );
+        assert_eq!(
+            by_combine(schema::SERVICE_ROLLUP_1H, &hour),
+            by_combine(schema::SERVICE_ROLLUP_1H, &minute)
+        );
+        assert_eq!(
+            by_combine(schema::SERVICE_ROLLUP_1D, &day),
+            by_combine(schema::SERVICE_ROLLUP_1D, &minute)
+        );
+        assert!(
+            rows(&d).iter().all(|r| r.0 == -600),
+            "cut to the day's midnight, 600 minutes before T0: {:?}",
+            rows(&d)
+        );
         assert_eq!(
             rows(&minute).len(),
             4,
@@ -960,8 +1004,8 @@ mod tests {
         assert_eq!(total(schema::SPAN_ROLLUP_1H), (2, 4));
         let stats = store.compact(64 << 20, i64::MAX).unwrap();
         assert_eq!(
-            stats.files_merged, 10,
-            "two files each of spans and four rollups"
+            stats.files_merged, 14,
+            "two files each of spans and six rollups"
         );
         assert_eq!(
             total(schema::SPAN_ROLLUP_1M),
