@@ -240,21 +240,30 @@ impl TableProvider for BoundedView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let state = state
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| {
-                DataFusionError::Internal(format!("view {}: not a SessionState", self.name))
-            })?;
-        let plan = state
-            .create_logical_plan(&self.render(range_of(TIME_COLUMN, filters)))
-            .await?;
-        let plan = project(plan, projection, limit)?;
-        state.create_physical_plan(&plan).await
+        let sql = self.render(range_of(TIME_COLUMN, filters));
+        plan_view(state, &self.name, &sql, projection, limit).await
     }
 }
 
-pub(crate) fn project(
+/// The physical plan of a view's text written for one query, with the scan's projection and
+/// limit: how the views planned per query ([`BoundedView`], `service_graph_1m`) expand.
+pub(crate) async fn plan_view(
+    state: &dyn Session,
+    name: &str,
+    sql: &str,
+    projection: Option<&Vec<usize>>,
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let state = state
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| DataFusionError::Internal(format!("view {name}: not a SessionState")))?;
+    let plan = state.create_logical_plan(sql).await?;
+    let plan = project(plan, projection, limit)?;
+    state.create_physical_plan(&plan).await
+}
+
+fn project(
     plan: LogicalPlan,
     projection: Option<&Vec<usize>>,
     limit: Option<usize>,

@@ -26,14 +26,13 @@ use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use headroom_collector::parquet::NANOS_PER_HOUR;
 use headroom_collector::schema::{self, EDGE_ROLLUP_1M, SPANS};
 use headroom_collector::store::{Snapshot, Store};
 
-use crate::bounded::{Range, project, range_of, timestamp};
+use crate::bounded::{Range, plan_view, range_of, timestamp};
 use crate::catalog::SnapshotSource;
 use crate::{QueryEngine, QueryError};
 
@@ -290,16 +289,8 @@ impl TableProvider for ServiceGraphView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let state = state
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| {
-                DataFusionError::Internal("view service_graph_1m: not a SessionState".into())
-            })?;
         let sql = self.render(range_of(TIME_COLUMN, filters), self.coverage()?.as_ref());
-        let plan = state.create_logical_plan(&sql).await?;
-        let plan = project(plan, projection, limit)?;
-        state.create_physical_plan(&plan).await
+        plan_view(state, "service_graph_1m", &sql, projection, limit).await
     }
 }
 

@@ -30,19 +30,16 @@ use datafusion::prelude::SessionContext;
 use headroom_collector::rollup::SKETCH_SCALE;
 
 use crate::exp_histogram::{Buckets, ExpHistogram, Midpoint};
-use crate::histogram::{coerce_to, counts_type, udf_struct};
+use crate::histogram::{coerce_to, counts_type};
 
 /// Bucket indexes a sketch may hold: beyond them the bucket bounds leave the range of doubles
 /// (2^±1100), so such an index can only come from a damaged file.
 const MAX_INDEX: i32 = 1100 << SKETCH_SCALE;
 
 pub fn register(ctx: &SessionContext) {
-    ctx.register_udaf(AggregateUDF::from(LatencySketch::new()));
-    ctx.register_udaf(AggregateUDF::from(LatencySketchOf::new()));
+    ctx.register_udaf(AggregateUDF::from(LatencySketch::new(false)));
+    ctx.register_udaf(AggregateUDF::from(LatencySketch::new(true)));
 }
-
-udf_struct!(LatencySketch);
-udf_struct!(LatencySketchOf);
 
 fn index_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Int32, true)))
@@ -415,91 +412,80 @@ impl<'a> Inputs<'a> {
     }
 }
 
+/// `latency_sketch(latency_bucket_index, latency_bucket_count, latency_zero_count)` merges
+/// rollup sketches; `latency_sketch_of(duration_ns)` builds the same sketch from raw durations,
+/// bucketed as the rollups bucket spans (what a rollup computed by a query, `edge_rollup_1m`,
+/// stores). One implementation, two inputs.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LatencySketch {
+    signature: Signature,
+    /// The input is durations (`latency_sketch_of`), not sketches.
+    of_values: bool,
+}
+
+impl LatencySketch {
+    fn new(of_values: bool) -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            of_values,
+        }
+    }
+
+    fn groups(&self) -> SketchGroups {
+        SketchGroups {
+            groups: Vec::new(),
+            from_values: self.of_values,
+        }
+    }
+}
+
 impl AggregateUDFImpl for LatencySketch {
     fn name(&self) -> &str {
-        "latency_sketch"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce_to(
-            "latency_sketch(latency_bucket_index, latency_bucket_count, latency_zero_count)",
-            arg_types,
-            vec![index_type(), counts_type(), DataType::Int64],
-        )
-    }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(latency_sketch_type())
-    }
-    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SketchGroups::default()))
-    }
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<Arc<Field>>> {
-        Ok(vec![Arc::new(Field::new(
-            format!("{}[sketch]", args.name),
-            latency_sketch_type(),
-            true,
-        ))])
-    }
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-    fn create_groups_accumulator(
-        &self,
-        _args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(SketchGroups::default()))
-    }
-}
-
-/// `latency_sketch_of(duration_ns)`: the sketch of raw durations, in the shape
-/// `latency_sketch` returns, bucketed as the rollups bucket spans: what a rollup computed by a
-/// query (`edge_rollup_1m`) stores.
-impl AggregateUDFImpl for LatencySketchOf {
-    fn name(&self) -> &str {
-        "latency_sketch_of"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce_to(
-            "latency_sketch_of(duration_ns)",
-            arg_types,
-            vec![DataType::Int64],
-        )
-    }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(latency_sketch_type())
-    }
-    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SketchGroups::of_values()))
-    }
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<Arc<Field>>> {
-        Ok(vec![Arc::new(Field::new(
-            format!("{}[sketch]", args.name),
-            latency_sketch_type(),
-            true,
-        ))])
-    }
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-    fn create_groups_accumulator(
-        &self,
-        _args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(SketchGroups::of_values()))
-    }
-}
-
-impl SketchGroups {
-    fn of_values() -> Self {
-        Self {
-            groups: Vec::new(),
-            from_values: true,
+        if self.of_values {
+            "latency_sketch_of"
+        } else {
+            "latency_sketch"
         }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if self.of_values {
+            coerce_to(
+                "latency_sketch_of(duration_ns)",
+                arg_types,
+                vec![DataType::Int64],
+            )
+        } else {
+            coerce_to(
+                "latency_sketch(latency_bucket_index, latency_bucket_count, latency_zero_count)",
+                arg_types,
+                vec![index_type(), counts_type(), DataType::Int64],
+            )
+        }
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(latency_sketch_type())
+    }
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(self.groups()))
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<Arc<Field>>> {
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[sketch]", args.name),
+            latency_sketch_type(),
+            true,
+        ))])
+    }
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+    fn create_groups_accumulator(
+        &self,
+        _args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(self.groups()))
     }
 }
 

@@ -3,13 +3,10 @@
 //! are counted from the spans until their hour is computed again, and no call counts twice.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::datasource::TableProvider;
-use headroom_analytics::catalog::StoredTable;
-use headroom_analytics::{KpiSettings, QueryEngine, QueryLimits};
-use headroom_collector::schema::{self, EDGE_ROLLUP_1M};
+use headroom_analytics::QueryEngine;
+use headroom_collector::schema::EDGE_ROLLUP_1M;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 use crate::TestServer;
@@ -83,16 +80,7 @@ async fn service_graph_reads_settled_hours_from_the_edge_rollup() {
     let s = TestServer::start_with(|c| c.maintenance_interval_seconds = 0.2).await;
     let store = s.running.store.clone();
     // The same stored tables without the rollup: every hour paired from the spans.
-    let tables = schema::tables()
-        .iter()
-        .map(|def| {
-            let t: Arc<dyn TableProvider> = Arc::new(StoredTable::new(def, store.clone()));
-            (def.name, t)
-        })
-        .collect();
-    let raw = QueryEngine::with_tables(tables, QueryLimits::default(), &KpiSettings::default())
-        .await
-        .unwrap();
+    let raw = crate::engine_without_rollup_reads(&s).await;
 
     // Four hours of shop traffic, a request every 5 minutes, ending five hours ago.
     let now = std::time::SystemTime::now()

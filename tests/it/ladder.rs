@@ -3,12 +3,7 @@
 //! `span_rollup_1h` and `service_rollup_1h` over ranges cut mid-hour and mid-day give exactly
 //! what the table asked for gives alone, and read `span_rollup_1d` for the whole days.
 
-use std::sync::Arc;
-
-use datafusion::datasource::TableProvider;
-use headroom_analytics::catalog::StoredTable;
-use headroom_analytics::{KpiSettings, QueryEngine, QueryLimits};
-use headroom_collector::schema;
+use headroom_analytics::QueryEngine;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 use crate::TestServer;
@@ -37,16 +32,7 @@ async fn aggregates_over_days_read_the_daily_rollup_with_the_same_answers() {
     let s = TestServer::start().await;
     let store = s.running.store.clone();
     // The same tables without the rule: each query reads only the table it names.
-    let tables = schema::tables()
-        .iter()
-        .map(|def| {
-            let t: Arc<dyn TableProvider> = Arc::new(StoredTable::new(def, store.clone()));
-            (def.name, t)
-        })
-        .collect();
-    let plain = QueryEngine::with_tables(tables, QueryLimits::default(), &KpiSettings::default())
-        .await
-        .unwrap();
+    let plain = crate::engine_without_rollup_reads(&s).await;
 
     // Traffic every 50 minutes from 10:00 on day 0 to 20:00 on day 3 (day 0 four days ago).
     let now = std::time::SystemTime::now()

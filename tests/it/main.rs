@@ -144,6 +144,28 @@ pub async fn server_with_traffic(
     s
 }
 
+/// A query engine over the server's stored tables without what reads its rollups in place of
+/// what a query names (the service graph's rollup, the coarser rollup levels): the answers
+/// those must equal.
+pub async fn engine_without_rollup_reads(s: &TestServer) -> headroom_analytics::QueryEngine {
+    use headroom_analytics::catalog::StoredTable;
+    let tables = headroom_collector::schema::tables()
+        .iter()
+        .map(|def| {
+            let t: std::sync::Arc<dyn datafusion::datasource::TableProvider> =
+                std::sync::Arc::new(StoredTable::new(def, s.running.store.clone()));
+            (def.name, t)
+        })
+        .collect();
+    headroom_analytics::QueryEngine::with_tables(
+        tables,
+        headroom_analytics::QueryLimits::default(),
+        &headroom_analytics::KpiSettings::default(),
+    )
+    .await
+    .expect("query engine")
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
         "{}/tests/fixtures/{name}",
