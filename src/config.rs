@@ -143,6 +143,10 @@ pub struct ServeConfig {
     /// How long one query may run before it is cancelled.
     #[arg(long, env = "HEADROOM_QUERY_TIMEOUT_SECONDS", default_value_t = 60.0)]
     pub query_timeout_seconds: f64,
+    /// Memory for rollup files kept decoded, shared by every query: dashboards that refresh
+    /// read their rollups from memory instead of decoding Parquet again. 0 turns it off.
+    #[arg(long, env = "HEADROOM_FILE_CACHE_BYTES", default_value_t = 256 << 20)]
+    pub file_cache_bytes: u64,
     /// How often every service's load forecast is refreshed (the `forecasts` table); 0 turns
     /// the refresh off.
     #[arg(
@@ -420,6 +424,7 @@ impl ServeConfig {
             slo_config_path: None,
             query_memory_limit_bytes: 512 << 20,
             query_timeout_seconds: 60.0,
+            file_cache_bytes: 256 << 20,
             forecast_interval_seconds: 300,
             scaling_interval_seconds: 60,
             anomaly_interval_seconds: 15,

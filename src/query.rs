@@ -25,6 +25,8 @@ pub async fn run(data_dir: &Path, sql: &str) -> Result<String, QueryCommandError
         store,
         headroom_analytics::QueryLimits::default(),
         &headroom_analytics::KpiSettings::default(),
+        // One query: nothing to share.
+        0,
     )
     .await?;
     let batches = engine.sql(sql).await?;

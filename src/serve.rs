@@ -383,7 +383,13 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         }
     };
     let ingester = Arc::new(Ingester::new(store.clone(), wal.clone(), rollups));
-    let engine = QueryEngine::new(store.clone(), cfg.query_limits(), &kpi_settings).await?;
+    let engine = QueryEngine::new(
+        store.clone(),
+        cfg.query_limits(),
+        &kpi_settings,
+        cfg.file_cache_bytes,
+    )
+    .await?;
     let max_request_bytes = cfg.max_request_bytes as usize;
 
     let grpc_listener = bind("OTLP/gRPC", cfg.otlp_grpc_addr).await?;

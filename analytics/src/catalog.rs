@@ -4,13 +4,14 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::memory::{DataSourceExec, MemorySourceConfig};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
@@ -21,6 +22,8 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use headroom_collector::schema::TableDef;
 use headroom_collector::store::{Snapshot, Store};
+
+use crate::file_cache::DecodedFiles;
 
 /// Where a table's rows come from.
 pub trait SnapshotSource: Send + Sync {
@@ -38,6 +41,8 @@ pub struct StoredTable {
     def: &'static TableDef,
     schema: SchemaRef,
     source: Arc<dyn SnapshotSource>,
+    /// Decoded files of a rollup table; `None` reads every file from Parquet.
+    cache: Option<Arc<DecodedFiles>>,
 }
 
 impl fmt::Debug for StoredTable {
@@ -54,7 +59,18 @@ impl StoredTable {
             def,
             schema: def.schema(),
             source,
+            cache: None,
         }
+    }
+
+    /// Reads the files `cache` holds from memory, if this is a table dashboards read over and
+    /// over: a rollup, or the service graph's. Raw signals are too large to keep.
+    pub fn with_cache(mut self, cache: Option<Arc<DecodedFiles>>) -> Self {
+        if self.def.rollup.is_some() || self.def.name == headroom_collector::schema::EDGE_ROLLUP_1M
+        {
+            self.cache = cache;
+        }
+        self
     }
 
     pub fn def(&self) -> &'static TableDef {
@@ -107,9 +123,25 @@ impl TableProvider for StoredTable {
             f.hour_ns
                 .is_none_or(|start| start < hi && start.saturating_add(width) > lo)
         });
+        let target = state.config_options().execution.target_partitions.max(1);
+        // Files in memory are dealt round-robin to the partitions, as files are.
+        let mut decoded: Vec<Vec<RecordBatch>> = Vec::new();
+        if let Some(cache) = &self.cache {
+            let mut next = 0;
+            snap.files.retain(|f| {
+                let Some(batches) = cache.get_or_schedule(&f.path, &self.schema) else {
+                    return true;
+                };
+                if decoded.len() < target {
+                    decoded.push(Vec::new());
+                }
+                decoded[next % target].extend(batches.iter().cloned());
+                next += 1;
+                false
+            });
+        }
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !snap.files.is_empty() {
-            let target = state.config_options().execution.target_partitions.max(1);
             let mut groups: Vec<Vec<PartitionedFile>> =
                 vec![Vec::new(); target.min(snap.files.len())];
             let n = groups.len();
@@ -129,11 +161,13 @@ impl TableProvider for StoredTable {
             );
         }
         if !snap.batches.is_empty() {
-            inputs.push(MemorySourceConfig::try_new_exec(
-                &[snap.batches],
-                self.schema.clone(),
-                projection.cloned(),
-            )?);
+            decoded.push(snap.batches);
+        }
+        if !decoded.is_empty() {
+            let memory =
+                MemorySourceConfig::try_new(&decoded, self.schema.clone(), projection.cloned())?
+                    .with_limit(limit);
+            inputs.push(DataSourceExec::from_data_source(memory));
         }
         if inputs.is_empty() {
             let projected = match projection {

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::catalog::{SnapshotSource, StoredTable};
 use crate::error::QueryError;
+use crate::file_cache::{CacheStats, DecodedFiles};
 use crate::guard::{GuardRule, QueryLimits};
 use crate::kpi::KpiSettings;
 use crate::readable::ToJson;
@@ -60,6 +61,7 @@ pub struct QueryEngine {
     anomaly_scores: Arc<crate::catalog::PublishedTable>,
     anomaly_stats: Arc<crate::anomaly::live::Stats>,
     board: crate::scaling::live::Board,
+    file_cache: Option<Arc<DecodedFiles>>,
 }
 
 /// What query users may run: queries only. No DDL (`CREATE EXTERNAL TABLE` reads arbitrary
@@ -74,20 +76,24 @@ fn read_only() -> SQLOptions {
 
 impl QueryEngine {
     /// A session over every table of the storage contract, read from `source`, with the KPI
-    /// views; each query runs within `limits`.
+    /// views; each query runs within `limits`. Up to `file_cache_bytes` of decoded rollup files
+    /// are kept in memory for every query to share (0: none).
     pub async fn new(
         source: Arc<dyn SnapshotSource>,
         limits: QueryLimits,
         kpi: &KpiSettings,
+        file_cache_bytes: u64,
     ) -> Result<Self, QueryError> {
+        let cache = DecodedFiles::new(file_cache_bytes);
         let tables = schema::tables()
             .iter()
             .map(|def| {
-                let table: Arc<dyn TableProvider> = Arc::new(StoredTable::new(def, source.clone()));
+                let table: Arc<dyn TableProvider> =
+                    Arc::new(StoredTable::new(def, source.clone()).with_cache(cache.clone()));
                 (def.name, table)
             })
             .collect();
-        Self::build(tables, Some(source), limits, kpi).await
+        Self::build(tables, Some(source), cache, limits, kpi).await
     }
 
     /// A session over the given tables (named as in the storage contract), with everything
@@ -97,12 +103,13 @@ impl QueryEngine {
         limits: QueryLimits,
         kpi: &KpiSettings,
     ) -> Result<Self, QueryError> {
-        Self::build(tables, None, limits, kpi).await
+        Self::build(tables, None, None, limits, kpi).await
     }
 
     async fn build(
         tables: Vec<(&str, Arc<dyn TableProvider>)>,
         source: Option<Arc<dyn SnapshotSource>>,
+        file_cache: Option<Arc<DecodedFiles>>,
         limits: QueryLimits,
         kpi: &KpiSettings,
     ) -> Result<Self, QueryError> {
@@ -117,8 +124,10 @@ impl QueryEngine {
             .with_physical_optimizer_rule(Arc::new(GuardRule::new(limits)));
         if let Some(source) = &source {
             // Aggregates over rollups read the coarsest levels that fit their range.
-            state = state
-                .with_optimizer_rule(Arc::new(crate::ladder::RollupLadder::new(source.clone())));
+            state = state.with_optimizer_rule(Arc::new(crate::ladder::RollupLadder::new(
+                source.clone(),
+                file_cache.clone(),
+            )));
         }
         let state = state.build();
         let mut ctx = SessionContext::new_with_state(state);
@@ -163,6 +172,7 @@ impl QueryEngine {
             anomaly_scores,
             anomaly_stats: Default::default(),
             board: Default::default(),
+            file_cache,
         })
     }
 
@@ -214,6 +224,11 @@ impl QueryEngine {
     }
 
     /// What the live anomaly detectors have done, as of their last publish.
+    /// What the cache of decoded rollup files holds and served; `None` without one.
+    pub fn file_cache_stats(&self) -> Option<CacheStats> {
+        self.file_cache.as_ref().map(|c| c.stats())
+    }
+
     pub fn anomaly_stats(&self) -> &crate::anomaly::live::Stats {
         &self.anomaly_stats
     }

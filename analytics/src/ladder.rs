@@ -15,6 +15,7 @@
 //! DataFusion rewrites queries with materialized views only where they match the query's
 //! shape; none of its rules re-aggregate a coarser table for a finer one.
 
+use crate::file_cache::DecodedFiles;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -64,6 +65,7 @@ fn ladder(def: &'static TableDef) -> Vec<&'static TableDef> {
 /// The optimizer rule: see the module docs.
 pub struct RollupLadder {
     source: Arc<dyn SnapshotSource>,
+    cache: Option<Arc<DecodedFiles>>,
 }
 
 impl std::fmt::Debug for RollupLadder {
@@ -73,8 +75,8 @@ impl std::fmt::Debug for RollupLadder {
 }
 
 impl RollupLadder {
-    pub fn new(source: Arc<dyn SnapshotSource>) -> Self {
-        Self { source }
+    pub fn new(source: Arc<dyn SnapshotSource>, cache: Option<Arc<DecodedFiles>>) -> Self {
+        Self { source, cache }
     }
 }
 
@@ -170,6 +172,7 @@ impl OptimizerRule for RollupLadder {
         let ladder: Arc<dyn TableProvider> = Arc::new(LadderScan {
             levels: ladder(def),
             source: self.source.clone(),
+            cache: self.cache.clone(),
         });
         // The scan itself is swapped; everything above it stays as planned.
         plan.transform_down(|node| match node {
@@ -193,6 +196,7 @@ pub struct LadderScan {
     /// The table the query named first, then its coarser levels.
     levels: Vec<&'static TableDef>,
     source: Arc<dyn SnapshotSource>,
+    cache: Option<Arc<DecodedFiles>>,
 }
 
 impl std::fmt::Debug for LadderScan {
@@ -269,7 +273,7 @@ impl TableProvider for LadderScan {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let finest = self.levels[0];
         let time = finest.time_column;
-        let table = |def| StoredTable::new(def, self.source.clone());
+        let table = |def| StoredTable::new(def, self.source.clone()).with_cache(self.cache.clone());
         let range = range_of(time, filters);
         let (Some(from), Some(to)) = (range.from, range.to) else {
             return table(finest).scan(state, projection, filters, limit).await;

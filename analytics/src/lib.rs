@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 pub mod exp_histogram;
 pub mod explain;
+pub mod file_cache;
 pub mod forecast;
 pub mod guard;
 pub mod histogram;

@@ -370,6 +370,45 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+    if let Some(c) = state.engine.file_cache_stats() {
+        for (name, kind, help, value) in [
+            (
+                "headroom_file_cache_hits_total",
+                "counter",
+                "rollup files a query read from the decoded-file cache",
+                c.hits,
+            ),
+            (
+                "headroom_file_cache_misses_total",
+                "counter",
+                "rollup files a query read from Parquet",
+                c.misses,
+            ),
+            (
+                "headroom_file_cache_loads_total",
+                "counter",
+                "rollup files decoded into the cache",
+                c.loads,
+            ),
+            (
+                "headroom_file_cache_files",
+                "gauge",
+                "decoded files in the cache",
+                c.files,
+            ),
+            (
+                "headroom_file_cache_bytes",
+                "gauge",
+                "memory the decoded files take",
+                c.bytes,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+    }
     let name = "headroom_anomalies_ongoing";
     let _ = writeln!(
         out,

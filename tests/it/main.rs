@@ -11,6 +11,7 @@ mod console;
 mod crash;
 mod edges;
 mod errors;
+mod file_cache;
 mod forecast;
 mod grafana;
 mod json_fixtures;
