@@ -27,6 +27,10 @@ use quick_cache::sync::Cache;
 /// Rows per decoded batch: the batch size DataFusion works in.
 const BATCH_ROWS: usize = 8192;
 
+/// How long after a miss the file is decoded: the query that missed it runs first, on cores it
+/// does not share with the decoding.
+const DECODE_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Files waiting to be decoded at most: a query over months of rollups does not queue
 /// thousands; what is left out is queued by a later query.
 const MAX_QUEUED: usize = 64;
@@ -109,8 +113,8 @@ impl DecodedFiles {
     }
 
     /// The decoded batches of `path`, if they are in memory. A miss schedules the file's
-    /// decoding in the background (on the blocking pool of the current Tokio runtime) unless
-    /// it is under way or cannot be done; its batches must have `schema`.
+    /// decoding in the background (on the blocking pool of the current Tokio runtime, shortly
+    /// after) unless it is under way or cannot be done; its batches must have `schema`.
     pub fn get_or_schedule(
         self: &Arc<Self>,
         path: &Path,
@@ -134,7 +138,10 @@ impl DecodedFiles {
             }
         }
         let (this, path, schema) = (self.clone(), path.to_owned(), schema.clone());
-        runtime.spawn_blocking(move || this.load(path, &schema));
+        runtime.spawn(async move {
+            tokio::time::sleep(DECODE_DELAY).await;
+            let _ = tokio::task::spawn_blocking(move || this.load(path, &schema)).await;
+        });
         None
     }
 
