@@ -66,11 +66,7 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
 /// Whether the graph over every hour reads no span file and no buffered spans (a memory
 /// source shows its `partition_sizes`): every hour with spans is rolled up.
 async fn reads_only_the_rollup(engine: &QueryEngine) -> bool {
-    let plan = engine.sql(&format!("EXPLAIN {GRAPH}")).await.unwrap();
-    let text = format!(
-        "{}",
-        arrow::util::pretty::pretty_format_batches(&plan).unwrap()
-    );
+    let text = crate::explain(engine, GRAPH).await;
     text.contains("edge_rollup_1m")
         && !text.contains("/spans/")
         && !text.contains("partition_sizes")

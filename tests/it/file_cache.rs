@@ -7,21 +7,10 @@ use std::time::{Duration, Instant};
 use headroom_analytics::QueryEngine;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
-use crate::TestServer;
+use crate::{TestServer, engine_rows as rows, explain};
 
 const MINUTE: u64 = 60_000_000_000;
 const HOUR: u64 = 60 * MINUTE;
-
-async fn rows(engine: &QueryEngine, sql: &str) -> Vec<Vec<serde_json::Value>> {
-    headroom_analytics::engine::to_json_rows(&engine.sql(sql).await.unwrap()).unwrap()
-}
-
-async fn explain(engine: &QueryEngine, sql: &str) -> String {
-    let plan = engine.sql(&format!("EXPLAIN {sql}")).await.unwrap();
-    arrow::util::pretty::pretty_format_batches(&plan)
-        .unwrap()
-        .to_string()
-}
 
 /// Asks `sql` until no `table` file is read from Parquet: every file is decoded in memory.
 async fn until_all_in_memory(engine: &QueryEngine, table: &str, sql: &str) {

@@ -3,10 +3,9 @@
 //! `span_rollup_1h` and `service_rollup_1h` over ranges cut mid-hour and mid-day give exactly
 //! what the table asked for gives alone, and read `span_rollup_1d` for the whole days.
 
-use headroom_analytics::QueryEngine;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
-use crate::TestServer;
+use crate::{TestServer, engine_rows as rows, explain};
 
 const MINUTE: u64 = 60_000_000_000;
 const HOUR: u64 = 60 * MINUTE;
@@ -14,17 +13,6 @@ const DAY: u64 = 24 * HOUR;
 
 fn at(ns: u64) -> String {
     format!("arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
-}
-
-async fn rows(engine: &QueryEngine, sql: &str) -> Vec<Vec<serde_json::Value>> {
-    headroom_analytics::engine::to_json_rows(&engine.sql(sql).await.unwrap()).unwrap()
-}
-
-async fn explain(engine: &QueryEngine, sql: &str) -> String {
-    let plan = engine.sql(&format!("EXPLAIN {sql}")).await.unwrap();
-    arrow::util::pretty::pretty_format_batches(&plan)
-        .unwrap()
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,6 +167,22 @@ pub async fn engine_without_rollup_reads(s: &TestServer) -> headroom_analytics::
     .expect("query engine")
 }
 
+/// The rows `sql` returns from `engine`, as JSON values.
+pub async fn engine_rows(
+    engine: &headroom_analytics::QueryEngine,
+    sql: &str,
+) -> Vec<Vec<serde_json::Value>> {
+    headroom_analytics::engine::to_json_rows(&engine.sql(sql).await.unwrap()).unwrap()
+}
+
+/// `EXPLAIN sql` on `engine`, as text: the plans name the files a query reads.
+pub async fn explain(engine: &headroom_analytics::QueryEngine, sql: &str) -> String {
+    let plan = engine.sql(&format!("EXPLAIN {sql}")).await.unwrap();
+    arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string()
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
         "{}/tests/fixtures/{name}",
