@@ -172,9 +172,9 @@ pub fn add_to_bucket(buckets: &mut Vec<(i32, i64)>, index: i32, count: i64) {
 }
 
 /// Adds a whole sketch, `incoming` (bucket index, count) strictly ascending, to `buckets`
-/// (ascending too). A few buckets (a minute's, merged into its hour at ingest) are added one at
-/// a time, in place; more in one linear merge: a bucket at a time, merging two sketches of a
-/// few hundred buckets each would search and shift for every one.
+/// (ascending too). A few buckets (a row of a minute's few requests) are added one at a time, in
+/// place; more in one linear merge: a bucket at a time, merging two sketches of a few hundred
+/// buckets each would search and shift for every one.
 pub fn merge_buckets(
     buckets: &mut Vec<(i32, i64)>,
     incoming: impl ExactSizeIterator<Item = (i32, i64)>,
@@ -829,22 +829,18 @@ mod tests {
             rows(&combine(schema::table(table), std::slice::from_ref(batch)).unwrap())
         };
         assert_eq!(rows(&h).len(), rows(&m).len());
-        assert_eq!(
-            by_combine(schema::SPAN_ROLLUP_1H, &h),
-            by_combine(schema::SPAN_ROLLUP_1H, &m)
-        );
-        assert_eq!(
-            by_combine(schema::SPAN_ROLLUP_1D, &d),
-            by_combine(schema::SPAN_ROLLUP_1D, &m)
-        );
-        assert_eq!(
-            by_combine(schema::SERVICE_ROLLUP_1H, &hour),
-            by_combine(schema::SERVICE_ROLLUP_1H, &minute)
-        );
-        assert_eq!(
-            by_combine(schema::SERVICE_ROLLUP_1D, &day),
-            by_combine(schema::SERVICE_ROLLUP_1D, &minute)
-        );
+        for (table, coarse, fine) in [
+            (schema::SPAN_ROLLUP_1H, &h, &m),
+            (schema::SPAN_ROLLUP_1D, &d, &m),
+            (schema::SERVICE_ROLLUP_1H, &hour, &minute),
+            (schema::SERVICE_ROLLUP_1D, &day, &minute),
+        ] {
+            assert_eq!(
+                by_combine(table, coarse),
+                by_combine(table, fine),
+                "{table}"
+            );
+        }
         assert!(
             rows(&d).iter().all(|r| r.0 == -600),
             "cut to the day's midnight, 600 minutes before T0: {:?}",

@@ -85,10 +85,7 @@ async fn service_graph_reads_settled_hours_from_the_edge_rollup() {
     let raw = crate::engine_without_rollup_reads(&s).await;
 
     // Four hours of shop traffic, a request every 5 minutes, ending five hours ago.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let now = crate::now_ns();
     let first_hour = now / HOUR_NS * HOUR_NS - 8 * HOUR_NS;
     let mut topology = headroom::loadgen::Topology::new(5);
     let mut client = TraceServiceClient::connect(s.grpc_endpoint())
@@ -101,16 +98,7 @@ async fn service_graph_reads_settled_hours_from_the_edge_rollup() {
             .await
             .unwrap();
     }
-    let flush = || {
-        let store = store.clone();
-        async move {
-            tokio::task::spawn_blocking(move || store.flush_all(true))
-                .await
-                .unwrap()
-                .unwrap();
-        }
-    };
-    flush().await;
+    s.flush().await;
 
     // The maintenance round computes the four hours (and the one after, whose spans from the
     // last request reach into it).
@@ -145,7 +133,7 @@ async fn service_graph_reads_settled_hours_from_the_edge_rollup() {
     let want = graph(&raw.sql(GRAPH).await.unwrap());
     assert!(!reads_only_the_rollup(engine).await);
     assert_same(&graph(&engine.sql(GRAPH).await.unwrap()), &want);
-    flush().await;
+    s.flush().await;
     wait_for("the edges of the late hour", async || {
         reads_only_the_rollup(engine).await
     })

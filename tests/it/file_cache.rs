@@ -38,21 +38,9 @@ async fn decoded_rollup_files_answer_as_parquet_does_through_late_data_and_compa
     let store = s.running.store.clone();
     // The same stored tables, decoded from Parquet at every query.
     let plain = crate::engine_without_rollup_reads(&s).await;
-    let flush = || {
-        let store = store.clone();
-        async move {
-            tokio::task::spawn_blocking(move || store.flush_all(true))
-                .await
-                .unwrap()
-                .unwrap();
-        }
-    };
 
     // Three hours of shop traffic, a request every 5 minutes, ending two hours ago.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let now = crate::now_ns();
     let start = now / HOUR * HOUR - 5 * HOUR;
     let mut topology = headroom::loadgen::Topology::new(3);
     let mut client = TraceServiceClient::connect(s.grpc_endpoint())
@@ -66,10 +54,10 @@ async fn decoded_rollup_files_answer_as_parquet_does_through_late_data_and_compa
             .unwrap();
         t += 5 * MINUTE;
         if t == start + 90 * MINUTE {
-            flush().await;
+            s.flush().await;
         }
     }
-    flush().await;
+    s.flush().await;
     assert!(store.stats("service_rollup_1h").unwrap().files >= 2);
 
     let kpis = format!(
@@ -104,7 +92,7 @@ async fn decoded_rollup_files_answer_as_parquet_does_through_late_data_and_compa
         .export(topology.traces_request_over(200, start + 10 * MINUTE, 5 * MINUTE))
         .await
         .unwrap();
-    flush().await;
+    s.flush().await;
     assert!(explain(engine, &kpis).await.contains("/service_rollup_1h/"));
     for sql in [&kpis, top] {
         assert_eq!(rows(engine, sql).await, rows(&plain, sql).await, "{sql}");

@@ -19,15 +19,11 @@ fn at(ns: u64) -> String {
 async fn aggregates_over_days_read_the_daily_rollup_with_the_same_answers() {
     // EXPLAIN names the files a query reads; files decoded in memory it would not name.
     let s = TestServer::start_with(|c| c.file_cache_bytes = 0).await;
-    let store = s.running.store.clone();
     // The same tables without the rule: each query reads only the table it names.
     let plain = crate::engine_without_rollup_reads(&s).await;
 
     // Traffic every 50 minutes from 10:00 on day 0 to 20:00 on day 3 (day 0 four days ago).
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let now = crate::now_ns();
     let day0 = now / DAY * DAY - 4 * DAY;
     let mut topology = headroom::loadgen::Topology::new(3);
     let mut client = TraceServiceClient::connect(s.grpc_endpoint())
@@ -42,11 +38,7 @@ async fn aggregates_over_days_read_the_daily_rollup_with_the_same_answers() {
         t += 50 * MINUTE;
     }
     // Some of it in Parquet, some still buffered.
-    let flushing = store.clone();
-    tokio::task::spawn_blocking(move || flushing.flush_all(true))
-        .await
-        .unwrap()
-        .unwrap();
+    s.flush().await;
     client
         .export(topology.traces_request_over(200, day0 + DAY + 5 * HOUR, 10 * MINUTE))
         .await

@@ -112,6 +112,15 @@ impl TestServer {
         self.scalar(sql).await.as_i64().expect("integer")
     }
 
+    /// Writes every buffered row to Parquet.
+    pub async fn flush(&self) {
+        let store = self.running.store.clone();
+        tokio::task::spawn_blocking(move || store.flush_all(true))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
     pub async fn stop(self) -> TempDir {
         tokio::time::timeout(Duration::from_secs(30), self.running.shutdown())
             .await
@@ -137,12 +146,16 @@ pub async fn server_with_traffic(
     .await
     .unwrap();
     assert_eq!(report.errors, 0, "{report}");
-    let store = s.running.store.clone();
-    tokio::task::spawn_blocking(move || store.flush_all(true))
-        .await
-        .unwrap()
-        .unwrap();
+    s.flush().await;
     s
+}
+
+/// The wall clock in ns since the Unix epoch.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 /// A query engine over the server's stored tables without what reads its rollups in place of

@@ -86,17 +86,7 @@ async fn kpi_views_over_rollups_answer_as_the_raw_spans_do() {
         cfg.anomaly_interval_seconds = 0;
     })
     .await;
-    let store = s.running.store.clone();
-    let flush = || {
-        let store = store.clone();
-        async move {
-            tokio::task::spawn_blocking(move || store.flush_all(true))
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
-    flush().await;
+    s.flush().await;
     // Late: more traffic for the first ten minutes, which are already in Parquet.
     crate::backfill(&s, scenario, from, from + 10 * MINUTE).await;
     let first = crate::rfc3339(from);
@@ -105,7 +95,7 @@ async fn kpi_views_over_rollups_answer_as_the_raw_spans_do() {
             "SELECT requests FROM service_kpi_1m WHERE service_name = 'frontend' AND \"time\" = TIMESTAMP '{first}'"
         ))
         .await;
-    flush().await;
+    s.flush().await;
 
     let (minutes, worst_1m) = compare(&s, "service_kpi_1m", "1 minute").await;
     assert!(minutes >= 7 * 120, "{minutes} service-minutes");
