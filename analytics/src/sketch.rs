@@ -148,6 +148,15 @@ impl Sparse {
         }
     }
 
+    /// Buckets that hold something.
+    fn len(&self) -> usize {
+        if self.dense.is_empty() {
+            self.buckets.len()
+        } else {
+            self.dense.iter().filter(|c| **c != 0).count()
+        }
+    }
+
     fn size(&self) -> usize {
         std::mem::size_of::<Self>() + self.buckets.capacity() * 16 + self.dense.capacity() * 8
     }
@@ -155,17 +164,22 @@ impl Sparse {
 
 /// Sketches as the struct array `latency_sketch` returns (NULL where nothing was added).
 fn to_array(sketches: &[Sparse]) -> Result<ArrayRef> {
-    // Straight into the value buffers: a list builder appends value by value.
-    let mut index = Vec::new();
-    let mut count = Vec::new();
-    let mut lengths = Vec::with_capacity(sketches.len());
+    // Straight into value buffers sized once: a list builder appends value by value, and
+    // growing a vector of a million buckets copies it again at every doubling.
+    let lengths: Vec<usize> = sketches.iter().map(Sparse::len).collect();
+    let total = lengths.iter().sum();
+    let mut index = Vec::with_capacity(total);
+    let mut count = Vec::with_capacity(total);
     for s in sketches {
-        let before = index.len();
-        s.each(|i, c| {
-            index.push(i);
-            count.push(c);
-        });
-        lengths.push(index.len() - before);
+        if s.dense.is_empty() {
+            index.extend(s.buckets.iter().map(|b| b.0));
+            count.extend(s.buckets.iter().map(|b| b.1));
+        } else {
+            s.each(|i, c| {
+                index.push(i);
+                count.push(c);
+            });
+        }
     }
     let offsets = OffsetBuffer::<i32>::from_lengths(lengths);
     let list = |field: DataType, values: ArrayRef| -> Result<ArrayRef> {
