@@ -425,20 +425,24 @@ impl Rollup<'_> {
         let mut groups: Vec<_> = self.groups.into_iter().collect();
         groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let n = groups.len();
+        // Buffers of the exact size: these rows wait in the hot buffer until a flush, and
+        // builders' default capacities (1,024 list values) would hold several times their size.
+        let bytes = |f: fn(&Key) -> usize| groups.iter().map(|(k, _)| f(k)).sum::<usize>();
+        let buckets = groups.iter().map(|(_, a)| a.buckets.len()).sum::<usize>();
         let mut time = Vec::with_capacity(n);
-        let mut service = StringBuilder::with_capacity(n, n * 16);
-        let mut endpoint = StringBuilder::with_capacity(n, n * 24);
-        let mut kind = StringBuilder::with_capacity(n, n * 8);
-        let mut class = StringBuilder::with_capacity(n, n * 4);
+        let mut service = StringBuilder::with_capacity(n, bytes(|k| k.service.len()));
+        let mut endpoint = StringBuilder::with_capacity(n, bytes(|k| k.endpoint.len()));
+        let mut kind = StringBuilder::with_capacity(n, bytes(|k| k.kind.len()));
+        let mut class = StringBuilder::with_capacity(n, bytes(|k| k.class.as_str().len()));
         let mut health_check = BooleanBuilder::with_capacity(n);
         let mut spans = Int64Builder::with_capacity(n);
         let mut sum = Int64Builder::with_capacity(n);
         let mut min = Int64Builder::with_capacity(n);
         let mut max = Int64Builder::with_capacity(n);
         let mut zero = Int64Builder::with_capacity(n);
-        let mut index = ListBuilder::new(Int32Builder::new())
+        let mut index = ListBuilder::with_capacity(Int32Builder::with_capacity(buckets), n)
             .with_field(list_item(def, "latency_bucket_index")?);
-        let mut count = ListBuilder::new(Int64Builder::new())
+        let mut count = ListBuilder::with_capacity(Int64Builder::with_capacity(buckets), n)
             .with_field(list_item(def, "latency_bucket_count")?);
         for (k, a) in &groups {
             time.push(k.time);
