@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # What ingest costs in server CPU at a fixed load: a release `headroom serve` and `headroom loadgen`
 # (OTLP/gRPC, 512-span requests, 8 in flight) at RATE spans/s for DURATION seconds. Prints the
-# server's CPU seconds (user + system, over its whole life: start, ingest, the shutdown flush) and
-# what loadgen sent. Unlike bench/ingest.sh at saturation, the load generator's share of the two
-# cores does not enter the figure.
+# server's CPU seconds (user + system, over its whole life: start, ingest, the shutdown flush),
+# its peak RSS and what loadgen sent. Unlike bench/ingest.sh at saturation, the load generator's
+# share of the two cores does not enter the figure.
 #
 #   bench/ingest_cpu.sh [ROLLUPS=true|false] [RATE=100000] [DURATION_SECONDS=20]
 #
@@ -18,7 +18,7 @@ bin=${HEADROOM_BIN:-target/release/headroom}
 data=$(mktemp -d)
 trap 'rm -rf "$data"' EXIT
 
-/usr/bin/time -f "%U %S" -o "$data.time" $bin serve --data-dir "$data" \
+/usr/bin/time -f "%U %S %M" -o "$data.time" $bin serve --data-dir "$data" \
   --otlp-grpc-addr 127.0.0.1:0 --otlp-http-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
   --pg-addr 127.0.0.1:0 --keda-grpc-addr 127.0.0.1:0 --rollups "$rollups" > "$data.ready" 2> "$data.log" &
 timer=$!
@@ -29,5 +29,5 @@ sent=$($bin loadgen --endpoint "http://$grpc" --protocol grpc --rate "$rate" \
 sleep 3
 pkill -TERM -f "^$bin serve --data-dir $data" || true
 wait $timer
-echo "--rollups $rollups: server CPU $(awk '{printf "%.2f", $1 + $2}' "$data.time") s; $sent"
+echo "--rollups $rollups: server CPU $(awk '{printf "%.2f s, peak RSS %.0f MB", $1 + $2, $3 / 1024}' "$data.time"); $sent"
 rm -f "$data.time" "$data.ready" "$data.log"
