@@ -148,13 +148,11 @@ impl Sparse {
         }
     }
 
-    /// Buckets that hold something.
+    /// How many buckets [`Sparse::each`] calls back with.
     fn len(&self) -> usize {
-        if self.dense.is_empty() {
-            self.buckets.len()
-        } else {
-            self.dense.iter().filter(|c| **c != 0).count()
-        }
+        let mut n = 0;
+        self.each(|_, _| n += 1);
+        n
     }
 
     fn size(&self) -> usize {

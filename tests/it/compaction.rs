@@ -15,11 +15,7 @@ async fn send_and_flush(s: &TestServer, client: u32, requests: u32) {
     for seq in 0..requests {
         c.export(trace_request(client, seq)).await.unwrap();
         // One flush per request: three small files (one per hour) each time.
-        let store = s.running.store.clone();
-        tokio::task::spawn_blocking(move || store.flush_all(true))
-            .await
-            .unwrap()
-            .unwrap();
+        s.flush().await;
     }
 }
 
@@ -87,10 +83,7 @@ async fn retention_drops_expired_partitions_and_keeps_recent_ones() {
     send_and_flush(&s, 1, 2).await;
     // A span from now is kept.
     let mut recent = trace_request(2, 0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let now = crate::now_ns();
     for span in &mut recent.resource_spans[0].scope_spans[0].spans {
         span.start_time_unix_nano = now;
         span.end_time_unix_nano = now + 1;
@@ -99,11 +92,7 @@ async fn retention_drops_expired_partitions_and_keeps_recent_ones() {
         .await
         .unwrap();
     c.export(recent).await.unwrap();
-    let store = s.running.store.clone();
-    tokio::task::spawn_blocking(move || store.flush_all(true))
-        .await
-        .unwrap()
-        .unwrap();
+    s.flush().await;
 
     wait_for("expiry", async || {
         s.count("SELECT count(*) FROM spans").await == i64::from(SPANS_PER_REQUEST)

@@ -132,11 +132,7 @@ async fn traces_json_fixture_is_stored_exactly() {
     );
 
     // After a flush the same rows are read from Parquet, one file per hour.
-    let store = s.running.store.clone();
-    tokio::task::spawn_blocking(move || store.flush_all(true))
-        .await
-        .unwrap()
-        .unwrap();
+    s.flush().await;
     assert_eq!(s.count("SELECT count(*) FROM spans").await, 3);
     assert_eq!(
         s.count("SELECT count(*) FROM spans WHERE is_error").await,

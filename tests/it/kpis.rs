@@ -231,10 +231,7 @@ fn bad_series(attrs: &[KeyValue]) -> bool {
 async fn metric_views_match_the_sent_series() {
     let s = crate::TestServer::start().await;
     let mut topology = headroom::loadgen::Topology::new(11);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let now = crate::now_ns();
     let mut client = MetricsServiceClient::connect(s.grpc_endpoint())
         .await
         .unwrap();
@@ -297,11 +294,7 @@ async fn metric_views_match_the_sent_series() {
         let response = client.export(request).await.unwrap().into_inner();
         assert!(response.partial_success.is_none(), "{response:?}");
     }
-    let store = s.running.store.clone();
-    tokio::task::spawn_blocking(move || store.flush_all(true))
-        .await
-        .unwrap()
-        .unwrap();
+    s.flush().await;
 
     let got = s
         .sql(

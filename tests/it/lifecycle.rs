@@ -31,11 +31,7 @@ async fn acknowledged_rows_are_queryable_exactly_once_across_flushes() {
         // Queryable immediately after the acknowledgement, from the hot buffer.
         assert_eq!(s.count("SELECT count(*) FROM spans").await, sent);
         if i % 2 == 1 {
-            let store = s.running.store.clone();
-            tokio::task::spawn_blocking(move || store.flush_all(true))
-                .await
-                .unwrap()
-                .unwrap();
+            s.flush().await;
             assert_eq!(s.count("SELECT count(*) FROM spans").await, sent);
         }
     }
