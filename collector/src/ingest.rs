@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::collector::{
 use crate::Signal;
 use crate::convert::{self, Converted};
 use crate::error::{IngestError, StoreError};
-use crate::rollup::{self, RollupConfig};
+use crate::rollup::{RollupConfig, SpanRollups};
 use crate::schema::SPANS;
 use crate::store::Store;
 use crate::wal::Wal;
@@ -146,13 +146,10 @@ impl Ingester {
                 if table == SPANS && self.rollups.enabled {
                     // Not logged: they enter the store with their spans' record, and a replay
                     // computes them again from its spans, so both or neither come back.
-                    for (table, batch) in
-                        rollup::span_rollups(&batch, &self.rollups).map_err(StoreError::from)?
-                    {
-                        let batch = self.store.prepare(table, batch)?;
-                        bytes += batch.batch().get_array_memory_size();
-                        rollups.push((table, batch));
-                    }
+                    let rolled =
+                        SpanRollups::of(&batch, &self.rollups).map_err(StoreError::from)?;
+                    bytes += rolled.bytes();
+                    rollups.push(rolled);
                 }
                 let batch = self.store.prepare(table, batch)?;
                 bytes += batch.batch().get_array_memory_size();
@@ -164,8 +161,11 @@ impl Ingester {
                     wal.commit(batches, rollups)?;
                 }
                 _ => {
-                    for (table, batch) in batches.into_iter().chain(rollups) {
+                    for (table, batch) in batches {
                         self.store.append_prepared(table, batch, 0)?;
+                    }
+                    for rolled in &rollups {
+                        self.store.add_rollups(rolled, 0, false)?;
                     }
                 }
             }

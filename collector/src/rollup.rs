@@ -6,9 +6,9 @@
 //! WAL record, but are not logged: a replay computes them again from the record's spans (a
 //! tenth less WAL to write), so they are exactly as durable as the spans. A rollup
 //! row is a partial aggregate: the rows of one key from different requests (late spans
-//! included) are merged when a flush writes them and again when compaction merges files, and a
-//! query sums what is left. No span is ever counted twice, because each lands in exactly one
-//! row.
+//! included) are merged as they enter a table's buffer ([`Merged`]) and again when compaction
+//! merges files, and a query sums what is left. No span is ever counted twice, because each
+//! lands in exactly one row.
 //!
 //! The sketch is an exponential histogram at the fixed scale [`SKETCH_SCALE`] (the bucket
 //! layout of OTLP exponential histograms), stored sparsely: a minute of one endpoint holds a few
@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -96,18 +97,107 @@ struct Key<'a> {
 }
 
 #[derive(Debug, Clone, Default)]
-struct Aggregate {
+struct Aggregate<S = Vec<(i32, i64)>> {
     spans: i64,
     sum: i64,
     min: i64,
     max: i64,
     zero: i64,
-    /// (bucket index, count), ascending: a minute of one key holds a few buckets, and a
-    /// sorted vector costs one allocation where a map costs a node per few entries.
-    buckets: Vec<(i32, i64)>,
+    /// By default (bucket index, count), ascending: a request's row of one key holds a few
+    /// buckets, and a sorted vector costs one allocation where a map costs a node per few
+    /// entries.
+    buckets: S,
+}
+
+/// The buckets of a latency sketch.
+trait Sketch: Default {
+    /// Adds a sparse sketch: (bucket index, count), strictly ascending.
+    fn merge_sparse(&mut self, incoming: &[(i32, i64)]);
+    /// How many buckets hold spans.
+    fn bucket_count(&self) -> usize;
+    /// Each bucket holding spans, ascending.
+    fn each(&self, f: impl FnMut(i32, i64));
+    /// Memory it holds.
+    fn bytes(&self) -> usize;
+}
+
+impl Sketch for Vec<(i32, i64)> {
+    fn merge_sparse(&mut self, incoming: &[(i32, i64)]) {
+        merge_buckets(self, incoming.iter().copied());
+    }
+
+    fn bucket_count(&self) -> usize {
+        self.len()
+    }
+
+    fn each(&self, mut f: impl FnMut(i32, i64)) {
+        self.iter().for_each(|&(i, c)| f(i, c));
+    }
+
+    fn bytes(&self) -> usize {
+        self.capacity() * std::mem::size_of::<(i32, i64)>()
+    }
+}
+
+/// A sketch as the counts of consecutive buckets from `offset`. A table's buffered row takes
+/// the rows of thousands of requests and grows to hundreds of buckets: adding to it is an index
+/// here, where a sorted sparse sketch searches and shifts for every bucket. Durations are
+/// positive `i64` nanoseconds, so a row spans at most 64 doublings: 4,097 buckets.
+#[derive(Debug, Clone, Default)]
+struct Dense {
+    offset: i32,
+    counts: Vec<i64>,
+}
+
+impl Sketch for Dense {
+    fn merge_sparse(&mut self, incoming: &[(i32, i64)]) {
+        let (Some(&(low, _)), Some(&(high, _))) = (incoming.first(), incoming.last()) else {
+            return;
+        };
+        if self.counts.is_empty() {
+            self.offset = low;
+        }
+        if low < self.offset {
+            let grow = (i64::from(self.offset) - i64::from(low)) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = low;
+        }
+        let end = (i64::from(high) - i64::from(self.offset)) as usize + 1;
+        if end > self.counts.len() {
+            self.counts.resize(end, 0);
+        }
+        for &(index, count) in incoming {
+            let slot = &mut self.counts[(i64::from(index) - i64::from(self.offset)) as usize];
+            *slot = slot.saturating_add(count);
+        }
+    }
+
+    fn bucket_count(&self) -> usize {
+        self.counts.iter().filter(|&&c| c != 0).count()
+    }
+
+    fn each(&self, mut f: impl FnMut(i32, i64)) {
+        for (i, &c) in (self.offset..).zip(&self.counts) {
+            if c != 0 {
+                f(i, c);
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.counts.capacity() * std::mem::size_of::<i64>()
+    }
 }
 
 impl Key<'_> {
+    /// The same key, borrowing its endpoint.
+    fn view(&self) -> Key<'_> {
+        Key {
+            endpoint: Cow::Borrowed(&self.endpoint),
+            ..*self
+        }
+    }
+
     /// The key of the row this one falls into in a rollup table of `spec`: its time bucket,
     /// and `*` for the endpoint where the table has none.
     fn in_table(mut self, spec: schema::RollupSpec) -> Self {
@@ -126,24 +216,16 @@ impl Key<'_> {
     }
 }
 
-impl Aggregate {
+impl<S: Sketch> Aggregate<S> {
     fn merge(&mut self, other: &Aggregate) {
         self.add(other.spans, other.sum, other.min, other.max);
         self.zero = self.zero.saturating_add(other.zero);
-        merge_buckets(&mut self.buckets, other.buckets.iter().copied());
+        self.buckets.merge_sparse(&other.buckets);
     }
 
-    fn add_span(&mut self, duration_ns: i64) {
-        self.add(1, duration_ns, duration_ns, duration_ns);
-        if duration_ns <= 0 {
-            self.zero += 1;
-        } else {
-            self.add_to_bucket(bucket_index(duration_ns), 1);
-        }
-    }
-
-    fn add_to_bucket(&mut self, index: i32, count: i64) {
-        add_to_bucket(&mut self.buckets, index, count);
+    /// Bytes its sketch holds.
+    fn bucket_bytes(&self) -> usize {
+        self.buckets.bytes()
     }
 
     fn add(&mut self, spans: i64, sum: i64, min: i64, max: i64) {
@@ -155,6 +237,21 @@ impl Aggregate {
         }
         self.spans = self.spans.saturating_add(spans);
         self.sum = self.sum.saturating_add(sum);
+    }
+}
+
+impl Aggregate {
+    fn add_span(&mut self, duration_ns: i64) {
+        self.add(1, duration_ns, duration_ns, duration_ns);
+        if duration_ns <= 0 {
+            self.zero += 1;
+        } else {
+            self.add_to_bucket(bucket_index(duration_ns), 1);
+        }
+    }
+
+    fn add_to_bucket(&mut self, index: i32, count: i64) {
+        add_to_bucket(&mut self.buckets, index, count);
     }
 }
 
@@ -250,48 +347,244 @@ fn bucket_start(t: i64, width_ns: i64) -> i64 {
     t.div_euclid(width_ns) * width_ns
 }
 
-/// The rows a batch of `spans` adds to each rollup table: what ingest logs with the spans.
-pub fn span_rollups(
-    spans: &RecordBatch,
-    config: &RollupConfig,
-) -> Result<[(&'static str, RecordBatch); 6], ArrowError> {
-    // The service minutes are merged from the minutes' aggregates, not read back from Arrow.
-    // Hours and days are the minutes' rows with their time cut to the hour or day: a request
-    // spans a minute or two, so merging them would save few rows, and rollup rows are partial
-    // aggregates anyway (a flush merges the rows of one key). The list columns are shared.
-    let minute = minute_rollup(spans, config)?;
-    let service = minute.regroup(schema::SERVICE_ROLLUP_1M, Key::is_server_request)?;
-    let minute = minute.finish(schema::table(schema::SPAN_ROLLUP_1M))?;
-    let service = service.finish(schema::table(schema::SERVICE_ROLLUP_1M))?;
-    Ok([
-        (schema::SPAN_ROLLUP_1M, minute.clone()),
-        coarser(&minute, schema::SPAN_ROLLUP_1H)?,
-        coarser(&minute, schema::SPAN_ROLLUP_1D)?,
-        (schema::SERVICE_ROLLUP_1M, service.clone()),
-        coarser(&service, schema::SERVICE_ROLLUP_1H)?,
-        coarser(&service, schema::SERVICE_ROLLUP_1D)?,
-    ])
+/// The rollup rows of one request's spans, at the minute, with and without the endpoint, owning
+/// their strings: they wait for the request's WAL record and are applied with it (see
+/// [`crate::store::Store::add_rollups`]).
+pub struct SpanRollups {
+    spans: Rows,
+    services: Rows,
 }
 
-/// Rollup rows as rows of the coarser rollup `table`: the same columns, the time cut to its
-/// bucket.
-fn coarser(
-    rows: &RecordBatch,
-    table: &'static str,
-) -> Result<(&'static str, RecordBatch), ArrowError> {
-    let def = schema::table(table);
-    let width = def.rollup.map_or(1, |r| r.width_ns);
-    let mut columns = rows.columns().to_vec();
-    let time = column::<TimestampNanosecondArray>(rows, def.time_column)?;
-    let cut: TimestampNanosecondArray = time
-        .values()
-        .iter()
-        .map(|t| bucket_start(*t, width))
-        .collect::<Vec<_>>()
-        .into();
-    let at = rows.schema().index_of(def.time_column)?;
-    columns[at] = Arc::new(cut.with_timezone_opt(time.timezone()));
-    Ok((table, RecordBatch::try_new(def.schema(), columns)?))
+impl SpanRollups {
+    pub fn of(spans: &RecordBatch, config: &RollupConfig) -> Result<Self, ArrowError> {
+        // The service minutes are merged from the minutes' aggregates, not read back from Arrow.
+        let minute = minute_rollup(spans, config)?;
+        let services =
+            Rows::new(minute.regroup(schema::SERVICE_ROLLUP_1M, Key::is_server_request)?);
+        Ok(Self {
+            spans: Rows::new(minute),
+            services,
+        })
+    }
+
+    /// The rows each rollup table takes from these: hours and days are the minutes' rows with
+    /// their time cut to the hour or day.
+    pub fn tables(&self) -> [(&'static str, &Rows); 6] {
+        [
+            (schema::SPAN_ROLLUP_1M, &self.spans),
+            (schema::SPAN_ROLLUP_1H, &self.spans),
+            (schema::SPAN_ROLLUP_1D, &self.spans),
+            (schema::SERVICE_ROLLUP_1M, &self.services),
+            (schema::SERVICE_ROLLUP_1H, &self.services),
+            (schema::SERVICE_ROLLUP_1D, &self.services),
+        ]
+    }
+
+    /// Memory they hold, for the ingest buffer budget.
+    pub fn bytes(&self) -> usize {
+        self.spans.bytes() + self.services.bytes()
+    }
+
+    /// Each rollup table's rows of these spans as Arrow, sorted by key.
+    pub fn batches(&self) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
+        self.tables()
+            .into_iter()
+            .map(|(table, rows)| {
+                let def = schema::table(table);
+                let mut merged = Merged::default();
+                merged.add(def, rows, |_| true)?;
+                let mut groups: Vec<_> = merged.rows.iter().map(|(k, a)| (k.view(), a)).collect();
+                groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                Ok((table, to_batch(def, &groups)?))
+            })
+            .collect()
+    }
+}
+
+/// Byte offsets of a string in [`Rows::text`].
+type TextRange = (usize, usize);
+
+#[derive(Debug, Clone, Copy)]
+struct RowKey {
+    time: i64,
+    service: TextRange,
+    endpoint: TextRange,
+    kind: TextRange,
+    class: StatusClass,
+    health_check: bool,
+}
+
+/// Rollup rows with owned keys, their strings in one buffer: one allocation for a request's
+/// rows instead of three per row.
+pub struct Rows {
+    text: String,
+    rows: Vec<(RowKey, Aggregate)>,
+}
+
+impl Rows {
+    fn new(rollup: Rollup<'_>) -> Self {
+        let len = |k: &Key| k.service.len() + k.endpoint.len() + k.kind.len();
+        let mut text = String::with_capacity(rollup.groups.keys().map(len).sum());
+        let mut push = |s: &str| {
+            text.push_str(s);
+            (text.len() - s.len(), text.len())
+        };
+        let rows = rollup
+            .groups
+            .into_iter()
+            .map(|(k, a)| {
+                let key = RowKey {
+                    time: k.time,
+                    service: push(k.service),
+                    endpoint: push(&k.endpoint),
+                    kind: push(k.kind),
+                    class: k.class,
+                    health_check: k.health_check,
+                };
+                (key, a)
+            })
+            .collect();
+        Self { text, rows }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Key<'_>, &Aggregate)> {
+        let text = |(from, to): TextRange| &self.text[from..to];
+        self.rows.iter().map(move |(k, a)| {
+            let key = Key {
+                time: k.time,
+                service: text(k.service),
+                endpoint: Cow::Borrowed(text(k.endpoint)),
+                kind: text(k.kind),
+                class: k.class,
+                health_check: k.health_check,
+            };
+            (key, a)
+        })
+    }
+
+    fn bytes(&self) -> usize {
+        self.text.capacity()
+            + self.rows.capacity() * std::mem::size_of::<(RowKey, Aggregate)>()
+            + self
+                .rows
+                .iter()
+                .map(|(_, a)| a.bucket_bytes())
+                .sum::<usize>()
+    }
+}
+
+/// A rollup key owning its strings: a row of [`Merged`].
+#[derive(Debug, Clone)]
+struct OwnedKey {
+    time: i64,
+    service: Box<str>,
+    endpoint: Box<str>,
+    kind: Box<str>,
+    class: StatusClass,
+    health_check: bool,
+}
+
+impl OwnedKey {
+    fn new(k: &Key<'_>) -> Self {
+        Self {
+            time: k.time,
+            service: k.service.into(),
+            endpoint: k.endpoint.as_ref().into(),
+            kind: k.kind.into(),
+            class: k.class,
+            health_check: k.health_check,
+        }
+    }
+
+    fn view(&self) -> Key<'_> {
+        Key {
+            time: self.time,
+            service: &self.service,
+            endpoint: Cow::Borrowed(&self.endpoint),
+            kind: &self.kind,
+            class: self.class,
+            health_check: self.health_check,
+        }
+    }
+}
+
+/// The buffered rows of one rollup table, merged by key as requests' rows arrive. A table holds
+/// one row per key and bucket until a flush writes it, however many requests fed it: a few
+/// thousand rows a minute at any load, where a list of each request's rows would grow with the
+/// load and be merged only at the flush.
+#[derive(Default)]
+pub struct Merged {
+    rows: hashbrown::HashTable<(OwnedKey, Aggregate<Dense>)>,
+    hasher: foldhash::fast::RandomState,
+    /// Bytes of the rows' strings and sketches.
+    bytes: usize,
+}
+
+impl Merged {
+    /// Merges the rows `keep` wants (by their time in `def`'s buckets) into the rows of rollup
+    /// table `def`; returns how many it kept.
+    pub fn add(
+        &mut self,
+        def: &TableDef,
+        rows: &Rows,
+        keep: impl Fn(i64) -> bool,
+    ) -> Result<usize, ArrowError> {
+        let spec = def.rollup.ok_or_else(|| {
+            ArrowError::InvalidArgumentError(format!("{} is no rollup", def.name))
+        })?;
+        let Self {
+            rows: table,
+            hasher,
+            bytes,
+        } = self;
+        let mut kept = 0;
+        for (key, agg) in rows.iter() {
+            let key = key.in_table(spec);
+            if !keep(key.time) {
+                continue;
+            }
+            kept += 1;
+            let hash = hasher.hash_one(&key);
+            match table.find_mut(hash, |(k, _)| k.view() == key) {
+                Some((_, a)) => {
+                    let before = a.bucket_bytes();
+                    a.merge(agg);
+                    *bytes += a.bucket_bytes() - before;
+                }
+                None => {
+                    let owned = OwnedKey::new(&key);
+                    let mut row = Aggregate::<Dense>::default();
+                    row.merge(agg);
+                    *bytes += owned.service.len()
+                        + owned.endpoint.len()
+                        + owned.kind.len()
+                        + row.bucket_bytes();
+                    table.insert_unique(hash, (owned, row), |(k, _)| hasher.hash_one(k.view()));
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Memory the rows hold, roughly: the table, key strings and sketches.
+    pub fn bytes(&self) -> usize {
+        self.rows.capacity() * (std::mem::size_of::<(OwnedKey, Aggregate<Dense>)>() + 1)
+            + self.bytes
+    }
+
+    /// The rows as a batch of rollup table `def`, in no particular order.
+    pub fn to_batch(&self, def: &TableDef) -> Result<RecordBatch, ArrowError> {
+        let groups: Vec<_> = self.rows.iter().map(|(k, a)| (k.view(), a)).collect();
+        to_batch(def, &groups)
+    }
 }
 
 /// The `span_rollup_1m` rows of a batch of `spans` rows.
@@ -421,65 +714,77 @@ pub fn combine(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBatch, A
 }
 
 impl Rollup<'_> {
-    fn finish(self, def: &TableDef) -> Result<RecordBatch, ArrowError> {
-        let mut groups: Vec<_> = self.groups.into_iter().collect();
+    /// The rows as a batch of rollup table `def`, sorted by key.
+    fn finish(&self, def: &TableDef) -> Result<RecordBatch, ArrowError> {
+        let mut groups: Vec<_> = self.groups.iter().map(|(k, a)| (k.view(), a)).collect();
         groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let n = groups.len();
-        // Buffers of the exact size: these rows wait in the hot buffer until a flush, and
-        // builders' default capacities (1,024 list values) would hold several times their size.
-        let bytes = |f: fn(&Key) -> usize| groups.iter().map(|(k, _)| f(k)).sum::<usize>();
-        let buckets = groups.iter().map(|(_, a)| a.buckets.len()).sum::<usize>();
-        let mut time = Vec::with_capacity(n);
-        let mut service = StringBuilder::with_capacity(n, bytes(|k| k.service.len()));
-        let mut endpoint = StringBuilder::with_capacity(n, bytes(|k| k.endpoint.len()));
-        let mut kind = StringBuilder::with_capacity(n, bytes(|k| k.kind.len()));
-        let mut class = StringBuilder::with_capacity(n, bytes(|k| k.class.as_str().len()));
-        let mut health_check = BooleanBuilder::with_capacity(n);
-        let mut spans = Int64Builder::with_capacity(n);
-        let mut sum = Int64Builder::with_capacity(n);
-        let mut min = Int64Builder::with_capacity(n);
-        let mut max = Int64Builder::with_capacity(n);
-        let mut zero = Int64Builder::with_capacity(n);
-        let mut index = ListBuilder::with_capacity(Int32Builder::with_capacity(buckets), n)
-            .with_field(list_item(def, "latency_bucket_index")?);
-        let mut count = ListBuilder::with_capacity(Int64Builder::with_capacity(buckets), n)
-            .with_field(list_item(def, "latency_bucket_count")?);
-        for (k, a) in &groups {
-            time.push(k.time);
-            service.append_value(k.service);
-            endpoint.append_value(&k.endpoint);
-            kind.append_value(k.kind);
-            class.append_value(k.class.as_str());
-            health_check.append_value(k.health_check);
-            spans.append_value(a.spans);
-            sum.append_value(a.sum);
-            min.append_value(a.min);
-            max.append_value(a.max);
-            zero.append_value(a.zero);
-            for (i, c) in &a.buckets {
-                index.values().append_value(*i);
-                count.values().append_value(*c);
-            }
-            index.append(true);
-            count.append(true);
-        }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(TimestampNanosecondArray::from(time).with_timezone("UTC")),
-            Arc::new(service.finish()),
-            Arc::new(endpoint.finish()),
-            Arc::new(kind.finish()),
-            Arc::new(class.finish()),
-            Arc::new(health_check.finish()),
-            Arc::new(spans.finish()),
-            Arc::new(sum.finish()),
-            Arc::new(min.finish()),
-            Arc::new(max.finish()),
-            Arc::new(zero.finish()),
-            Arc::new(index.finish()),
-            Arc::new(count.finish()),
-        ];
-        RecordBatch::try_new(def.schema(), columns)
+        to_batch(def, &groups)
     }
+}
+
+/// Rollup rows as a batch of rollup table `def`, in the order given.
+fn to_batch<S: Sketch>(
+    def: &TableDef,
+    groups: &[(Key<'_>, &Aggregate<S>)],
+) -> Result<RecordBatch, ArrowError> {
+    let n = groups.len();
+    // Buffers of the exact size: builders' default capacities (1,024 list values) would
+    // hold several times a snapshot's few rows.
+    let bytes = |f: fn(&Key) -> usize| groups.iter().map(|(k, _)| f(k)).sum::<usize>();
+    let buckets = groups
+        .iter()
+        .map(|(_, a)| a.buckets.bucket_count())
+        .sum::<usize>();
+    let mut time = Vec::with_capacity(n);
+    let mut service = StringBuilder::with_capacity(n, bytes(|k| k.service.len()));
+    let mut endpoint = StringBuilder::with_capacity(n, bytes(|k| k.endpoint.len()));
+    let mut kind = StringBuilder::with_capacity(n, bytes(|k| k.kind.len()));
+    let mut class = StringBuilder::with_capacity(n, bytes(|k| k.class.as_str().len()));
+    let mut health_check = BooleanBuilder::with_capacity(n);
+    let mut spans = Int64Builder::with_capacity(n);
+    let mut sum = Int64Builder::with_capacity(n);
+    let mut min = Int64Builder::with_capacity(n);
+    let mut max = Int64Builder::with_capacity(n);
+    let mut zero = Int64Builder::with_capacity(n);
+    let mut index = ListBuilder::with_capacity(Int32Builder::with_capacity(buckets), n)
+        .with_field(list_item(def, "latency_bucket_index")?);
+    let mut count = ListBuilder::with_capacity(Int64Builder::with_capacity(buckets), n)
+        .with_field(list_item(def, "latency_bucket_count")?);
+    for (k, a) in groups {
+        time.push(k.time);
+        service.append_value(k.service);
+        endpoint.append_value(&k.endpoint);
+        kind.append_value(k.kind);
+        class.append_value(k.class.as_str());
+        health_check.append_value(k.health_check);
+        spans.append_value(a.spans);
+        sum.append_value(a.sum);
+        min.append_value(a.min);
+        max.append_value(a.max);
+        zero.append_value(a.zero);
+        a.buckets.each(|i, c| {
+            index.values().append_value(i);
+            count.values().append_value(c);
+        });
+        index.append(true);
+        count.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(TimestampNanosecondArray::from(time).with_timezone("UTC")),
+        Arc::new(service.finish()),
+        Arc::new(endpoint.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(class.finish()),
+        Arc::new(health_check.finish()),
+        Arc::new(spans.finish()),
+        Arc::new(sum.finish()),
+        Arc::new(min.finish()),
+        Arc::new(max.finish()),
+        Arc::new(zero.finish()),
+        Arc::new(index.finish()),
+        Arc::new(count.finish()),
+    ];
+    RecordBatch::try_new(def.schema(), columns)
 }
 
 /// The item field of list column `name` of a rollup table, so built lists match the schema.
@@ -826,13 +1131,16 @@ mod tests {
             .1;
         let both = arrow::compute::concat_batches(&batch.schema(), [&batch, &client]).unwrap();
         let [(_, m), (_, h), (_, d), (_, minute), (_, hour), (_, day)] =
-            span_rollups(&both, &config).unwrap();
-        // The minutes' rows at the hour and the day: once a flush merges the rows of a key, what
-        // merging the minutes gives.
+            SpanRollups::of(&both, &config)
+                .unwrap()
+                .batches()
+                .unwrap()
+                .try_into()
+                .unwrap();
+        // The rows of the hour and the day: what merging the minutes gives.
         let by_combine = |table, batch: &RecordBatch| {
             rows(&combine(schema::table(table), std::slice::from_ref(batch)).unwrap())
         };
-        assert_eq!(rows(&h).len(), rows(&m).len());
         for (table, coarse, fine) in [
             (schema::SPAN_ROLLUP_1H, &h, &m),
             (schema::SPAN_ROLLUP_1D, &d, &m),
@@ -910,6 +1218,50 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// However a stream of spans is cut into requests, the rows each rollup table buffers
+        /// are what rolling them all up at once gives.
+        #[test]
+        fn merged_rows_do_not_depend_on_how_requests_cut_the_spans(
+            spans in proptest::collection::vec(
+                (0u64..7_200, 0usize..3, 0i32..3, 0u64..5_000_000), 1..60),
+            cuts in proptest::collection::btree_set(1usize..60, 0..5),
+        ) {
+            let routes = ["/a", "/b", "/c"];
+            let spans: Vec<Span> = spans
+                .into_iter()
+                .map(|(s, r, status, d)| span(s * 1_000_000_000, d, vec![route(routes[r])], status))
+                .collect();
+            let convert = |spans: &[Span]| {
+                crate::convert::traces::convert(&request(spans.to_vec()))
+                    .unwrap()
+                    .batches
+                    .remove(0)
+                    .1
+            };
+            let config = RollupConfig::default();
+            // Every span is a SERVER span and no health check, so the service tables hold them all.
+            let minutes = spans_to_rollup(&convert(&spans), &config).unwrap();
+            let tables = SpanRollups::of(&convert(&spans[..1]), &config).unwrap().tables().map(|t| t.0);
+            let whole = tables.map(|table| {
+                (table, combine(schema::table(table), std::slice::from_ref(&minutes)).unwrap())
+            });
+            let mut merged: Vec<Merged> = whole.iter().map(|_| Merged::default()).collect();
+            let mut from = 0;
+            for to in cuts.into_iter().filter(|&c| c < spans.len()).chain([spans.len()]) {
+                let part = SpanRollups::of(&convert(&spans[from..to]), &config).unwrap();
+                for (m, (table, rows)) in merged.iter_mut().zip(part.tables()) {
+                    m.add(schema::table(table), rows, |_| true).unwrap();
+                }
+                from = to;
+            }
+            for (m, (table, want)) in merged.iter().zip(&whole) {
+                let got = m.to_batch(schema::table(table)).unwrap();
+                proptest::prop_assert_eq!(rows(&got), rows(want), "{}", table);
+            }
+        }
+    }
+
     /// Rows and spans of a rollup table, buffered and in Parquet.
     fn total(store: &Store, table: &str) -> (usize, i64) {
         let snap = store.snapshot(table).unwrap();
@@ -975,8 +1327,8 @@ mod tests {
         }
     }
 
-    /// Through the ingest path: rollups are written with their spans, merged by flushes and
-    /// compaction, and a late span for a minute already in Parquet adds to it.
+    /// Through the ingest path: rollups are written with their spans, merged in the buffer and
+    /// by compaction, and a late span for a minute already in Parquet adds to it.
     #[test]
     fn late_spans_add_to_minutes_already_written() {
         let dir = tempfile::tempdir().unwrap();
@@ -990,11 +1342,11 @@ mod tests {
         }
         assert_eq!(
             total(schema::SPAN_ROLLUP_1M),
-            (3, 3),
-            "one partial row per request"
+            (1, 3),
+            "the buffer merges the requests' rows of one key"
         );
         store.flush_all(true).unwrap();
-        assert_eq!(total(schema::SPAN_ROLLUP_1M), (1, 3), "a flush merges them");
+        assert_eq!(total(schema::SPAN_ROLLUP_1M), (1, 3));
         // Late: the same minute, after it was written.
         ingester
             .traces(&request(vec![span(5, 100, vec![route("/a")], 0)]))

@@ -1,7 +1,8 @@
 //! The hot buffer and the table manifest.
 //!
-//! Each table keeps the rows not yet in Parquet (`hot`), the rows being written right now
-//! (`flushing`) and the list of its Parquet files, all under one mutex. A query takes a
+//! Each table keeps the rows not yet in Parquet (`hot`; a rollup table merges them by key as
+//! they arrive), the rows being written right now (`flushing`) and the list of its Parquet files,
+//! all under one mutex. A query takes a
 //! [`Snapshot`] of all three at once, so a row is always seen exactly once: in memory before its
 //! file is in the manifest, in the file after. The file list is the store's own, not a directory
 //! listing, so a half-written file is never read.
@@ -21,6 +22,7 @@ use arrow::datatypes::SchemaRef;
 
 use crate::error::StoreError;
 use crate::parquet::{DataFile, list_table, write_table};
+use crate::rollup::{Merged, SpanRollups};
 use crate::schema::{self, TableDef};
 
 #[derive(Debug, Clone)]
@@ -54,8 +56,13 @@ struct TableState {
     hot_rows: usize,
     hot_bytes: usize,
     oldest: Option<Instant>,
-    /// LSN of the first row in `hot` (rows are appended in LSN order).
+    /// LSN of the first row in `hot` and `merged` (rows are appended in LSN order).
     hot_first_lsn: Option<u64>,
+    /// A rollup table's buffered rows, merged by key as they arrive; counted in `hot_rows` and
+    /// `hot_bytes`, and moved to `hot` as one batch when a flush starts.
+    merged: Merged,
+    /// `merged` as Arrow, built by the first snapshot after it changed.
+    merged_batch: Option<RecordBatch>,
     flushing: Vec<RecordBatch>,
     flushing_bytes: usize,
     flushing_first_lsn: Option<u64>,
@@ -70,6 +77,42 @@ struct TableState {
 impl TableState {
     fn first_unflushed_lsn(&self) -> Option<u64> {
         self.flushing_first_lsn.or(self.hot_first_lsn)
+    }
+
+    /// Counts rows of WAL record `lsn` just added to the hot buffer.
+    fn note_appended(&mut self, rows: usize, bytes: usize, lsn: u64) {
+        self.hot_rows += rows;
+        self.hot_bytes += bytes;
+        self.oldest.get_or_insert_with(Instant::now);
+        self.hot_first_lsn.get_or_insert(lsn);
+        self.last_lsn = self.last_lsn.max(lsn);
+    }
+
+    /// Moves the merged rollup rows into `hot` as one batch.
+    fn seal_merged(&mut self, def: &TableDef) -> Result<(), StoreError> {
+        if self.merged.is_empty() {
+            return Ok(());
+        }
+        let batch = self.merged_batch(def)?;
+        debug_assert!(self.hot_rows >= self.merged.len() && self.hot_bytes >= self.merged.bytes());
+        self.hot_rows = self.hot_rows.saturating_sub(self.merged.len()) + batch.num_rows();
+        self.hot_bytes =
+            self.hot_bytes.saturating_sub(self.merged.bytes()) + batch.get_array_memory_size();
+        self.merged = Merged::default();
+        self.merged_batch = None;
+        self.hot.push(batch);
+        Ok(())
+    }
+
+    /// The merged rollup rows as one batch: a dashboard refreshing every few seconds takes
+    /// many snapshots between two changes.
+    fn merged_batch(&mut self, def: &TableDef) -> Result<RecordBatch, StoreError> {
+        if let Some(batch) = &self.merged_batch {
+            return Ok(batch.clone());
+        }
+        let batch = self.merged.to_batch(def)?;
+        self.merged_batch = Some(batch.clone());
+        Ok(batch)
     }
 
     fn add_files(&mut self, files: Vec<DataFile>) {
@@ -146,7 +189,8 @@ pub struct TableStats {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the state half-updated: every critical
-    // section only pushes, takes or swaps whole vectors.
+    // section only pushes, takes or swaps whole vectors, or merges rows into a rollup table's
+    // buffer, which allocates but cannot fail.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -266,14 +310,45 @@ impl Store {
         let t = self.table(table)?;
         let bytes = batch.get_array_memory_size();
         let mut s = lock(&t.state);
-        s.hot_rows += batch.num_rows();
-        s.hot_bytes += bytes;
-        s.oldest.get_or_insert_with(Instant::now);
-        s.hot_first_lsn.get_or_insert(lsn);
-        s.last_lsn = s.last_lsn.max(lsn);
+        s.note_appended(batch.num_rows(), bytes, lsn);
         s.hot.push(batch);
+        self.want_flush_if_full(&s);
+        Ok(())
+    }
+
+    fn want_flush_if_full(&self, s: &TableState) {
         if s.hot_rows >= self.config.flush_rows || s.hot_bytes >= self.config.flush_bytes {
             self.flush_wanted.notify_one();
+        }
+    }
+
+    /// Merges a request's span rollups from WAL record `lsn` (0 without a WAL) into the
+    /// buffered rows of each rollup table. With `replay`, rows of a partition whose files
+    /// already hold the record are left out.
+    pub fn add_rollups(
+        &self,
+        rollups: &SpanRollups,
+        lsn: u64,
+        replay: bool,
+    ) -> Result<(), StoreError> {
+        for (table, rows) in rollups.tables() {
+            let t = self.table(table)?;
+            let mut guard = lock(&t.state);
+            let s = &mut *guard;
+            let (len, bytes) = (s.merged.len(), s.merged.bytes());
+            let watermarks = &s.watermarks;
+            s.merged_batch = None;
+            let kept = s.merged.add(t.def, rows, |time| {
+                !replay
+                    || watermarks
+                        .get(&t.def.partition_of(time))
+                        .is_none_or(|&w| w < lsn)
+            })?;
+            if kept > 0 {
+                let (added_rows, added_bytes) = (s.merged.len() - len, s.merged.bytes() - bytes);
+                s.note_appended(added_rows, added_bytes, lsn);
+                self.want_flush_if_full(s);
+            }
         }
         Ok(())
     }
@@ -343,9 +418,12 @@ impl Store {
     /// Everything a query of `table` should see, taken atomically.
     pub fn snapshot(&self, table: &str) -> Result<Snapshot, StoreError> {
         let t = self.table(table)?;
-        let s = lock(&t.state);
+        let mut s = lock(&t.state);
         let mut batches = s.flushing.clone();
         batches.extend(s.hot.iter().cloned());
+        if !s.merged.is_empty() {
+            batches.push(s.merged_batch(t.def)?);
+        }
         Ok(Snapshot {
             schema: t.def.schema(),
             files: s.files.clone(),
@@ -379,9 +457,12 @@ impl Store {
         let _one_at_a_time = lock(&t.flush);
         let (batches, watermark) = {
             let mut s = lock(&t.state);
-            if (s.hot.is_empty() && s.flushing.is_empty()) || !(force || self.due(&s)) {
+            if (s.hot.is_empty() && s.merged.is_empty() && s.flushing.is_empty())
+                || !(force || self.due(&s))
+            {
                 return Ok(0);
             }
+            s.seal_merged(t.def)?;
             // Rows of an earlier flush that died part-way are still in `flushing`: take them too.
             let mut batches = std::mem::take(&mut s.flushing);
             batches.append(&mut s.hot);

@@ -36,7 +36,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 
 use crate::error::{StoreError, WalError};
-use crate::rollup::RollupConfig;
+use crate::rollup::{RollupConfig, SpanRollups};
 use crate::schema::SPANS;
 use crate::store::{Prepared, Store};
 
@@ -95,6 +95,7 @@ pub struct WalStats {
 struct Pending {
     payload: Vec<u8>,
     batches: Vec<(&'static str, Prepared)>,
+    rollups: Vec<SpanRollups>,
     done: mpsc::SyncSender<Result<u64, WalError>>,
 }
 
@@ -323,9 +324,7 @@ fn replay_segment(
         let mut derived = Vec::new();
         if rollups.enabled && !logged_rollups {
             for (_, spans) in batches.iter().filter(|(t, _)| t == SPANS) {
-                derived.extend(
-                    crate::rollup::span_rollups(spans, rollups)?.map(|(t, b)| (t.to_owned(), b)),
-                );
+                derived.push(SpanRollups::of(spans, rollups)?);
             }
         }
         for (table, batch) in batches {
@@ -335,8 +334,8 @@ fn replay_segment(
             report.rows_skipped += rows - kept;
         }
         // The report counts logged rows only.
-        for (table, batch) in derived {
-            store.replay(&table, batch, r.lsn)?;
+        for rollups in &derived {
+            store.add_rollups(rollups, r.lsn, true)?;
         }
         report.records += 1;
         last = Some(r.lsn);
@@ -432,23 +431,22 @@ impl Wal {
     }
 
     /// Logs the rows of one request (`logged`) and, once they are durable, appends them and
-    /// `derived` (rows a replay computes again from `logged`: the span rollups) to the store
-    /// under the record's LSN. Blocks until then; returns the LSN.
+    /// `rollups` (which a replay computes again from `logged`'s spans) to the store under the
+    /// record's LSN. Blocks until then; returns the LSN.
     pub fn commit(
         &self,
         logged: Vec<(&'static str, Prepared)>,
-        derived: Vec<(&'static str, Prepared)>,
+        rollups: Vec<SpanRollups>,
     ) -> Result<u64, WalError> {
         let payload = encode_payload(&logged)?;
-        let mut batches = logged;
-        batches.extend(derived);
         let (done, wait) = mpsc::sync_channel(1);
         {
             let tx = lock(&self.tx);
             let tx = tx.as_ref().ok_or(WalError::Closed)?;
             tx.send(Pending {
                 payload,
-                batches,
+                batches: logged,
+                rollups,
                 done,
             })
             .map_err(|_| WalError::Closed)?;
@@ -577,9 +575,15 @@ impl Committer {
                 Ok(first_lsn) => {
                     for (lsn, p) in (first_lsn..).zip(group) {
                         let mut result = Ok(lsn);
+                        let store = &self.shared.store;
                         for (table, batch) in p.batches {
-                            if let Err(e) = self.shared.store.append_prepared(table, batch, lsn) {
+                            if let Err(e) = store.append_prepared(table, batch, lsn) {
                                 // Cannot happen for prepared batches; never acknowledge it.
+                                result = Err(WalError::Apply(e));
+                            }
+                        }
+                        for rollups in &p.rollups {
+                            if let Err(e) = store.add_rollups(rollups, lsn, false) {
                                 result = Err(WalError::Apply(e));
                             }
                         }

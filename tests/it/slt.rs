@@ -146,7 +146,7 @@ impl Engine {
             health_check_routes: settings().health_check_routes,
             ..RollupConfig::default()
         };
-        for (table, batch) in rollup::span_rollups(&new, &config)? {
+        for (table, batch) in rollup::SpanRollups::of(&new, &config)?.batches()? {
             ctx.read_batch(batch)?
                 .write_table(table, Default::default())
                 .await?;
