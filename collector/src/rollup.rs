@@ -385,7 +385,7 @@ impl SpanRollups {
         self.spans.bytes() + self.services.bytes()
     }
 
-    /// Each rollup table's rows of these spans as Arrow, sorted by key.
+    /// Each rollup table's rows of these spans as Arrow.
     pub fn batches(&self) -> Result<Vec<(&'static str, RecordBatch)>, ArrowError> {
         self.tables()
             .into_iter()
@@ -393,9 +393,7 @@ impl SpanRollups {
                 let def = schema::table(table);
                 let mut merged = Merged::default();
                 merged.add(def, rows, |_| true)?;
-                let mut groups: Vec<_> = merged.rows.iter().map(|(k, a)| (k.view(), a)).collect();
-                groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                Ok((table, to_batch(def, &groups)?))
+                Ok((table, merged.to_batch(def)?))
             })
             .collect()
     }
@@ -580,10 +578,9 @@ impl Merged {
             + self.bytes
     }
 
-    /// The rows as a batch of rollup table `def`, in no particular order.
+    /// The rows as a batch of rollup table `def`, sorted by key.
     pub fn to_batch(&self, def: &TableDef) -> Result<RecordBatch, ArrowError> {
-        let groups: Vec<_> = self.rows.iter().map(|(k, a)| (k.view(), a)).collect();
-        to_batch(def, &groups)
+        to_batch(def, self.rows.iter().map(|(k, a)| (k.view(), a)).collect())
     }
 }
 
@@ -716,17 +713,20 @@ pub fn combine(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBatch, A
 impl Rollup<'_> {
     /// The rows as a batch of rollup table `def`, sorted by key.
     fn finish(&self, def: &TableDef) -> Result<RecordBatch, ArrowError> {
-        let mut groups: Vec<_> = self.groups.iter().map(|(k, a)| (k.view(), a)).collect();
-        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        to_batch(def, &groups)
+        to_batch(
+            def,
+            self.groups.iter().map(|(k, a)| (k.view(), a)).collect(),
+        )
     }
 }
 
-/// Rollup rows as a batch of rollup table `def`, in the order given.
+/// Rollup rows as a batch of rollup table `def`, sorted by key: the order flushes and
+/// compaction write, and what tests compare.
 fn to_batch<S: Sketch>(
     def: &TableDef,
-    groups: &[(Key<'_>, &Aggregate<S>)],
+    mut groups: Vec<(Key<'_>, &Aggregate<S>)>,
 ) -> Result<RecordBatch, ArrowError> {
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let n = groups.len();
     // Buffers of the exact size: builders' default capacities (1,024 list values) would
     // hold several times a snapshot's few rows.
