@@ -12,9 +12,14 @@
 //! - **new extremes**: a value beyond 2 % outside the range seen so far.
 //!
 //! Each kind is judged against its own long-run mean and spread (the "anomaly likelihood" of
-//! Ahmad et al., 2017), so a noisy series needs a bigger jump than a quiet one. One event
-//! raises one alert: after a point scores above [`ANOMALY_THRESHOLD`], the next 100 points
-//! are damped, and a point scores fully only when it is the most surprising of the last 100.
+//! Ahmad et al., 2017), so a noisy series needs a bigger jump than a quiet one; the strongest
+//! evidence wins, and a new extreme is enough on its own.
+//!
+//! One event raises one alert: a point scores fully only when it is the most surprising of
+//! the last 75, and after a point scores above [`ANOMALY_THRESHOLD`] the next 200 points are
+//! damped by 0.7 rather than silenced, so only a much stronger point (an undamped score of
+//! about 0.79, e.g. a new extreme) alerts again during the rest: a second, bigger fault soon
+//! after a first is still flagged, the tail of the first is not.
 //!
 //! The constants were chosen on the Numenta Anomaly Benchmark (`headroom anomaly nab`); the
 //! README records the scores.
@@ -25,8 +30,8 @@ use std::collections::{HashSet, VecDeque};
 /// for this detector.
 pub const ANOMALY_THRESHOLD: f64 = 0.55;
 
-/// Smoothing of the level forecast.
-const LEVEL_ALPHA: f64 = 0.02;
+/// Smoothing of the level forecast (about the last 33 points).
+const LEVEL_ALPHA: f64 = 0.03;
 /// Smoothing of the per-phase (daily and weekly) forecasts: about the last three periods.
 const SEASONAL_ALPHA: f64 = 0.3;
 /// Smoothing of each forecast's absolute error, which picks the forecast.
@@ -36,7 +41,7 @@ const CLIP: f64 = 4.0;
 /// Errors a seasonal forecast must have made before it may be picked.
 const SEASONAL_MIN_POINTS: usize = 50;
 /// Prediction errors of this many typical errors map to a surprise of 1 − 1/e.
-const ERROR_SCALE: f64 = 8.0;
+const ERROR_SCALE: f64 = 11.0;
 /// Points averaged by the slow prediction-error channel.
 const SLOW_WINDOW: usize = 20;
 /// The single-point channel is noisier: its evidence counts half.
@@ -54,16 +59,21 @@ const HISTORY_ALPHA: f64 = 0.0007;
 const MIN_SD: f64 = 0.02;
 /// A value this far beyond the seen range (as a share of it) is a new extreme...
 const EXTREME_MARGIN: f64 = 0.02;
-/// ...and adds this many deviations of evidence.
-const EXTREME_EVIDENCE: f64 = 10.0;
+/// ...and adds this many deviations of evidence: an undamped score of at least 0.8, enough
+/// to alert alone, even during the rest after an alert.
+const EXTREME_EVIDENCE: f64 = 20.0;
 /// New extremes count once this much time has passed since the first point.
 const EXTREMES_AFTER_SECONDS: i64 = 86_400;
 /// Evidence (in deviations) that maps to a score of 0.5.
 const EVIDENCE_HALF: f64 = 5.0;
-/// Points after an alert during which scores are damped, and the span a point must top to
-/// score fully.
-const REST_POINTS: usize = 100;
-const REST_DAMPING: f64 = 0.5;
+/// Points after an alert during which scores are damped by `REST_DAMPING`: only points whose
+/// undamped score is at least `ANOMALY_THRESHOLD / REST_DAMPING` (about 0.79) alert again.
+const REST_POINTS: usize = 200;
+const REST_DAMPING: f64 = 0.7;
+/// The span a point must top to score fully; a point below the largest score of the last
+/// `PEAK_POINTS` points is damped by `PEAK_DAMPING`.
+const PEAK_POINTS: usize = 75;
+const PEAK_DAMPING: f64 = 0.5;
 /// Points learned before anything is scored.
 const WARMUP_POINTS: usize = 100;
 /// The largest period, in points, a seasonal forecast keeps (a week of minutes).
@@ -340,13 +350,13 @@ impl Detector {
         while self
             .peaks
             .front()
-            .is_some_and(|&(i, _)| i + REST_POINTS < self.seen)
+            .is_some_and(|&(i, _)| i + PEAK_POINTS < self.seen)
         {
             self.peaks.pop_front();
         }
         if !self.peaks.is_empty() {
             // The front is the largest recent score, and it is above this one.
-            score *= REST_DAMPING;
+            score *= PEAK_DAMPING;
         }
         self.peaks.push_back((self.seen, undamped));
         if self.seen < self.rest_until {
@@ -421,6 +431,27 @@ mod tests {
         assert!(scores[0] >= ANOMALY_THRESHOLD, "{:?}", &scores[..5]);
         let alerts = scores.iter().filter(|s| **s >= ANOMALY_THRESHOLD).count();
         assert_eq!(alerts, 1, "{scores:?}");
+    }
+
+    #[test]
+    fn a_new_extreme_during_the_rest_still_alerts_and_the_tail_does_not() {
+        let mut d = Detector::new();
+        for i in 0..2000 {
+            d.update(i * 300, 50.0 + noise(i as u64));
+        }
+        // A level shift alerts and starts the rest.
+        assert!(d.update(2000 * 300, 80.0).score >= ANOMALY_THRESHOLD);
+        for i in 2001..2100 {
+            let s = d.update(i * 300, 80.0 + noise(i as u64));
+            assert!(s.score < ANOMALY_THRESHOLD, "{i}: {s:?}");
+        }
+        // Still resting (REST_POINTS = 200), but a drop far below anything seen breaks through.
+        let s = d.update(2100 * 300, 0.0);
+        assert!(s.undamped >= ANOMALY_THRESHOLD / REST_DAMPING, "{s:?}");
+        assert!(s.score >= ANOMALY_THRESHOLD, "{s:?}");
+        // An ordinary point during the rest scores at most REST_DAMPING of its undamped score.
+        let s = d.update(2101 * 300, 80.0);
+        assert!(s.score <= REST_DAMPING * s.undamped + 1e-12, "{s:?}");
     }
 
     #[test]

@@ -531,9 +531,9 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/nab");
         let files = load_corpus(&root).unwrap();
         let scores = detect(&files);
-        // Measured: 71.80 / 67.05 / 75.17 (README). A change to the detector that loses more
-        // than a point shows here.
-        let floors = [70.8, 66.0, 74.1];
+        // Measured: 75.23 / 70.15 / 78.89 (README). The standard profile must stay at the
+        // target (75); a change that loses more than a point on the others shows here.
+        let floors = [75.0, 69.1, 77.9];
         for (profile, floor) in PROFILES.iter().zip(floors) {
             let r = evaluate(&files, &scores, profile);
             assert!(r.normalized >= floor, "{}: {r:?}", profile.name);
