@@ -86,7 +86,16 @@ pub struct ServeConfig {
         hide_env_values = true
     )]
     pub pg_password: String,
-    /// PEM certificate chain for TLS on the PostgreSQL port (with `--pg-tls-key-path`).
+    /// PEM certificate chain for TLS on every listener: OTLP/gRPC, OTLP/HTTP, the HTTP API,
+    /// the KEDA scaler and PostgreSQL (unless `--pg-tls-cert-path` is given). With
+    /// `--tls-key-path`.
+    #[arg(long, env = "HEADROOM_TLS_CERT_PATH")]
+    pub tls_cert_path: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `--tls-cert-path`.
+    #[arg(long, env = "HEADROOM_TLS_KEY_PATH")]
+    pub tls_key_path: Option<PathBuf>,
+    /// PEM certificate chain for TLS on the PostgreSQL port only (with `--pg-tls-key-path`);
+    /// it takes precedence over `--tls-cert-path` there.
     #[arg(long, env = "HEADROOM_PG_TLS_CERT_PATH")]
     pub pg_tls_cert_path: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) for TLS on the PostgreSQL port.
@@ -303,10 +312,21 @@ impl ServeConfig {
                 return Err(format!("{name} must be a number ≥ 0, got {value}"));
             }
         }
-        if self.pg_tls_cert_path.is_some() != self.pg_tls_key_path.is_some() {
-            return Err(
-                "--pg-tls-cert-path and --pg-tls-key-path go together: give both or neither".into(),
-            );
+        for (cert, key, pair) in [
+            (
+                &self.tls_cert_path,
+                &self.tls_key_path,
+                "--tls-cert-path and --tls-key-path",
+            ),
+            (
+                &self.pg_tls_cert_path,
+                &self.pg_tls_key_path,
+                "--pg-tls-cert-path and --pg-tls-key-path",
+            ),
+        ] {
+            if cert.is_some() != key.is_some() {
+                return Err(format!("{pair} go together: give both or neither"));
+            }
         }
         for (name, ms) in std::iter::once(("--kpi-apdex-threshold-ms", self.kpi_apdex_threshold_ms))
             .chain(
@@ -413,6 +433,8 @@ impl ServeConfig {
             pg_addr: any,
             pg_user: "headroom".into(),
             pg_password: String::new(),
+            tls_cert_path: None,
+            tls_key_path: None,
             pg_tls_cert_path: None,
             pg_tls_key_path: None,
             rollups: true,

@@ -9,3 +9,4 @@ pub mod loadgen;
 pub mod query;
 pub mod scaling;
 pub mod serve;
+pub mod tls;

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::config::{ServeConfig, WalSync};
+use crate::tls::{self, Tls};
 use headroom_analytics::scaling::config::ScalingConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -324,10 +325,15 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     // Read before anything is opened: a broken SLO file stops the start.
     let kpi_settings = cfg.kpi_settings().map_err(ServeError::Config)?;
     let scaling = cfg.scaling_config().map_err(ServeError::Config)?;
-    let pg_tls = match (&cfg.pg_tls_cert_path, &cfg.pg_tls_key_path) {
-        (Some(cert), Some(key)) => Some(api::pg::load_tls(cert, key).map_err(ServeError::Config)?),
+    let tls = match (&cfg.tls_cert_path, &cfg.tls_key_path) {
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key).map_err(ServeError::Config)?),
         _ => None,
     };
+    let pg_tls = match (&cfg.pg_tls_cert_path, &cfg.pg_tls_key_path) {
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key).map_err(ServeError::Config)?),
+        _ => tls.clone(),
+    }
+    .map(|t| t.acceptor(&[]));
     let pg_login =
         (!cfg.pg_password.is_empty()).then(|| (cfg.pg_user.clone(), cfg.pg_password.clone()));
     if pg_login.is_none() && !cfg.pg_addr.ip().is_loopback() {
@@ -408,33 +414,29 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     let flusher_stop = CancellationToken::new();
 
     let grpc_routes = receiver::grpc::routes(ingester.clone(), max_request_bytes);
-    let stop = receivers_stop.clone();
-    let grpc = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            // OTLP requests are large (hundreds of KiB); HTTP/2's default 64 KiB windows would
-            // make every request wait for window updates.
-            .initial_stream_window_size(Some(4 << 20))
-            .initial_connection_window_size(Some(16 << 20))
-            .layer(tower::util::MapResponseLayer::new(
-                receiver::grpc::otlp_status_codes::<tonic::body::Body>,
-            ))
-            .add_routes(grpc_routes)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-                stop.cancelled_owned(),
-            )
-            .await
-            .map_err(|e| e.to_string())
-    });
+    let grpc_router = tonic::transport::Server::builder()
+        // OTLP requests are large (hundreds of KiB); HTTP/2's default 64 KiB windows would
+        // make every request wait for window updates.
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
+        .layer(tower::util::MapResponseLayer::new(
+            receiver::grpc::otlp_status_codes::<tonic::body::Body>,
+        ))
+        .add_routes(grpc_routes);
+    let grpc = tokio::spawn(tls::serve_grpc(
+        grpc_router,
+        grpc_listener,
+        tls.clone(),
+        receivers_stop.clone(),
+    ));
 
     let otlp_http = receiver::http::router(ingester.clone(), max_request_bytes);
-    let stop = receivers_stop.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(http_listener, otlp_http)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .map_err(|e| e.to_string())
-    });
+    let http = tokio::spawn(tls::serve_http(
+        http_listener,
+        otlp_http,
+        tls.clone(),
+        receivers_stop.clone(),
+    ));
 
     let api_router = api::http::router(api::http::ApiState {
         engine: engine.clone(),
@@ -442,13 +444,12 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         forecast_history_days: cfg.forecast_history_days,
         recommendation_max_age_ns: cfg.recommendation_max_age_ns(),
     });
-    let stop = api_stop.clone();
-    let api_server = tokio::spawn(async move {
-        axum::serve(api_listener, api_router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .map_err(|e| e.to_string())
-    });
+    let api_server = tokio::spawn(tls::serve_http(
+        api_listener,
+        api_router,
+        tls.clone(),
+        api_stop.clone(),
+    ));
 
     let pg_server = tokio::spawn(api::pg::serve(
         pg_listener,
@@ -462,17 +463,12 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         cfg.recommendation_max_age_ns(),
         api_stop.clone(),
     );
-    let stop = api_stop.clone();
-    let keda_server = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(scaler)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(keda_listener),
-                stop.cancelled_owned(),
-            )
-            .await
-            .map_err(|e| e.to_string())
-    });
+    let keda_server = tokio::spawn(tls::serve_grpc(
+        tonic::transport::Server::builder().add_service(scaler),
+        keda_listener,
+        tls.clone(),
+        api_stop.clone(),
+    ));
 
     let flusher = tokio::spawn(run_flusher(store.clone(), wal, flusher_stop.clone()));
     let maintenance_stop = CancellationToken::new();

@@ -10,7 +10,6 @@
 //! settings they keep per connection, engine settings are refused and the rest is answered
 //! and ignored; every other statement is refused.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -41,12 +40,9 @@ use datafusion_postgres::pgwire::types::format::FormatOptions;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::Sink;
 use headroom_analytics::{QueryEngine, QueryError};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
 /// How PostgreSQL clients connect.
@@ -55,35 +51,6 @@ pub struct PgSecurity {
     /// The one user and password accepted (SCRAM-SHA-256); `None`: no password asked.
     pub login: Option<(String, String)>,
     pub tls: Option<TlsAcceptor>,
-}
-
-/// Reads the TLS certificate chain and key. Any problem is an error: a server configured for
-/// TLS never falls back to plain text.
-pub fn load_tls(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| format!("cannot read TLS certificate {}: {e}", cert_path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "no certificate in {} (expected PEM \"BEGIN CERTIFICATE\")",
-            cert_path.display()
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .map_err(|e| format!("cannot read TLS private key {}: {e}", key_path.display()))?;
-    let config = ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-    .map_err(|e| {
-        format!(
-            "cannot use TLS certificate {} with key {}: {e}",
-            cert_path.display(),
-            key_path.display()
-        )
-    })?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The handlers of every connection.
@@ -235,6 +202,10 @@ pub async fn serve(
                     let handlers = handlers.clone();
                     let tls = tls.clone();
                     connections.spawn(async move {
+                        if tls.is_some() && !asks_for_tls(&socket).await {
+                            refuse_plain_text(socket).await;
+                            return;
+                        }
                         if let Err(e) = datafusion_postgres::pgwire::tokio::process_socket(socket, tls, handlers).await {
                             tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
                         }
@@ -251,6 +222,67 @@ pub async fn serve(
     }
     connections.shutdown().await;
     Ok(())
+}
+
+/// The codes of the 8-byte requests a client sends before its startup message to ask for
+/// TLS (`SSLRequest`) or GSS encryption; PostgreSQL 17 clients may also start the TLS
+/// handshake directly (a record starting with 0x16).
+const SSL_REQUEST: u32 = 80_877_103;
+const GSSENC_REQUEST: u32 = 80_877_104;
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Whether the connection starts by asking for encryption. A server with TLS configured
+/// serves nobody in plain text, which pgwire would otherwise allow. Peeks only: the bytes stay
+/// for the protocol handler.
+async fn asks_for_tls(socket: &tokio::net::TcpStream) -> bool {
+    let mut head = [0u8; 8];
+    let peeked = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match socket.peek(&mut head).await {
+                Ok(n) if n >= 8 || (n >= 1 && head[0] == TLS_HANDSHAKE_RECORD) => return true,
+                Ok(0) | Err(_) => return false,
+                // A partial request: wait for the rest rather than spin.
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if !peeked {
+        return false;
+    }
+    if head[0] == TLS_HANDSHAKE_RECORD {
+        return true;
+    }
+    let code = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    u32::from_be_bytes([head[0], head[1], head[2], head[3]]) == 8
+        && (code == SSL_REQUEST || code == GSSENC_REQUEST)
+}
+
+/// Answers a plain-text startup with a FATAL `ErrorResponse` (SQLSTATE 28000) and closes.
+/// Written by hand: pgwire offers no way to answer before its own handshake.
+async fn refuse_plain_text(mut socket: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let mut fields = Vec::new();
+    for (code, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "28000"),
+        (
+            b'M',
+            "this server requires TLS: connect with sslmode=require or stronger",
+        ),
+    ] {
+        fields.push(code);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+    message.extend_from_slice(&fields);
+    let _ = socket.write_all(&message).await;
+    let _ = socket.shutdown().await;
 }
 
 /// What a statement is, for the read-only gate.

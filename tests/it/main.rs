@@ -27,6 +27,7 @@ mod root_cause;
 mod scaling;
 mod sdk_exporters;
 mod slt;
+mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{TestServer, server_with_traffic};
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
@@ -41,7 +41,7 @@ async fn psql_with(s: &TestServer, sql: &str, env: &[(&str, &str)]) -> Output {
     .unwrap()
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     assert!(
         out.status.success(),
         "client failed: {}\n{}",

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::TestServer;
 
 /// Records one small trace with `tracer`: a SERVER root with a failing CLIENT child.
-fn record_trace(provider: &SdkTracerProvider, route: &str) {
+pub(crate) fn record_trace(provider: &SdkTracerProvider, route: &str) {
     let tracer = provider.tracer("headroom-it");
     let root = tracer
         .span_builder(format!("GET {route}"))
@@ -42,7 +42,7 @@ fn record_trace(provider: &SdkTracerProvider, route: &str) {
     cx.span().end();
 }
 
-fn resource(service: &str) -> Resource {
+pub(crate) fn resource(service: &str) -> Resource {
     Resource::builder()
         .with_service_name(service.to_owned())
         .with_attribute(KeyValue::new("service.version", "9.9.9"))
