@@ -94,6 +94,15 @@ pub struct ServeConfig {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `--tls-cert-path`.
     #[arg(long, env = "HEADROOM_TLS_KEY_PATH")]
     pub tls_key_path: Option<PathBuf>,
+    /// Bearer tokens, one `<token> <tenant>` per line: with it, every OTLP and query request
+    /// needs `Authorization: Bearer <token>` and reaches only that token's tenant (PostgreSQL
+    /// clients give the token as their password). Without it, `X-Scope-OrgID` names the tenant
+    /// and requests without one go to `default`.
+    #[arg(long, env = "HEADROOM_AUTH_TOKENS_PATH")]
+    pub auth_tokens_path: Option<PathBuf>,
+    /// Tenants served at most, the default one included; a request for one more is refused.
+    #[arg(long, env = "HEADROOM_MAX_TENANTS", default_value_t = 100)]
+    pub max_tenants: usize,
     /// PEM certificate chain for TLS on the PostgreSQL port only (with `--pg-tls-key-path`);
     /// it takes precedence over `--tls-cert-path` there.
     #[arg(long, env = "HEADROOM_PG_TLS_CERT_PATH")]
@@ -312,6 +321,9 @@ impl ServeConfig {
                 return Err(format!("{name} must be a number ≥ 0, got {value}"));
             }
         }
+        if self.max_tenants == 0 {
+            return Err("--max-tenants must be at least 1 (the default tenant)".into());
+        }
         for (cert, key, pair) in [
             (
                 &self.tls_cert_path,
@@ -433,6 +445,8 @@ impl ServeConfig {
             pg_addr: any,
             pg_user: "headroom".into(),
             pg_password: String::new(),
+            auth_tokens_path: None,
+            max_tenants: 100,
             tls_cert_path: None,
             tls_key_path: None,
             pg_tls_cert_path: None,

@@ -9,4 +9,5 @@ pub mod loadgen;
 pub mod query;
 pub mod scaling;
 pub mod serve;
+pub mod tenants;
 pub mod tls;

@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::config::{ServeConfig, WalSync};
+use crate::tenants::Registry;
 use crate::tls::{self, Tls};
 use headroom_analytics::scaling::config::ScalingConfig;
+use headroom_collector::tenant::Access;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -49,25 +51,17 @@ pub struct Running {
     pub otlp_http_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub pg_addr: SocketAddr,
+    pub keda_grpc_addr: SocketAddr,
+    /// The default tenant's store and engine.
     pub store: Arc<Store>,
     pub engine: QueryEngine,
-    ingester: Arc<Ingester>,
+    pub tenants: Arc<Registry>,
     receivers_stop: CancellationToken,
     api_stop: CancellationToken,
-    flusher_stop: CancellationToken,
-    maintenance_stop: CancellationToken,
-    maintenance: JoinHandle<()>,
-    pub keda_grpc_addr: SocketAddr,
-    planner_stop: CancellationToken,
-    planner: JoinHandle<()>,
-    anomalies: JoinHandle<()>,
-    anomaly_wake: Arc<tokio::sync::Notify>,
-    planner_wake: Arc<tokio::sync::Notify>,
     keda_server: JoinHandle<Result<(), String>>,
     receivers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
     api_server: JoinHandle<Result<(), String>>,
     pg_server: JoinHandle<Result<(), String>>,
-    flusher: JoinHandle<()>,
     shutdown_timeout: Duration,
 }
 
@@ -319,28 +313,49 @@ async fn run_anomalies(
     }
 }
 
-/// Binds every listener and starts serving.
-pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
-    cfg.validate().map_err(ServeError::Config)?;
-    // Read before anything is opened: a broken SLO file stops the start.
-    let kpi_settings = cfg.kpi_settings().map_err(ServeError::Config)?;
-    let scaling = cfg.scaling_config().map_err(ServeError::Config)?;
-    let tls = match (&cfg.tls_cert_path, &cfg.tls_key_path) {
-        (Some(cert), Some(key)) => Some(Tls::load(cert, key).map_err(ServeError::Config)?),
-        _ => None,
-    };
-    let pg_tls = match (&cfg.pg_tls_cert_path, &cfg.pg_tls_key_path) {
-        (Some(cert), Some(key)) => Some(Tls::load(cert, key).map_err(ServeError::Config)?),
-        _ => tls.clone(),
-    }
-    .map(|t| t.acceptor(&[]));
-    let pg_login =
-        (!cfg.pg_password.is_empty()).then(|| (cfg.pg_user.clone(), cfg.pg_password.clone()));
-    if pg_login.is_none() && !cfg.pg_addr.ip().is_loopback() {
-        tracing::warn!(pg_addr = %cfg.pg_addr, "PostgreSQL clients log in without a password; set --pg-password");
-    }
+/// What every tenant is opened with: the configuration, read and checked once.
+pub(crate) struct Settings {
+    cfg: ServeConfig,
+    kpi: headroom_analytics::KpiSettings,
+    scaling: ScalingConfig,
+}
+
+/// One tenant: its store and write-ahead log under its own directory, its query engine and
+/// HTTP API, and its background work (flushes, maintenance, forecasts, recommendations,
+/// anomalies). Tenants share the listeners and nothing else.
+pub struct Tenant {
+    pub id: String,
+    pub store: Arc<Store>,
+    pub engine: QueryEngine,
+    pub ingester: Arc<Ingester>,
+    /// The HTTP API over this tenant's tables.
+    pub(crate) api: axum::Router,
+    planner_wake: Arc<tokio::sync::Notify>,
+    anomaly_wake: Arc<tokio::sync::Notify>,
+    /// Taken once, by the shutdown.
+    background: std::sync::Mutex<Option<Background>>,
+}
+
+struct Background {
+    flusher_stop: CancellationToken,
+    flusher: JoinHandle<()>,
+    maintenance_stop: CancellationToken,
+    maintenance: JoinHandle<()>,
+    planner_stop: CancellationToken,
+    planner: JoinHandle<()>,
+    anomalies: JoinHandle<()>,
+}
+
+/// Opens a tenant's store under `root`, replays its write-ahead log, and starts its
+/// background work.
+pub(crate) async fn open_tenant(
+    settings: &Settings,
+    id: &str,
+    root: std::path::PathBuf,
+) -> Result<Tenant, ServeError> {
+    let cfg = &settings.cfg;
     let store = Arc::new(Store::open(StoreConfig {
-        root: cfg.data_dir.clone(),
+        root,
         flush_rows: cfg.flush_max_rows as usize,
         flush_bytes: cfg.flush_max_bytes as usize,
         flush_age: Duration::from_secs_f64(cfg.flush_max_age_seconds),
@@ -348,11 +363,12 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     })?);
     let rollups = RollupConfig {
         enabled: cfg.rollups,
-        health_check_routes: kpi_settings.health_check_routes.clone(),
+        health_check_routes: settings.kpi.health_check_routes.clone(),
     };
     let wal = match cfg.wal_sync {
         WalSync::Off => {
             tracing::warn!(
+                tenant = id,
                 "--wal-sync off: acknowledged data not yet in Parquet is lost in a crash"
             );
             None
@@ -374,9 +390,10 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
                 store.clone(),
             )?;
             for damage in &report.damaged {
-                tracing::warn!(damage, "WAL damage found and cut off");
+                tracing::warn!(tenant = id, damage, "WAL damage found and cut off");
             }
             tracing::info!(
+                tenant = id,
                 segments = report.segments,
                 records = report.records,
                 rows_replayed = report.rows_replayed,
@@ -392,84 +409,18 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     let engine = QueryEngine::new(
         store.clone(),
         cfg.query_limits(),
-        &kpi_settings,
+        &settings.kpi,
         cfg.file_cache_bytes,
     )
     .await?;
-    let max_request_bytes = cfg.max_request_bytes as usize;
-
-    let grpc_listener = bind("OTLP/gRPC", cfg.otlp_grpc_addr).await?;
-    let http_listener = bind("OTLP/HTTP", cfg.otlp_http_addr).await?;
-    let api_listener = bind("HTTP API", cfg.http_addr).await?;
-    let pg_listener = bind("PostgreSQL", cfg.pg_addr).await?;
-    let keda_listener = bind("KEDA external scaler", cfg.keda_grpc_addr).await?;
-    let otlp_grpc_addr = local("OTLP/gRPC", &grpc_listener)?;
-    let otlp_http_addr = local("OTLP/HTTP", &http_listener)?;
-    let http_addr = local("HTTP API", &api_listener)?;
-    let pg_addr = local("PostgreSQL", &pg_listener)?;
-    let keda_grpc_addr = local("KEDA external scaler", &keda_listener)?;
-
-    let receivers_stop = CancellationToken::new();
-    let api_stop = CancellationToken::new();
-    let flusher_stop = CancellationToken::new();
-
-    let grpc_routes = receiver::grpc::routes(ingester.clone(), max_request_bytes);
-    let grpc_router = tonic::transport::Server::builder()
-        // OTLP requests are large (hundreds of KiB); HTTP/2's default 64 KiB windows would
-        // make every request wait for window updates.
-        .initial_stream_window_size(Some(4 << 20))
-        .initial_connection_window_size(Some(16 << 20))
-        .layer(tower::util::MapResponseLayer::new(
-            receiver::grpc::otlp_status_codes::<tonic::body::Body>,
-        ))
-        .add_routes(grpc_routes);
-    let grpc = tokio::spawn(tls::serve_grpc(
-        grpc_router,
-        grpc_listener,
-        tls.clone(),
-        receivers_stop.clone(),
-    ));
-
-    let otlp_http = receiver::http::router(ingester.clone(), max_request_bytes);
-    let http = tokio::spawn(tls::serve_http(
-        http_listener,
-        otlp_http,
-        tls.clone(),
-        receivers_stop.clone(),
-    ));
-
-    let api_router = api::http::router(api::http::ApiState {
+    let api = api::http::router(api::http::ApiState {
         engine: engine.clone(),
         ingester: ingester.clone(),
         forecast_history_days: cfg.forecast_history_days,
         recommendation_max_age_ns: cfg.recommendation_max_age_ns(),
     });
-    let api_server = tokio::spawn(tls::serve_http(
-        api_listener,
-        api_router,
-        tls.clone(),
-        api_stop.clone(),
-    ));
 
-    let pg_server = tokio::spawn(api::pg::serve(
-        pg_listener,
-        Arc::new(api::pg::PgHandlers::new(engine.clone(), pg_login)),
-        pg_tls,
-        api_stop.clone(),
-    ));
-
-    let scaler = api::keda::Scaler::server(
-        engine.recommendations().clone(),
-        cfg.recommendation_max_age_ns(),
-        api_stop.clone(),
-    );
-    let keda_server = tokio::spawn(tls::serve_grpc(
-        tonic::transport::Server::builder().add_service(scaler),
-        keda_listener,
-        tls.clone(),
-        api_stop.clone(),
-    ));
-
+    let flusher_stop = CancellationToken::new();
     let flusher = tokio::spawn(run_flusher(store.clone(), wal, flusher_stop.clone()));
     let maintenance_stop = CancellationToken::new();
     let maintenance = tokio::spawn(run_maintenance(
@@ -497,8 +448,8 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
             forecast_every: every(cfg.forecast_interval_seconds),
             scaling_every: every(cfg.scaling_interval_seconds),
             learn_every_seconds: cfg.scaling_learn_interval_seconds,
-            scaling,
-            kpi: kpi_settings,
+            scaling: settings.scaling.clone(),
+            kpi: settings.kpi.clone(),
             wake: planner_wake.clone(),
         },
         planner_stop.clone(),
@@ -512,45 +463,170 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
         anomaly_wake.clone(),
         planner_stop.clone(),
     ));
-    tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, %pg_addr, %keda_grpc_addr, data_dir = %store.root().display(), "headroom serving");
-    Ok(Running {
-        otlp_grpc_addr,
-        otlp_http_addr,
-        http_addr,
-        pg_addr,
+    tracing::info!(tenant = id, data_dir = %store.root().display(), "tenant open");
+    Ok(Tenant {
+        id: id.to_owned(),
         store,
         engine,
         ingester,
-        receivers_stop,
-        api_stop,
-        flusher_stop,
-        maintenance_stop,
-        maintenance,
-        keda_grpc_addr,
-        planner_stop,
-        planner,
+        api,
         planner_wake,
-        anomalies,
         anomaly_wake,
-        keda_server,
-        receivers: vec![("OTLP/gRPC", grpc), ("OTLP/HTTP", http)],
-        api_server,
-        pg_server,
-        flusher,
-        shutdown_timeout: Duration::from_secs_f64(cfg.shutdown_timeout_seconds),
+        background: std::sync::Mutex::new(Some(Background {
+            flusher_stop,
+            flusher,
+            maintenance_stop,
+            maintenance,
+            planner_stop,
+            planner,
+            anomalies,
+        })),
     })
 }
 
-impl Running {
-    pub fn ingester(&self) -> &Arc<Ingester> {
-        &self.ingester
+impl Settings {
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        &self.cfg.data_dir
     }
+}
 
+impl Tenant {
     /// Refreshes the forecasts and recommendations now instead of at their next interval, and
     /// scores the anomalies again from the start of their history.
     pub fn refresh_plans(&self) {
         self.planner_wake.notify_one();
         self.anomaly_wake.notify_one();
+    }
+}
+
+/// Binds every listener and starts serving.
+pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
+    cfg.validate().map_err(ServeError::Config)?;
+    // Read before anything is opened: a broken SLO or tokens file stops the start.
+    let settings = Settings {
+        kpi: cfg.kpi_settings().map_err(ServeError::Config)?,
+        scaling: cfg.scaling_config().map_err(ServeError::Config)?,
+        cfg: cfg.clone(),
+    };
+    let access = match &cfg.auth_tokens_path {
+        Some(path) => Access::from_tokens_file(path).map_err(ServeError::Config)?,
+        None => Access::open(),
+    };
+    let tls = match (&cfg.tls_cert_path, &cfg.tls_key_path) {
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key).map_err(ServeError::Config)?),
+        _ => None,
+    };
+    let pg_tls = match (&cfg.pg_tls_cert_path, &cfg.pg_tls_key_path) {
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key).map_err(ServeError::Config)?),
+        _ => tls.clone(),
+    }
+    .map(|t| t.acceptor(&[]));
+    let pg_login =
+        (!cfg.pg_password.is_empty()).then(|| (cfg.pg_user.clone(), cfg.pg_password.clone()));
+    if pg_login.is_none() && !access.requires_token() && !cfg.pg_addr.ip().is_loopback() {
+        tracing::warn!(pg_addr = %cfg.pg_addr, "PostgreSQL clients log in without a password; set --pg-password");
+    }
+    let tenants = Arc::new(Registry::open(settings, access, cfg.max_tenants).await?);
+    let default = tenants.default_tenant().clone();
+    let max_request_bytes = cfg.max_request_bytes as usize;
+
+    let grpc_listener = bind("OTLP/gRPC", cfg.otlp_grpc_addr).await?;
+    let http_listener = bind("OTLP/HTTP", cfg.otlp_http_addr).await?;
+    let api_listener = bind("HTTP API", cfg.http_addr).await?;
+    let pg_listener = bind("PostgreSQL", cfg.pg_addr).await?;
+    let keda_listener = bind("KEDA external scaler", cfg.keda_grpc_addr).await?;
+    let otlp_grpc_addr = local("OTLP/gRPC", &grpc_listener)?;
+    let otlp_http_addr = local("OTLP/HTTP", &http_listener)?;
+    let http_addr = local("HTTP API", &api_listener)?;
+    let pg_addr = local("PostgreSQL", &pg_listener)?;
+    let keda_grpc_addr = local("KEDA external scaler", &keda_listener)?;
+
+    let receivers_stop = CancellationToken::new();
+    let api_stop = CancellationToken::new();
+
+    let grpc_routes = receiver::grpc::routes(tenants.clone(), max_request_bytes);
+    let grpc_router = tonic::transport::Server::builder()
+        // OTLP requests are large (hundreds of KiB); HTTP/2's default 64 KiB windows would
+        // make every request wait for window updates.
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
+        .layer(tower::util::MapResponseLayer::new(
+            receiver::grpc::otlp_status_codes::<tonic::body::Body>,
+        ))
+        .add_routes(grpc_routes);
+    let grpc = tokio::spawn(tls::serve_grpc(
+        grpc_router,
+        grpc_listener,
+        tls.clone(),
+        receivers_stop.clone(),
+    ));
+
+    let otlp_http = receiver::http::router(tenants.clone(), max_request_bytes);
+    let http = tokio::spawn(tls::serve_http(
+        http_listener,
+        otlp_http,
+        tls.clone(),
+        receivers_stop.clone(),
+    ));
+
+    let api_server = tokio::spawn(tls::serve_http(
+        api_listener,
+        crate::tenants::api_router(tenants.clone()),
+        tls.clone(),
+        api_stop.clone(),
+    ));
+
+    let pg_server = tokio::spawn(api::pg::serve(
+        pg_listener,
+        Arc::new(api::pg::PgHandlers::new(tenants.clone(), pg_login)),
+        pg_tls,
+        api_stop.clone(),
+    ));
+
+    let scaler = api::keda::Scaler::server(
+        default.engine.recommendations().clone(),
+        cfg.recommendation_max_age_ns(),
+        api_stop.clone(),
+    );
+    let keda_server = tokio::spawn(tls::serve_grpc(
+        tonic::transport::Server::builder().add_service(scaler),
+        keda_listener,
+        tls.clone(),
+        api_stop.clone(),
+    ));
+
+    tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, %pg_addr, %keda_grpc_addr, data_dir = %default.store.root().display(), "headroom serving");
+    Ok(Running {
+        otlp_grpc_addr,
+        otlp_http_addr,
+        http_addr,
+        pg_addr,
+        keda_grpc_addr,
+        store: default.store.clone(),
+        engine: default.engine.clone(),
+        tenants,
+        receivers_stop,
+        api_stop,
+        keda_server,
+        receivers: vec![("OTLP/gRPC", grpc), ("OTLP/HTTP", http)],
+        api_server,
+        pg_server,
+        shutdown_timeout: Duration::from_secs_f64(cfg.shutdown_timeout_seconds),
+    })
+}
+
+impl Running {
+    /// The default tenant's ingester.
+    pub fn ingester(&self) -> &Arc<Ingester> {
+        &self.tenants.default_tenant().ingester
+    }
+
+    /// Refreshes every tenant's forecasts and recommendations now instead of at their next
+    /// interval, and scores their anomalies again from the start of their history.
+    pub fn refresh_plans(&self) {
+        for t in self.tenants.all() {
+            t.refresh_plans();
+        }
     }
 
     /// The line scripts read to find the ports.
@@ -566,12 +642,15 @@ impl Running {
     }
 
     /// Stops receivers, lets in-flight requests finish (within the configured deadline),
-    /// flushes everything buffered to Parquet and stops the query API. The flush always runs,
-    /// even when draining the receivers failed or ran out of time.
+    /// flushes everything every tenant buffered to Parquet and stops the query API. The flush
+    /// always runs, even when draining the receivers failed or ran out of time.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         let deadline = self.shutdown_timeout;
-        // Requests that arrive from here on are refused as retryable.
-        self.ingester.stop_accepting();
+        // No tenant opens from here on; requests that arrive are refused as retryable.
+        let tenants = self.tenants.close();
+        for t in &tenants {
+            t.ingester.stop_accepting();
+        }
         self.receivers_stop.cancel();
         let drain = async {
             for (what, handle) in self.receivers {
@@ -591,31 +670,50 @@ impl Running {
                 "in-flight requests did not finish in time; flushing what was acknowledged"
             );
         }
-        self.flusher_stop.cancel();
-        let _ = self.flusher.await;
-        // A compaction in progress finishes (it is bounded); the next round is not started.
-        self.maintenance_stop.cancel();
-        let _ = self.maintenance.await;
-        let store = self.store.clone();
-        let wal = self.ingester.wal().cloned();
-        let rows = tokio::task::spawn_blocking(move || {
-            // No commit can start after this; the flush then covers the whole log.
-            if let Some(wal) = &wal {
-                wal.close();
+        let mut planners = Vec::new();
+        let mut flush_error = None;
+        for t in &tenants {
+            let Some(bg) = t.background.lock().ok().and_then(|mut b| b.take()) else {
+                continue;
+            };
+            bg.flusher_stop.cancel();
+            let _ = bg.flusher.await;
+            // A compaction in progress finishes (it is bounded); the next round is not started.
+            bg.maintenance_stop.cancel();
+            let _ = bg.maintenance.await;
+            let store = t.store.clone();
+            let wal = t.ingester.wal().cloned();
+            let flushed = tokio::task::spawn_blocking(move || {
+                // No commit can start after this; the flush then covers the whole log.
+                if let Some(wal) = &wal {
+                    wal.close();
+                }
+                flush(&store, wal.as_deref(), true)
+            })
+            .await
+            .map_err(|e| ServeError::Server {
+                what: "flush",
+                reason: e.to_string(),
+            });
+            match flushed {
+                Ok(Ok(rows)) => {
+                    tracing::info!(tenant = t.id, rows, "flushed buffered rows on shutdown")
+                }
+                // Every tenant is flushed even when one fails; the first error is returned.
+                Ok(Err(e)) | Err(e) => {
+                    tracing::error!(tenant = t.id, error = %e, "flush on shutdown failed");
+                    flush_error.get_or_insert(e);
+                }
             }
-            flush(&store, wal.as_deref(), true)
-        })
-        .await
-        .map_err(|e| ServeError::Server {
-            what: "flush",
-            reason: e.to_string(),
-        })??;
-        tracing::info!(rows, "flushed buffered rows on shutdown");
+            planners.push((bg.planner_stop, bg.planner, bg.anomalies));
+        }
         // A refresh in progress is dropped; the published forecasts and recommendations stay
         // as they were.
-        self.planner_stop.cancel();
-        let _ = self.planner.await;
-        let _ = self.anomalies.await;
+        for (stop, planner, anomalies) in planners {
+            stop.cancel();
+            let _ = planner.await;
+            let _ = anomalies.await;
+        }
         self.api_stop.cancel();
         // One deadline for both query servers; a server still busy after it is stopped, so
         // that no query is left reading the files deleted below.
@@ -644,18 +742,27 @@ impl Running {
                 }
             }
         }
-        self.engine.close();
-        // Once no query can be reading them any more. Otherwise the next start removes the
-        // files compaction replaced, and retention the expired ones.
-        if queries_done {
-            let store = self.store.clone();
-            let deleted =
-                tokio::task::spawn_blocking(move || store.collect_garbage(Duration::ZERO))
-                    .await
-                    .unwrap_or(0);
-            if deleted > 0 {
-                tracing::info!(files = deleted, "deleted files replaced by compaction");
+        for t in &tenants {
+            t.engine.close();
+            // Once no query can be reading them any more. Otherwise the next start removes
+            // the files compaction replaced, and retention the expired ones.
+            if queries_done {
+                let store = t.store.clone();
+                let deleted =
+                    tokio::task::spawn_blocking(move || store.collect_garbage(Duration::ZERO))
+                        .await
+                        .unwrap_or(0);
+                if deleted > 0 {
+                    tracing::info!(
+                        tenant = t.id,
+                        files = deleted,
+                        "deleted files replaced by compaction"
+                    );
+                }
             }
+        }
+        if let Some(e) = flush_error {
+            return Err(e);
         }
         if drained {
             Ok(())

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::convert::ConvertError;
 use crate::otlp_json::JsonError;
+use crate::tenant::AuthError;
 
 /// What a client should do about an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,10 @@ pub enum ErrorClass {
     Retryable,
     /// A bug or an I/O failure on our side.
     Internal,
+    /// No valid credentials (gRPC UNAUTHENTICATED, HTTP 401).
+    Unauthenticated,
+    /// Valid credentials that may not do this (gRPC PERMISSION_DENIED, HTTP 403).
+    Forbidden,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +109,10 @@ pub enum IngestError {
     #[error("ingest buffer is full ({buffered_bytes} bytes buffered); retry later")]
     Overloaded { buffered_bytes: usize },
     #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("too many tenants: at most {0} are served")]
+    TooManyTenants(usize),
+    #[error(transparent)]
     Convert(#[from] ConvertError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -123,6 +132,13 @@ impl IngestError {
             }
             IngestError::Overloaded { .. } => ErrorClass::Throttled,
             IngestError::ShuttingDown => ErrorClass::Retryable,
+            IngestError::Auth(AuthError::MissingToken | AuthError::InvalidToken) => {
+                ErrorClass::Unauthenticated
+            }
+            IngestError::Auth(AuthError::WrongTenant(_)) | IngestError::TooManyTenants(_) => {
+                ErrorClass::Forbidden
+            }
+            IngestError::Auth(AuthError::InvalidTenant(_)) => ErrorClass::InvalidInput,
             // Disk full or a failing disk: nothing was acknowledged, the client may retry.
             IngestError::Wal(WalError::Io { .. } | WalError::Closed) => ErrorClass::Retryable,
             IngestError::Wal(WalError::Encode(_) | WalError::Apply(_))

@@ -16,6 +16,7 @@ pub mod receiver;
 pub mod rollup;
 pub mod schema;
 pub mod store;
+pub mod tenant;
 pub mod wal;
 
 /// The three OpenTelemetry signals Headroom ingests.

@@ -54,9 +54,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/keda/replicas/{service}",
             get(super::recommendations::keda_replicas),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .merge(super::console::routes())
         .with_state(state)
 }
 

@@ -10,6 +10,7 @@
 //! settings they keep per connection, engine settings are refused and the rest is answered
 //! and ignored; every other statement is refused.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,6 +25,8 @@ use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire::api::METADATA_USER;
+use datafusion_postgres::pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
 use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
 use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use datafusion_postgres::pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
@@ -35,15 +38,19 @@ use datafusion_postgres::pgwire::api::portal::Format;
 use datafusion_postgres::pgwire::api::results::{Response, Tag};
 use datafusion_postgres::pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::startup::PasswordMessageFamily;
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use datafusion_postgres::pgwire::types::format::FormatOptions;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::Sink;
 use headroom_analytics::{QueryEngine, QueryError};
+use headroom_collector::tenant::{Access, DEFAULT_TENANT};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+
+use crate::tenants::Registry;
 
 /// How PostgreSQL clients connect.
 #[derive(Clone, Default)]
@@ -58,14 +65,39 @@ pub struct PgHandlers {
     service: Arc<DfSessionService>,
     connections: Arc<ConnectionManager>,
     cancel: Arc<DefaultCancelHandler>,
-    passwords: Option<Arc<Passwords>>,
+    login: Login,
 }
 
+/// How PostgreSQL clients log in.
+enum Login {
+    /// Anyone, to the default tenant.
+    Open,
+    /// The one configured user and password (SCRAM-SHA-256), to the default tenant.
+    Password(Arc<Passwords>),
+    /// The tenant's id as the user and one of its bearer tokens as the password; the
+    /// connection then reaches that tenant's tables only.
+    Tokens(Access),
+}
+
+/// The client metadata entry naming the tenant a token authenticated. Set after the token is
+/// checked, over anything the client sent under that name at startup.
+const TENANT_KEY: &str = "headroom.tenant";
+
 impl PgHandlers {
-    pub fn new(engine: QueryEngine, login: Option<(String, String)>) -> Self {
-        let session = Arc::new(engine.session().clone());
+    pub fn new(tenants: Arc<Registry>, login: Option<(String, String)>) -> Self {
+        let session = Arc::new(tenants.default_tenant().engine.session().clone());
+        let login = if tenants.access().requires_token() {
+            Login::Tokens(tenants.access().clone())
+        } else {
+            match login {
+                None => Login::Open,
+                Some((user, password)) => {
+                    Login::Password(Arc::new(Passwords::new(user, &password)))
+                }
+            }
+        };
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(ReadOnlyHook { engine }),
+            Arc::new(ReadOnlyHook { tenants }),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
@@ -75,7 +107,7 @@ impl PgHandlers {
             service: Arc::new(DfSessionService::new_with_hooks(session, hooks)),
             cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
             connections,
-            passwords: login.map(|(user, password)| Arc::new(Passwords::new(user, &password))),
+            login,
         }
     }
 }
@@ -95,11 +127,23 @@ impl PgWireServerHandlers for PgHandlers {
 
     /// Called once per connection: SCRAM keeps per-connection state in its handler.
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(match &self.passwords {
-            None => Startup::Open(OpenStartup {
+        Arc::new(match &self.login {
+            Login::Open => Startup::Open(OpenStartup {
                 connections: self.connections.clone(),
             }),
-            Some(passwords) => {
+            Login::Tokens(access) => {
+                let verified = Arc::new(std::sync::Mutex::new(None));
+                Startup::Token(TokenStartup {
+                    access: access.clone(),
+                    verified: verified.clone(),
+                    inner: CleartextPasswordAuthStartupHandler::new(
+                        VerifiedToken(verified),
+                        DefaultServerParameterProvider::default(),
+                    )
+                    .with_connection_manager(self.connections.clone()),
+                })
+            }
+            Login::Password(passwords) => {
                 let mut scram = ScramAuth::new(passwords.clone());
                 scram.set_iterations(SCRAM_ITERATIONS);
                 Startup::Scram(
@@ -118,10 +162,79 @@ impl PgWireServerHandlers for PgHandlers {
     }
 }
 
-/// Connection start-up: open, or SCRAM-SHA-256 with the configured password.
+/// Connection start-up: open, SCRAM-SHA-256 with the configured password, or a tenant's token.
 enum Startup {
     Open(OpenStartup),
     Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+    Token(TokenStartup),
+}
+
+/// Asks for the password in clear text (a bearer token, like the OTLP and HTTP clients send;
+/// use TLS), checks that it is a token of the tenant named as the user, notes the tenant in the
+/// connection's metadata, and lets pgwire's clear-text handler finish the login.
+struct TokenStartup {
+    access: Access,
+    /// The token this connection presented, once checked: what [`VerifiedToken`] expects.
+    verified: Arc<std::sync::Mutex<Option<String>>>,
+    inner: CleartextPasswordAuthStartupHandler<VerifiedToken, DefaultServerParameterProvider>,
+}
+
+impl TokenStartup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let PgWireFrontendMessage::PasswordMessageFamily(password) = message else {
+            return self.inner.on_startup(client, message).await;
+        };
+        let password = password.into_password()?;
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        match self.access.tenant_of_token(&password.password) {
+            Some(tenant) if tenant == user => {
+                client
+                    .metadata_mut()
+                    .insert(TENANT_KEY.to_owned(), tenant.to_owned());
+                *self.verified.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(password.password.clone());
+            }
+            _ => return Err(PgWireError::InvalidPassword(user)),
+        }
+        let message =
+            PgWireFrontendMessage::PasswordMessageFamily(PasswordMessageFamily::Password(password));
+        self.inner.on_startup(client, message).await
+    }
+}
+
+/// The password pgwire's clear-text handler compares with: the token already checked.
+struct VerifiedToken(Arc<std::sync::Mutex<Option<String>>>);
+
+/// Never prints the token.
+impl std::fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifiedToken(..)")
+    }
+}
+
+#[async_trait]
+impl AuthSource for VerifiedToken {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        match self.0.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            Some(token) => Ok(Password::new(None, token.into_bytes())),
+            None => Err(PgWireError::InvalidPassword(
+                login.user().unwrap_or_default().to_owned(),
+            )),
+        }
+    }
 }
 
 #[async_trait]
@@ -139,6 +252,7 @@ impl StartupHandler for Startup {
         match self {
             Startup::Open(h) => h.on_startup(client, message).await,
             Startup::Scram(h) => h.on_startup(client, message).await,
+            Startup::Token(h) => h.on_startup(client, message).await,
         }
     }
 }
@@ -399,14 +513,45 @@ fn refused(reason: String) -> PgWireError {
     pg_error(QueryError::ReadOnly(reason))
 }
 
-/// The read-only gate and the planner of every query arriving over the wire.
+/// The read-only gate and the planner of every query arriving over the wire, with the engine
+/// of the connection's tenant: its catalog holds that tenant's tables only.
 struct ReadOnlyHook {
+    tenants: Arc<Registry>,
+}
+
+/// The engine a connection queries, and whether it is the default tenant's.
+struct Target {
     engine: QueryEngine,
+    default: bool,
 }
 
 impl ReadOnlyHook {
-    async fn plan(&self, statement: &Statement) -> PgWireResult<LogicalPlan> {
-        let plan = self
+    async fn target(&self, metadata: &HashMap<String, String>) -> PgWireResult<Target> {
+        if !self.tenants.access().requires_token() {
+            return Ok(Target {
+                engine: self.tenants.default_tenant().engine.clone(),
+                default: true,
+            });
+        }
+        // Set by `TokenStartup` on every connection that logged in.
+        let id = metadata
+            .get(TENANT_KEY)
+            .ok_or_else(|| refused("this connection has no tenant".into()))?;
+        let tenant = self.tenants.get(id).await.map_err(|e| {
+            PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                "XX000".into(),
+                e.to_string(),
+            )))
+        })?;
+        Ok(Target {
+            engine: tenant.engine.clone(),
+            default: tenant.id == DEFAULT_TENANT,
+        })
+    }
+
+    async fn plan(&self, target: &Target, statement: &Statement) -> PgWireResult<LogicalPlan> {
+        let plan = target
             .engine
             .plan_statement(statement.clone())
             .await
@@ -415,13 +560,22 @@ impl ReadOnlyHook {
     }
 
     /// What the statement is, after checking that a cursor declares nothing but a query.
-    async fn classify(&self, statement: &Statement) -> Kind {
+    async fn classify(&self, target: &Target, statement: &Statement) -> Kind {
         if let Statement::Declare { stmts } = statement {
+            // The cursor hook runs the cursor's query on the shared session, whose catalog is
+            // the default tenant's.
+            if !target.default {
+                return Kind::Refused(
+                    "DECLARE CURSOR is served for the default tenant only; fetch in batches \
+                     with the extended protocol (a fetch size) instead"
+                        .into(),
+                );
+            }
             for declare in stmts {
                 let Some(query) = &declare.for_query else {
                     return Kind::Refused("DECLARE is only for cursors over a query".into());
                 };
-                if let Err(e) = self
+                if let Err(e) = target
                     .engine
                     .plan_statement(Statement::Query(query.clone()))
                     .await
@@ -446,13 +600,17 @@ impl QueryHook for ReadOnlyHook {
         session: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        match self.classify(statement).await {
+        let target = match self.target(client.metadata()).await {
+            Ok(target) => target,
+            Err(e) => return Some(Err(e)),
+        };
+        match self.classify(&target, statement).await {
             Kind::Protocol => None,
             Kind::Ignored => Some(Ok(ignored_set())),
             Kind::Refused(reason) => Some(Err(refused(reason))),
             Kind::Query => Some(
                 async {
-                    let plan = self.plan(statement).await?;
+                    let plan = self.plan(&target, statement).await?;
                     let df = session
                         .execute_logical_plan(plan)
                         .await
@@ -470,9 +628,13 @@ impl QueryHook for ReadOnlyHook {
         &self,
         statement: &Statement,
         _session: &SessionContext,
-        _client: &(dyn ClientInfo + Send + Sync),
+        client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        match self.classify(statement).await {
+        let target = match self.target(client.metadata()).await {
+            Ok(target) => target,
+            Err(e) => return Some(Err(e)),
+        };
+        match self.classify(&target, statement).await {
             Kind::Protocol => None,
             // Answered in `handle_extended_query`; nothing to plan.
             Kind::Ignored => Some(Ok(LogicalPlan::EmptyRelation(EmptyRelation {
@@ -481,7 +643,7 @@ impl QueryHook for ReadOnlyHook {
             }))),
             Kind::Refused(reason) => Some(Err(refused(reason))),
             // Executed by the session service with the portal's parameters and formats.
-            Kind::Query => Some(self.plan(statement).await),
+            Kind::Query => Some(self.plan(&target, statement).await),
         }
     }
 

@@ -27,6 +27,7 @@ mod root_cause;
 mod scaling;
 mod sdk_exporters;
 mod slt;
+mod tenants;
 mod tls;
 
 use std::io::{BufRead, BufReader};
@@ -51,7 +52,11 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), tweak).await
+    }
+
+    /// Starts a server on `dir/data`: a new one, or one a stopped server left.
+    pub async fn start_in(dir: TempDir, tweak: impl FnOnce(&mut ServeConfig)) -> Self {
         let mut cfg = ServeConfig::ephemeral(dir.path().join("data"));
         tweak(&mut cfg);
         let running = serve::start(&cfg).await.expect("server starts");
@@ -149,6 +154,21 @@ pub async fn server_with_traffic(
     assert_eq!(report.errors, 0, "{report}");
     s.flush().await;
     s
+}
+
+/// An OTLP/JSON traces request holding one SERVER span of `service`.
+pub fn one_span_trace_json(service: &str) -> Value {
+    json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"spans": [{
+            "traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": "eee19b7ec3c1b174",
+            "name": "GET /one",
+            "kind": 2,
+            "startTimeUnixNano": "1700000000000000000",
+            "endTimeUnixNano": "1700000000250000000"
+        }]}]
+    }]})
 }
 
 /// The wall clock in ns since the Unix epoch.

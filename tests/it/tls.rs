@@ -89,20 +89,6 @@ fn make_certs() -> Certs {
     }
 }
 
-fn trace_json(service: &str) -> Value {
-    json!({"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
-        "scopeSpans": [{"spans": [{
-            "traceId": "5b8efff798038103d269b633813fc60c",
-            "spanId": "eee19b7ec3c1b174",
-            "name": "GET /tls",
-            "kind": 2,
-            "startTimeUnixNano": "1700000000000000000",
-            "endTimeUnixNano": "1700000000250000000"
-        }]}]
-    }]})
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_listener_speaks_tls_with_the_configured_certificate() {
     let certs = make_certs();
@@ -152,7 +138,7 @@ async fn every_listener_speaks_tls_with_the_configured_certificate() {
     );
     let resp = https
         .post(&otlp_http)
-        .json(&trace_json("tls-http"))
+        .json(&crate::one_span_trace_json("tls-http"))
         .send()
         .await
         .expect("OTLP/HTTP over TLS");
@@ -212,7 +198,7 @@ async fn every_listener_speaks_tls_with_the_configured_certificate() {
     let untrusting = reqwest::Client::builder().build().unwrap();
     let err = untrusting
         .post(&otlp_http)
-        .json(&trace_json("untrusted"))
+        .json(&crate::one_span_trace_json("untrusted"))
         .send()
         .await
         .expect_err("a client that does not trust the CA must not connect");

@@ -1,5 +1,5 @@
 //! OTLP/gRPC: the three collector services from `opentelemetry-proto`, each a thin call into
-//! [`Ingester`].
+//! the [`Ingester`] of the tenant the request's metadata names.
 
 use std::sync::Arc;
 
@@ -20,8 +20,10 @@ use opentelemetry_proto::tonic::collector::{
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
+use crate::Signal;
 use crate::error::{ErrorClass, IngestError};
 use crate::ingest::Ingester;
+use crate::tenant::{Tenants, ingester_for};
 
 /// How long a throttled client should wait before retrying.
 pub const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -46,12 +48,28 @@ pub fn status(e: &IngestError) -> Status {
         }
         ErrorClass::Retryable => Status::unavailable(msg),
         ErrorClass::Internal => Status::internal(msg),
+        ErrorClass::Unauthenticated => Status::unauthenticated(msg),
+        ErrorClass::Forbidden => Status::permission_denied(msg),
     }
 }
 
 #[derive(Clone)]
 pub struct OtlpGrpc {
-    ingester: Arc<Ingester>,
+    tenants: Arc<dyn Tenants>,
+}
+
+impl OtlpGrpc {
+    /// The ingester of the tenant the request's metadata names.
+    async fn ingester<T>(
+        &self,
+        request: &Request<T>,
+        signal: Signal,
+    ) -> Result<Arc<Ingester>, Status> {
+        let headers = request.metadata().clone().into_headers();
+        ingester_for(&*self.tenants, &headers, signal)
+            .await
+            .map_err(|e| status(&e))
+    }
 }
 
 /// Runs the CPU-heavy conversion off the async worker so slow requests don't stall others.
@@ -70,7 +88,7 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let ingester = self.ingester.clone();
+        let ingester = self.ingester(&request, Signal::Traces).await?;
         let req = request.into_inner();
         let o = blocking(move || ingester.traces(&req)).await?;
         Ok(Response::new(super::trace_response(&o)))
@@ -83,7 +101,7 @@ impl MetricsService for OtlpGrpc {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let ingester = self.ingester.clone();
+        let ingester = self.ingester(&request, Signal::Metrics).await?;
         let req = request.into_inner();
         let o = blocking(move || ingester.metrics(&req)).await?;
         Ok(Response::new(super::metrics_response(&o)))
@@ -96,7 +114,7 @@ impl LogsService for OtlpGrpc {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let ingester = self.ingester.clone();
+        let ingester = self.ingester(&request, Signal::Logs).await?;
         let req = request.into_inner();
         let o = blocking(move || ingester.logs(&req)).await?;
         Ok(Response::new(super::logs_response(&o)))
@@ -105,8 +123,8 @@ impl LogsService for OtlpGrpc {
 
 /// The three OTLP services, accepting gzip and zstd and messages up to `max_request_bytes`
 /// (after decompression).
-pub fn routes(ingester: Arc<Ingester>, max_request_bytes: usize) -> tonic::service::Routes {
-    let svc = OtlpGrpc { ingester };
+pub fn routes(tenants: Arc<dyn Tenants>, max_request_bytes: usize) -> tonic::service::Routes {
+    let svc = OtlpGrpc { tenants };
     macro_rules! otlp_server {
         ($server:ident) => {
             $server::new(svc.clone())

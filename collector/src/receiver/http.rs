@@ -21,6 +21,7 @@ use crate::Signal;
 use crate::error::{ErrorClass, IngestError};
 use crate::ingest::{Ingester, Outcome};
 use crate::otlp_json;
+use crate::tenant::{Tenants, ingester_for};
 
 /// `google.rpc.Status`, the body of every OTLP/HTTP error response. Declared here because
 /// opentelemetry-proto does not ship the googleapis types; details are never sent.
@@ -49,14 +50,14 @@ impl Encoding {
 
 #[derive(Clone)]
 struct HttpState {
-    ingester: Arc<Ingester>,
+    tenants: Arc<dyn Tenants>,
     max_request_bytes: usize,
 }
 
 /// The OTLP/HTTP routes.
-pub fn router(ingester: Arc<Ingester>, max_request_bytes: usize) -> Router {
+pub fn router(tenants: Arc<dyn Tenants>, max_request_bytes: usize) -> Router {
     let state = HttpState {
-        ingester,
+        tenants,
         max_request_bytes,
     };
     Router::new()
@@ -143,6 +144,8 @@ fn http_status(e: &IngestError) -> StatusCode {
         ErrorClass::Throttled => StatusCode::TOO_MANY_REQUESTS,
         ErrorClass::Retryable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorClass::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorClass::Forbidden => StatusCode::FORBIDDEN,
     }
 }
 
@@ -171,6 +174,10 @@ fn error_response(e: &IngestError, enc: Encoding) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(enc.content_type()),
     );
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     if matches!(
         status,
         StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
@@ -215,13 +222,17 @@ where
     let enc = match content_encoding(&headers) {
         Ok(enc) => enc,
         Err(e) => {
-            state.ingester.count_failure(signal);
+            state.tenants.refused(signal);
             return error_response(&e, Encoding::Protobuf);
         }
     };
+    // Credentials are checked before the body is read.
+    let ingester = match ingester_for(&*state.tenants, &headers, signal).await {
+        Ok(ingester) => ingester,
+        Err(e) => return error_response(&e, enc),
+    };
     let limit = state.max_request_bytes;
     // Failures before `ingest` are counted here; `Ingester` counts its own.
-    let ingester = state.ingester.clone();
     let result = async {
         let body = read_body(body, limit)
             .await
