@@ -647,7 +647,7 @@ impl Running {
     pub async fn shutdown(self) -> Result<(), ServeError> {
         let deadline = self.shutdown_timeout;
         // No tenant opens from here on; requests that arrive are refused as retryable.
-        let tenants = self.tenants.close();
+        let tenants = self.tenants.close().await;
         for t in &tenants {
             t.ingester.stop_accepting();
         }

@@ -19,7 +19,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use headroom_collector::Signal;
-use headroom_collector::error::{ErrorClass, IngestError, StoreError};
+use headroom_collector::error::{IngestError, StoreError};
 use headroom_collector::ingest::Ingester;
 use headroom_collector::tenant::{Access, BoxFuture, DEFAULT_TENANT, Tenants, is_valid_tenant};
 use tower::ServiceExt;
@@ -154,8 +154,9 @@ impl Registry {
             .collect()
     }
 
-    /// Opens no tenant any more; returns those open.
-    pub(crate) fn close(&self) -> Vec<Arc<Tenant>> {
+    /// Opens no tenant any more; returns those open, including one that was opening.
+    pub(crate) async fn close(&self) -> Vec<Arc<Tenant>> {
+        let _no_tenant_opening = self.opening.lock().await;
         self.closed.store(true, Ordering::Release);
         self.all()
     }
@@ -205,15 +206,7 @@ async fn dispatch(State(tenants): State<Arc<Registry>>, req: Request) -> Respons
 
 /// The API's answer to a request that reaches no tenant.
 fn refusal(e: &IngestError) -> Response {
-    let status = match e.class() {
-        ErrorClass::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorClass::Forbidden => StatusCode::FORBIDDEN,
-        ErrorClass::InvalidInput | ErrorClass::TooLarge | ErrorClass::UnsupportedMediaType => {
-            StatusCode::BAD_REQUEST
-        }
-        ErrorClass::Throttled | ErrorClass::Retryable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    let status = headroom_collector::receiver::http::http_status(e);
     let mut resp = crate::api::http::error(status, e.to_string()).into_response();
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut()

@@ -136,7 +136,9 @@ fn decompress(
     }
 }
 
-fn http_status(e: &IngestError) -> StatusCode {
+/// The HTTP status for an ingest error; the OTLP/HTTP receiver's, and the query API's when a
+/// request reaches no tenant.
+pub fn http_status(e: &IngestError) -> StatusCode {
     match e.class() {
         ErrorClass::InvalidInput => StatusCode::BAD_REQUEST,
         ErrorClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
