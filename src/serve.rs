@@ -526,6 +526,26 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     if pg_login.is_none() && !access.requires_token() && !cfg.pg_addr.ip().is_loopback() {
         tracing::warn!(pg_addr = %cfg.pg_addr, "PostgreSQL clients log in without a password; set --pg-password");
     }
+    if access.requires_token() {
+        if pg_login.is_some() {
+            tracing::warn!(
+                "--pg-password is not used: with --auth-tokens-path, PostgreSQL clients log in as their tenant with a token"
+            );
+        }
+        let exposed = [
+            cfg.otlp_grpc_addr,
+            cfg.otlp_http_addr,
+            cfg.http_addr,
+            cfg.pg_addr,
+        ]
+        .iter()
+        .any(|a| !a.ip().is_loopback());
+        if tls.is_none() && exposed {
+            tracing::warn!(
+                "bearer tokens cross the network in clear text; set --tls-cert-path and --tls-key-path"
+            );
+        }
+    }
     let tenants = Arc::new(Registry::open(settings, access, cfg.max_tenants).await?);
     let default = tenants.default_tenant().clone();
     let max_request_bytes = cfg.max_request_bytes as usize;
