@@ -104,7 +104,11 @@ async fn tokens_keep_every_tenant_to_its_own_tables() {
     )
     .unwrap();
     let path = tokens_path.clone();
-    let s = TestServer::start_with(move |c| c.auth_tokens_path = Some(path)).await;
+    let s = TestServer::start_with(move |c| {
+        c.auth_tokens_path = Some(path);
+        c.max_request_bytes = 4096;
+    })
+    .await;
     let (a, b) = (bearer(TOKEN_A), bearer(TOKEN_B));
 
     // Refused, and nothing stored: no token, an unknown token, a token for another tenant.
@@ -159,6 +163,26 @@ async fn tokens_keep_every_tenant_to_its_own_tables() {
         .await,
         Err(tonic::Code::PermissionDenied)
     );
+
+    // Credentials are checked before the message is decoded: a message over the size limit
+    // is refused as unauthenticated without a token, and as too large with one.
+    let mut big = grpc_request("nobody");
+    let spans = &mut big.resource_spans[0].scope_spans[0].spans;
+    *spans = vec![spans[0].clone(); 100];
+    let mut client = TraceServiceClient::connect(s.grpc_endpoint())
+        .await
+        .unwrap();
+    let code = client
+        .export(big.clone())
+        .await
+        .map_err(|e| e.code())
+        .unwrap_err();
+    assert_eq!(code, tonic::Code::Unauthenticated);
+    let mut req = tonic::Request::new(big);
+    req.metadata_mut()
+        .insert("authorization", b.parse().unwrap());
+    let code = client.export(req).await.map_err(|e| e.code()).unwrap_err();
+    assert_eq!(code, tonic::Code::ResourceExhausted);
 
     // Accepted: team-a over HTTP, team-b over gRPC (twice, once naming its own tenant).
     assert_eq!(

@@ -1,5 +1,6 @@
 //! OTLP/gRPC: the three collector services from `opentelemetry-proto`, each a thin call into
-//! the [`Ingester`] of the tenant the request's metadata names.
+//! the [`Ingester`] of the tenant the request's metadata names, checked before the message is
+//! decoded.
 
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use tonic::{Request, Response, Status};
 use crate::Signal;
 use crate::error::{ErrorClass, IngestError};
 use crate::ingest::Ingester;
-use crate::tenant::{Tenants, ingester_for};
+use crate::tenant::Tenants;
 
 /// How long a throttled client should wait before retrying.
 pub const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -58,17 +59,47 @@ pub struct OtlpGrpc {
     tenants: Arc<dyn Tenants>,
 }
 
+/// The tenant [`CheckCredentials`] found for a request.
+#[derive(Clone)]
+struct TenantId(String);
+
+/// Checks a request's credentials before its message is decoded, so a refused client costs no
+/// decoding, and notes its tenant for the service method.
+#[derive(Clone)]
+struct CheckCredentials {
+    tenants: Arc<dyn Tenants>,
+    signal: Signal,
+}
+
+impl tonic::service::Interceptor for CheckCredentials {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let tenant = self
+            .tenants
+            .access()
+            .tenant(request.metadata().as_ref())
+            .map_err(|e| {
+                self.tenants.refused(self.signal);
+                status(&IngestError::Auth(e))
+            })?;
+        request.extensions_mut().insert(TenantId(tenant));
+        Ok(request)
+    }
+}
+
 impl OtlpGrpc {
-    /// The ingester of the tenant the request's metadata names.
+    /// The ingester of the tenant [`CheckCredentials`] found.
     async fn ingester<T>(
         &self,
         request: &Request<T>,
         signal: Signal,
     ) -> Result<Arc<Ingester>, Status> {
-        let headers = request.metadata().clone().into_headers();
-        ingester_for(&*self.tenants, &headers, signal)
-            .await
-            .map_err(|e| status(&e))
+        let Some(TenantId(tenant)) = request.extensions().get::<TenantId>() else {
+            return Err(Status::internal("request reached a service unchecked"));
+        };
+        self.tenants.ingester(tenant).await.map_err(|e| {
+            self.tenants.refused(signal);
+            status(&e)
+        })
     }
 }
 
@@ -124,19 +155,27 @@ impl LogsService for OtlpGrpc {
 /// The three OTLP services, accepting gzip and zstd and messages up to `max_request_bytes`
 /// (after decompression).
 pub fn routes(tenants: Arc<dyn Tenants>, max_request_bytes: usize) -> tonic::service::Routes {
-    let svc = OtlpGrpc { tenants };
+    let svc = OtlpGrpc {
+        tenants: tenants.clone(),
+    };
     macro_rules! otlp_server {
-        ($server:ident) => {
-            $server::new(svc.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd)
-                .send_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(max_request_bytes)
+        ($server:ident, $signal:expr) => {
+            tonic::service::interceptor::InterceptedService::new(
+                $server::new(svc.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .accept_compressed(CompressionEncoding::Zstd)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(max_request_bytes),
+                CheckCredentials {
+                    tenants: tenants.clone(),
+                    signal: $signal,
+                },
+            )
         };
     }
-    let traces = otlp_server!(TraceServiceServer);
-    let metrics = otlp_server!(MetricsServiceServer);
-    let logs = otlp_server!(LogsServiceServer);
+    let traces = otlp_server!(TraceServiceServer, Signal::Traces);
+    let metrics = otlp_server!(MetricsServiceServer, Signal::Metrics);
+    let logs = otlp_server!(LogsServiceServer, Signal::Logs);
     tonic::service::Routes::new(traces)
         .add_service(metrics)
         .add_service(logs)
