@@ -156,6 +156,14 @@ pub async fn server_with_traffic(
     s
 }
 
+/// The error that stops a server from starting with `cfg`; panics if it starts.
+pub async fn start_error(cfg: &ServeConfig) -> String {
+    match serve::start(cfg).await {
+        Ok(_) => panic!("started with a configuration that must be refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// An OTLP/JSON traces request holding one SERVER span of `service`.
 pub fn one_span_trace_json(service: &str) -> Value {
     json!({"resourceSpans": [{

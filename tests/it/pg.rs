@@ -21,7 +21,7 @@ async fn psql(s: &TestServer, sql: &str) -> Output {
 }
 
 /// psql with libpq environment variables (`PGPASSWORD`, `PGSSLMODE`…).
-async fn psql_with(s: &TestServer, sql: &str, env: &[(&str, &str)]) -> Output {
+pub(crate) async fn psql_with(s: &TestServer, sql: &str, env: &[(&str, &str)]) -> Output {
     let addr = s.running.pg_addr;
     let sql = sql.to_owned();
     let env: Vec<(String, String)> = env
@@ -32,9 +32,10 @@ async fn psql_with(s: &TestServer, sql: &str, env: &[(&str, &str)]) -> Output {
         run(Command::new("psql")
             .args(["-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-            .args(["-U", "grafana", "-d", "headroom", "-c", &sql])
+            .args(["-d", "headroom", "-c", &sql])
             .env("PGCONNECT_TIMEOUT", "10")
             .env("PGSSLMODE", "disable")
+            .env("PGUSER", "grafana")
             .envs(env))
     })
     .await
@@ -584,10 +585,7 @@ async fn scram_password_and_tls() {
     let mut cfg = headroom::config::ServeConfig::ephemeral(dir.path().join("data"));
     cfg.pg_tls_cert_path = Some(key.clone());
     cfg.pg_tls_key_path = Some(key.clone());
-    let err = match headroom::serve::start(&cfg).await {
-        Ok(_) => panic!("started with a key as its certificate"),
-        Err(e) => e.to_string(),
-    };
+    let err = crate::start_error(&cfg).await;
     assert!(err.contains("key.pem"), "{err}");
     assert!(err.contains("certificate"), "{err}");
 }

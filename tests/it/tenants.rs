@@ -2,13 +2,11 @@
 //! OTLP/gRPC, OTLP/HTTP, the HTTP API and PostgreSQL; missing or wrong credentials are refused
 //! and store nothing; a tenant's files live under its own directory and survive a restart.
 
-use std::process::Command;
-
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use serde_json::{Value, json};
 
-use crate::pg::run;
+use crate::pg::{psql_with, stdout};
 use crate::{TestServer, one_span_trace_json};
 
 const TOKEN_A: &str = "token-of-team-a-0123456789";
@@ -65,33 +63,9 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// psql logged in as `user` with `password`.
 async fn psql_as(s: &TestServer, user: &str, password: &str, sql: &str) -> std::process::Output {
-    let (addr, user, password, sql) = (
-        s.running.pg_addr,
-        user.to_owned(),
-        password.to_owned(),
-        sql.to_owned(),
-    );
-    tokio::task::spawn_blocking(move || {
-        run(Command::new("psql")
-            .args(["-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-            .args(["-U", &user, "-d", "headroom", "-c", &sql])
-            .env("PGCONNECT_TIMEOUT", "10")
-            .env("PGSSLMODE", "disable")
-            .env("PGPASSWORD", password))
-    })
-    .await
-    .unwrap()
-}
-
-fn out(o: &std::process::Output) -> String {
-    assert!(
-        o.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    psql_with(s, sql, &[("PGUSER", user), ("PGPASSWORD", password)]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,16 +214,25 @@ async fn tokens_keep_every_tenant_to_its_own_tables() {
 
     // PostgreSQL: the tenant as the user, one of its tokens as the password.
     let spans = "SELECT string_agg(DISTINCT service_name, ',') FROM spans";
-    assert_eq!(out(&psql_as(&s, "team-a", TOKEN_A, spans).await), "svc-a");
-    assert_eq!(out(&psql_as(&s, "team-b", TOKEN_B, spans).await), "svc-b");
     assert_eq!(
-        out(&psql_as(
-            &s,
-            "team-b",
-            TOKEN_B,
-            r"SELECT count(*) FROM information_schema.tables WHERE table_name = 'spans'"
+        stdout(&psql_as(&s, "team-a", TOKEN_A, spans).await).trim(),
+        "svc-a"
+    );
+    assert_eq!(
+        stdout(&psql_as(&s, "team-b", TOKEN_B, spans).await).trim(),
+        "svc-b"
+    );
+    assert_eq!(
+        stdout(
+            &psql_as(
+                &s,
+                "team-b",
+                TOKEN_B,
+                r"SELECT count(*) FROM information_schema.tables WHERE table_name = 'spans'"
+            )
+            .await
         )
-        .await),
+        .trim(),
         "1"
     );
     let wrong = psql_as(&s, "team-b", TOKEN_A, spans).await;
@@ -348,10 +331,7 @@ async fn a_bad_tokens_file_stops_the_start() {
     std::fs::write(&tokens, "short team-a\n").unwrap();
     let mut cfg = headroom::config::ServeConfig::ephemeral(dir.path().join("data"));
     cfg.auth_tokens_path = Some(tokens);
-    let err = match headroom::serve::start(&cfg).await {
-        Ok(_) => panic!("started with a 5-character token"),
-        Err(e) => e.to_string(),
-    };
+    let err = crate::start_error(&cfg).await;
     assert!(
         err.contains("tokens:1") && err.contains("too short"),
         "{err}"
