@@ -103,6 +103,33 @@ pub struct ServeConfig {
     /// Tenants served at most, the default one included; a request for one more is refused.
     #[arg(long, env = "HEADROOM_MAX_TENANTS", default_value_t = 100)]
     pub max_tenants: usize,
+    /// Where Parquet files are published for every server to read: an object store
+    /// (`s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`) or a directory
+    /// all servers mount (`file:///mnt/headroom` or an absolute path). Several servers may
+    /// write to one. The WAL and a copy of this server's own files stay in `--data-dir`.
+    /// Credentials and endpoints come from the cloud SDKs' variables (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_ENDPOINT`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`…) and
+    /// `--storage-option`. Empty: files stay in the data directory only.
+    #[arg(long, env = "HEADROOM_STORAGE", default_value = "")]
+    pub storage: String,
+    /// An object store setting `KEY=VALUE`, in object_store's keys (`aws_endpoint`,
+    /// `aws_allow_http`, `aws_region`…); repeat the flag, or separate them with commas.
+    #[arg(
+        long = "storage-option",
+        env = "HEADROOM_STORAGE_OPTIONS",
+        value_delimiter = ',',
+        value_parser = parse_storage_option,
+        hide_env_values = true
+    )]
+    pub storage_options: Vec<(String, String)>,
+    /// This server's name among the writers of `--storage`: unique per server, kept with the
+    /// data directory. Empty: one is chosen at the first start and kept in the data directory.
+    #[arg(long, env = "HEADROOM_WRITER_ID", default_value = "")]
+    pub writer_id: String,
+    /// How often the other writers' lists of files are read from `--storage`: how long their
+    /// flushed rows take to show here, at most.
+    #[arg(long, env = "HEADROOM_STORAGE_REFRESH_SECONDS", default_value_t = 10.0)]
+    pub storage_refresh_seconds: f64,
     /// PEM certificate chain for TLS on the PostgreSQL port only (with `--pg-tls-key-path`);
     /// it takes precedence over `--tls-cert-path` there.
     #[arg(long, env = "HEADROOM_PG_TLS_CERT_PATH")]
@@ -321,6 +348,32 @@ impl ServeConfig {
                 return Err(format!("{name} must be a number ≥ 0, got {value}"));
             }
         }
+        if !self.storage.is_empty() {
+            if !(self.storage_refresh_seconds.is_finite() && self.storage_refresh_seconds > 0.0) {
+                return Err(format!(
+                    "--storage-refresh-seconds must be a positive number, got {}",
+                    self.storage_refresh_seconds
+                ));
+            }
+            // Another server may plan a query on a file until it reads the manifest that
+            // dropped it.
+            if self.deleted_file_grace_seconds < 2.0 * self.storage_refresh_seconds {
+                return Err(format!(
+                    "--deleted-file-grace-seconds ({}) must be at least twice --storage-refresh-seconds ({}) with --storage: other servers read a file until they see it is gone",
+                    self.deleted_file_grace_seconds, self.storage_refresh_seconds
+                ));
+            }
+        } else if !self.storage_options.is_empty() {
+            return Err("--storage-option needs --storage".into());
+        }
+        if !self.writer_id.is_empty()
+            && !headroom_collector::remote::is_valid_writer_id(&self.writer_id)
+        {
+            return Err(format!(
+                "--writer-id {:?}: use 1 to 64 letters, digits, '-', '_' or '.'",
+                self.writer_id
+            ));
+        }
         if self.max_tenants == 0 {
             return Err("--max-tenants must be at least 1 (the default tenant)".into());
         }
@@ -447,6 +500,10 @@ impl ServeConfig {
             pg_password: String::new(),
             auth_tokens_path: None,
             max_tenants: 100,
+            storage: String::new(),
+            storage_options: Vec::new(),
+            writer_id: String::new(),
+            storage_refresh_seconds: 10.0,
             tls_cert_path: None,
             tls_key_path: None,
             pg_tls_cert_path: None,
@@ -485,6 +542,16 @@ impl ServeConfig {
             table_retention: Vec::new(),
             shutdown_timeout_seconds: 30.0,
         }
+    }
+}
+
+/// `--storage-option`: `KEY=VALUE`.
+fn parse_storage_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
     }
 }
 

@@ -8,8 +8,10 @@ use std::time::Duration;
 use headroom_analytics::QueryEngine;
 use headroom_collector::ingest::Ingester;
 use headroom_collector::receiver;
+use headroom_collector::remote::Remote;
 use headroom_collector::rollup::RollupConfig;
 use headroom_collector::store::{Store, StoreConfig};
+use headroom_collector::tenant::DEFAULT_TENANT;
 use headroom_collector::wal::{SyncMode, Wal, WalConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -117,6 +119,24 @@ async fn run_flusher(store: Arc<Store>, wal: Option<Arc<Wal>>, stop: Cancellatio
                 tracing::error!(error = %e, "flush failed; rows stay buffered and will be retried")
             }
             Err(e) => tracing::error!(error = %e, "flush task failed"),
+        }
+    }
+}
+
+/// Reads the other writers' manifests every `every`, so their flushed rows show here.
+async fn run_refresher(store: Arc<Store>, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.refresh_remote()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read other writers' manifests; showing the last ones read")
+            }
+            Err(e) => tracing::error!(error = %e, "manifest refresh failed"),
         }
     }
 }
@@ -318,6 +338,9 @@ pub(crate) struct Settings {
     cfg: ServeConfig,
     kpi: headroom_analytics::KpiSettings,
     scaling: ScalingConfig,
+    /// `--storage`, as this writer sees it; tenants other than the default one keep their
+    /// files under `tenants/<id>/` in it.
+    remote: Option<Arc<Remote>>,
 }
 
 /// One tenant: its store and write-ahead log under its own directory, its query engine and
@@ -339,6 +362,8 @@ pub struct Tenant {
 struct Background {
     flusher_stop: CancellationToken,
     flusher: JoinHandle<()>,
+    /// Reads other writers' manifests (with `--storage`); stopped with the flusher.
+    refresher: Option<JoinHandle<()>>,
     maintenance_stop: CancellationToken,
     maintenance: JoinHandle<()>,
     planner_stop: CancellationToken,
@@ -354,13 +379,38 @@ pub(crate) async fn open_tenant(
     root: std::path::PathBuf,
 ) -> Result<Tenant, ServeError> {
     let cfg = &settings.cfg;
-    let store = Arc::new(Store::open(StoreConfig {
+    let remote = settings.remote.as_ref().map(|r| {
+        if id == DEFAULT_TENANT {
+            r.clone()
+        } else {
+            Arc::new(r.child(&["tenants", id]))
+        }
+    });
+    let store_config = StoreConfig {
         root,
         flush_rows: cfg.flush_max_rows as usize,
         flush_bytes: cfg.flush_max_bytes as usize,
         flush_age: Duration::from_secs_f64(cfg.flush_max_age_seconds),
         max_buffer_bytes: cfg.max_buffer_bytes as usize,
-    })?);
+        remote: remote.clone(),
+    };
+    // With an object store, opening reads and writes the manifest: off the async workers.
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || Store::open(store_config))
+            .await
+            .map_err(|e| ServeError::Server {
+                what: "store",
+                reason: e.to_string(),
+            })??,
+    );
+    if let Some(r) = &remote {
+        tracing::info!(
+            tenant = id,
+            store = r.url(),
+            writer = r.writer(),
+            "publishing Parquet files to the object store"
+        );
+    }
     let rollups = RollupConfig {
         enabled: cfg.rollups,
         health_check_routes: settings.kpi.health_check_routes.clone(),
@@ -422,6 +472,13 @@ pub(crate) async fn open_tenant(
 
     let flusher_stop = CancellationToken::new();
     let flusher = tokio::spawn(run_flusher(store.clone(), wal, flusher_stop.clone()));
+    let refresher = remote.is_some().then(|| {
+        tokio::spawn(run_refresher(
+            store.clone(),
+            Duration::from_secs_f64(cfg.storage_refresh_seconds),
+            flusher_stop.clone(),
+        ))
+    });
     let maintenance_stop = CancellationToken::new();
     let maintenance = tokio::spawn(run_maintenance(
         store.clone(),
@@ -474,6 +531,7 @@ pub(crate) async fn open_tenant(
         anomaly_wake,
         background: std::sync::Mutex::new(Some(Background {
             flusher_stop,
+            refresher,
             flusher,
             maintenance_stop,
             maintenance,
@@ -499,6 +557,36 @@ impl Tenant {
     }
 }
 
+/// `--storage` as this server's writer sees it: the writer id is `--writer-id`, or the one
+/// kept in the data directory, or a new one (the store keeps it there once it opens).
+fn remote(cfg: &ServeConfig) -> Result<Option<Arc<Remote>>, ServeError> {
+    if cfg.storage.is_empty() {
+        return Ok(None);
+    }
+    let url = if cfg.storage.contains("://") {
+        cfg.storage.clone()
+    } else {
+        let dir = std::path::absolute(&cfg.storage)
+            .map_err(|e| ServeError::Config(format!("--storage {}: {e}", cfg.storage)))?;
+        url::Url::from_directory_path(&dir)
+            .map_err(|()| {
+                ServeError::Config(format!("--storage {}: not a usable path", cfg.storage))
+            })?
+            .to_string()
+    };
+    let (store, base, prefix) = headroom_collector::remote::connect(&url, &cfg.storage_options)
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let writer = if cfg.writer_id.is_empty() {
+        match std::fs::read_to_string(cfg.data_dir.join("writer-id")) {
+            Ok(id) => id.trim().to_owned(),
+            Err(_) => ulid::Ulid::new().to_string().to_lowercase(),
+        }
+    } else {
+        cfg.writer_id.clone()
+    };
+    Ok(Some(Arc::new(Remote::new(store, base, prefix, &writer)?)))
+}
+
 /// Binds every listener and starts serving.
 pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     cfg.validate().map_err(ServeError::Config)?;
@@ -506,6 +594,7 @@ pub async fn start(cfg: &ServeConfig) -> Result<Running, ServeError> {
     let settings = Settings {
         kpi: cfg.kpi_settings().map_err(ServeError::Config)?,
         scaling: cfg.scaling_config().map_err(ServeError::Config)?,
+        remote: remote(cfg)?,
         cfg: cfg.clone(),
     };
     let access = match &cfg.auth_tokens_path {
@@ -698,6 +787,9 @@ impl Running {
             };
             bg.flusher_stop.cancel();
             let _ = bg.flusher.await;
+            if let Some(refresher) = bg.refresher {
+                let _ = refresher.await;
+            }
             // A compaction in progress finishes (it is bounded); the next round is not started.
             bg.maintenance_stop.cancel();
             let _ = bg.maintenance.await;

@@ -20,6 +20,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
+use headroom_collector::parquet::DataFile;
 use headroom_collector::schema::TableDef;
 use headroom_collector::store::{Snapshot, Store};
 
@@ -28,11 +29,22 @@ use crate::file_cache::DecodedFiles;
 /// Where a table's rows come from.
 pub trait SnapshotSource: Send + Sync {
     fn snapshot(&self, table: &str) -> std::result::Result<Snapshot, String>;
+
+    /// The object store other writers' files are read from, and its URL (`s3://bucket`), as
+    /// snapshots name it.
+    fn object_store(&self) -> Option<(String, Arc<dyn object_store::ObjectStore>)> {
+        None
+    }
 }
 
 impl SnapshotSource for Store {
     fn snapshot(&self, table: &str) -> std::result::Result<Snapshot, String> {
         Store::snapshot(self, table).map_err(|e| e.to_string())
+    }
+
+    fn object_store(&self) -> Option<(String, Arc<dyn object_store::ObjectStore>)> {
+        let remote = self.config().remote.as_deref()?;
+        Some((remote.url().to_owned(), remote.object_store()))
     }
 }
 
@@ -78,7 +90,8 @@ impl StoredTable {
     }
 }
 
-/// Local paths as object-store locations (the store root is absolute).
+/// Local paths as object-store locations (the store root is absolute); keys in an object
+/// store as they are.
 fn location(path: &std::path::Path) -> String {
     path.to_string_lossy().trim_start_matches('/').to_owned()
 }
@@ -119,10 +132,12 @@ impl TableProvider for StoredTable {
         let range = crate::bounded::range_of(self.def.time_column, filters);
         let (lo, hi) = (range.from.unwrap_or(i64::MIN), range.to.unwrap_or(i64::MAX));
         let width = self.def.partition_ns;
-        snap.files.retain(|f| {
+        let in_range = |f: &DataFile| {
             f.hour_ns
                 .is_none_or(|start| start < hi && start.saturating_add(width) > lo)
-        });
+        };
+        snap.files.retain(in_range);
+        snap.remote_files.retain(in_range);
         let target = state.config_options().execution.target_partitions.max(1);
         // Files in memory are dealt round-robin to the partitions, as files are.
         let mut decoded: Vec<Vec<RecordBatch>> = Vec::new();
@@ -141,15 +156,21 @@ impl TableProvider for StoredTable {
             });
         }
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if !snap.files.is_empty() {
-            let mut groups: Vec<Vec<PartitionedFile>> =
-                vec![Vec::new(); target.min(snap.files.len())];
+        let mut stored = vec![(ObjectStoreUrl::local_filesystem(), snap.files)];
+        if let Some(url) = &snap.remote_url {
+            stored.push((ObjectStoreUrl::parse(url)?, snap.remote_files));
+        }
+        for (url, files) in stored {
+            if files.is_empty() {
+                continue;
+            }
+            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); target.min(files.len())];
             let n = groups.len();
-            for (i, f) in snap.files.iter().enumerate() {
+            for (i, f) in files.iter().enumerate() {
                 groups[i % n].push(PartitionedFile::new(location(&f.path), f.size_bytes));
             }
             let source = Arc::new(ParquetSource::new(self.schema.clone()));
-            let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
+            let config = FileScanConfigBuilder::new(url, source)
                 .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
                 .with_projection_indices(projection.cloned())?
                 .with_limit(limit)
@@ -288,6 +309,8 @@ mod tests {
                 schema: schema::table(table).schema(),
                 files: self.0.clone(),
                 batches: Vec::new(),
+                remote_files: Vec::new(),
+                remote_url: None,
             })
         }
     }

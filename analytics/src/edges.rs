@@ -445,6 +445,8 @@ mod tests {
             schema,
             files,
             batches,
+            remote_files: Vec::new(),
+            remote_url: None,
         }
     }
 

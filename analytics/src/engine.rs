@@ -130,6 +130,11 @@ impl QueryEngine {
             )));
         }
         let state = state.build();
+        if let Some((url, store)) = source.as_ref().and_then(|s| s.object_store()) {
+            let url = url::Url::parse(&url)
+                .map_err(|e| QueryError::Internal(format!("object store URL {url}: {e}")))?;
+            state.runtime_env().register_object_store(&url, store);
+        }
         let mut ctx = SessionContext::new_with_state(state);
         datafusion_functions_json::register_all(&mut ctx)?;
         ctx.register_udf(ScalarUDF::from(ToJson::new()));

@@ -285,11 +285,13 @@ impl TableProvider for LadderScan {
             let first = if i == 0 {
                 Some(i64::MIN)
             } else {
-                self.source
+                let snap = self
+                    .source
                     .snapshot(def.name)
-                    .map_err(datafusion::error::DataFusionError::Execution)?
-                    .files
+                    .map_err(datafusion::error::DataFusionError::Execution)?;
+                snap.files
                     .iter()
+                    .chain(&snap.remote_files)
                     .filter_map(|f| f.hour_ns)
                     .min()
                     .map(|start| start.saturating_add(def.partition_ns))

@@ -43,6 +43,9 @@ pub enum StoreError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("data directory {0} is in use by another headroom process")]
     InUse(String),
+    /// The object store refused or failed a request, or is misconfigured.
+    #[error("object store: {0}")]
+    Remote(String),
     #[error("internal: {0}")]
     Internal(String),
 }

@@ -4,7 +4,8 @@
 //! Data flows one way: `receiver` decodes a request, [`ingest::Ingester`] converts it
 //! (`convert`) into Arrow batches of the tables in [`schema`], logs them durably in the
 //! [`wal::Wal`] and appends them to the [`store::Store`], which keeps them queryable in memory
-//! until a flush writes them to Parquet and the log covering them is retired.
+//! until a flush writes them to Parquet and the log covering them is retired. With an object
+//! store ([`remote`]), the Parquet files are also uploaded there, where other servers read them.
 
 pub mod compact;
 pub mod convert;
@@ -13,6 +14,7 @@ pub mod ingest;
 pub mod otlp_json;
 pub mod parquet;
 pub mod receiver;
+pub mod remote;
 pub mod rollup;
 pub mod schema;
 pub mod store;

@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::{BooleanArray, RecordBatch, TimestampNanosecondArray};
@@ -22,6 +22,7 @@ use arrow::datatypes::SchemaRef;
 
 use crate::error::StoreError;
 use crate::parquet::{DataFile, list_table, write_table};
+use crate::remote::Remote;
 use crate::rollup::{Merged, SpanRollups};
 use crate::schema::{self, TableDef};
 
@@ -36,6 +37,8 @@ pub struct StoreConfig {
     pub flush_age: Duration,
     /// Refuse new data (retryable) while this many bytes are buffered.
     pub max_buffer_bytes: usize,
+    /// The object store that files are published to, and other writers' files read from.
+    pub remote: Option<Arc<Remote>>,
 }
 
 impl StoreConfig {
@@ -46,6 +49,7 @@ impl StoreConfig {
             flush_bytes: 64 << 20,
             flush_age: Duration::from_secs(60),
             max_buffer_bytes: 512 << 20,
+            remote: None,
         }
     }
 }
@@ -147,8 +151,20 @@ impl Prepared {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub schema: SchemaRef,
+    /// This server's files, on local disk.
     pub files: Vec<DataFile>,
     pub batches: Vec<RecordBatch>,
+    /// Other writers' files in the object store at `remote_url`; their paths are keys.
+    pub remote_files: Vec<DataFile>,
+    pub remote_url: Option<String>,
+}
+
+/// A file that left the manifest, waiting for its grace period to end before it is deleted:
+/// its local copy, its object, or both.
+#[derive(Debug, Clone)]
+struct Gone {
+    local: Option<PathBuf>,
+    key: Option<object_store::path::Path>,
 }
 
 pub struct Store {
@@ -160,7 +176,10 @@ pub struct Store {
     applied_lsn: AtomicU64,
     /// Files no longer in the manifest (compacted or expired), deleted after a grace period
     /// so that queries which planned them can finish.
-    graveyard: Mutex<Vec<(PathBuf, Instant)>>,
+    graveyard: Mutex<Vec<(Gone, Instant)>>,
+    /// Serialises changes to the file lists while they are published to the object store, so
+    /// each manifest written lists every table as it is after the change.
+    publishing: Mutex<()>,
     /// Serialises compactions.
     compacting: Mutex<()>,
     /// Held (flock) while the store is open for writing: two writers would corrupt the WAL.
@@ -214,6 +233,10 @@ impl Store {
         }
         let mut store = Self::load(config, true)?;
         store._lock = Some(lock);
+        if let Some(remote) = store.config.remote.clone() {
+            store.reconcile(&remote)?;
+            store.refresh_remote()?;
+        }
         Ok(store)
     }
 
@@ -244,6 +267,7 @@ impl Store {
             flush_wanted: tokio::sync::Notify::new(),
             applied_lsn: AtomicU64::new(max_lsn),
             graveyard: Mutex::new(Vec::new()),
+            publishing: Mutex::new(()),
             compacting: Mutex::new(()),
             _lock: None,
         })
@@ -424,10 +448,15 @@ impl Store {
         if !s.merged.is_empty() {
             batches.push(s.merged_batch(t.def)?);
         }
+        let files = s.files.clone();
+        drop(s);
+        let remote = self.config.remote.as_deref();
         Ok(Snapshot {
             schema: t.def.schema(),
-            files: s.files.clone(),
+            files,
             batches,
+            remote_files: remote.map(|r| r.others_files(table)).unwrap_or_default(),
+            remote_url: remote.map(|r| r.url().to_owned()),
         })
     }
 
@@ -477,21 +506,28 @@ impl Store {
         };
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let started = Instant::now();
-        match write_table(&self.config.root, t.def, &batches, watermark) {
-            Ok(files) => {
+        let written =
+            write_table(&self.config.root, t.def, &batches, watermark).and_then(|files| {
+                let (n, bytes) = (files.len(), files.iter().map(|f| f.size_bytes).sum::<u64>());
+                // The rows leave the buffer as their files enter the list: in one step, so that a
+                // snapshot sees each row once.
+                self.commit_or_remove(t, files, &[], |s| {
+                    s.flushing.clear();
+                    s.flushing_bytes = 0;
+                    s.flushing_first_lsn = None;
+                })?;
+                Ok((n, bytes))
+            });
+        match written {
+            Ok((files, bytes)) => {
                 tracing::debug!(
                     table,
                     rows,
-                    files = files.len(),
-                    bytes = files.iter().map(|f| f.size_bytes).sum::<u64>(),
+                    files,
+                    bytes,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "flushed"
                 );
-                let mut s = lock(&t.state);
-                s.add_files(files);
-                s.flushing.clear();
-                s.flushing_bytes = 0;
-                s.flushing_first_lsn = None;
                 Ok(rows)
             }
             Err(e) => {
@@ -548,11 +584,7 @@ impl Store {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "compacted"
                 );
-                {
-                    let mut s = lock(&t.state);
-                    s.files.retain(|f| !group.iter().any(|g| g.path == f.path));
-                    s.add_files(vec![merged]);
-                }
+                self.commit_or_remove(t, vec![merged], &group, |_| {})?;
                 stats.files_merged += group.len();
                 stats.files_written += 1;
                 self.bury(group.into_iter().map(|f| f.path));
@@ -588,11 +620,7 @@ impl Store {
             source_rows,
             &old,
         )?;
-        {
-            let mut s = lock(&t.state);
-            s.files.retain(|f| !old.iter().any(|o| o.path == f.path));
-            s.add_files(vec![file.clone()]);
-        }
+        self.commit_or_remove(t, vec![file.clone()], &old, |_| {})?;
         self.bury(old.into_iter().map(|f| f.path));
         Ok(file)
     }
@@ -601,30 +629,43 @@ impl Store {
     /// the number of files dropped. Their deletion waits for the grace period.
     pub fn expire(&self, table: &str, cutoff_ns: i64) -> Result<usize, StoreError> {
         let t = self.table(table)?;
-        let expired: Vec<PathBuf> = {
-            let mut s = lock(&t.state);
-            let (gone, kept): (Vec<DataFile>, Vec<DataFile>) =
-                std::mem::take(&mut s.files).into_iter().partition(|f| {
-                    f.hour_ns
-                        .is_some_and(|h| h + t.def.partition_ns <= cutoff_ns)
-                });
-            s.files = kept;
-            gone.into_iter().map(|f| f.path).collect()
-        };
+        let expired: Vec<DataFile> = lock(&t.state)
+            .files
+            .iter()
+            .filter(|f| {
+                f.hour_ns
+                    .is_some_and(|h| h + t.def.partition_ns <= cutoff_ns)
+            })
+            .cloned()
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        self.commit(t, Vec::new(), &expired, |_| {})?;
         let n = expired.len();
-        self.bury(expired);
+        self.bury(expired.into_iter().map(|f| f.path));
         Ok(n)
     }
 
+    /// Deletes files that left the manifest, with their objects, once the grace period is
+    /// over.
     fn bury(&self, paths: impl IntoIterator<Item = PathBuf>) {
+        let remote = self.config.remote.as_deref();
+        self.bury_gone(paths.into_iter().map(|p| Gone {
+            key: remote.and_then(|r| r.key_of(&self.config.root, &p).ok()),
+            local: Some(p),
+        }));
+    }
+
+    fn bury_gone(&self, gone: impl IntoIterator<Item = Gone>) {
         let now = Instant::now();
-        lock(&self.graveyard).extend(paths.into_iter().map(|p| (p, now)));
+        lock(&self.graveyard).extend(gone.into_iter().map(|g| (g, now)));
     }
 
     /// Deletes files that left the manifest at least `grace` ago, and partition directories
     /// left empty. Returns the number of files deleted. Blocking.
     pub fn collect_garbage(&self, grace: Duration) -> usize {
-        let due: Vec<PathBuf> = {
+        let due: Vec<Gone> = {
             let mut g = lock(&self.graveyard);
             let (due, wait): (Vec<_>, Vec<_>) =
                 g.drain(..).partition(|(_, at)| at.elapsed() >= grace);
@@ -632,13 +673,26 @@ impl Store {
             due.into_iter().map(|(p, _)| p).collect()
         };
         let mut deleted = 0;
-        for path in &due {
+        if let Some(remote) = self.config.remote.as_deref() {
+            let keys = due.iter().filter_map(|g| g.key.clone()).collect();
+            for (key, e) in remote.delete(keys) {
+                tracing::warn!(%key, error = %e, "cannot delete an object; retrying later");
+                self.bury_gone([Gone {
+                    local: None,
+                    key: Some(key),
+                }]);
+            }
+        }
+        for path in due.iter().filter_map(|g| g.local.as_ref()) {
             match std::fs::remove_file(path) {
                 Ok(()) => deleted += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot delete a file; retrying later");
-                    self.bury([path.clone()]);
+                    self.bury_gone([Gone {
+                        local: Some(path.clone()),
+                        key: None,
+                    }]);
                     continue;
                 }
             }
@@ -654,6 +708,145 @@ impl Store {
             }
         }
         deleted
+    }
+
+    /// Makes `added` files of `t` replace `removed` ones, and applies `also` to its state in the
+    /// same step. With an object store, the added files are uploaded and a manifest listing the
+    /// change is published first: only then do queries see the change, and only then do the
+    /// added files count as durable. On failure nothing changes. Blocking.
+    fn commit(
+        &self,
+        t: &Table,
+        added: Vec<DataFile>,
+        removed: &[DataFile],
+        also: impl FnOnce(&mut TableState),
+    ) -> Result<(), StoreError> {
+        let apply = |s: &mut TableState, added: Vec<DataFile>| {
+            s.files
+                .retain(|f| !removed.iter().any(|r| r.path == f.path));
+            s.add_files(added);
+            also(s);
+        };
+        let Some(remote) = self.config.remote.as_deref() else {
+            apply(&mut lock(&t.state), added);
+            return Ok(());
+        };
+        remote.upload(&self.config.root, &added)?;
+        let _one_at_a_time = lock(&self.publishing);
+        let tables: Vec<(&str, Vec<DataFile>)> = self
+            .tables
+            .iter()
+            .map(|u| {
+                let mut files = lock(&u.state).files.clone();
+                if std::ptr::eq(u, t) {
+                    files.retain(|f| !removed.iter().any(|r| r.path == f.path));
+                    files.extend(added.iter().cloned());
+                }
+                (u.def.name, files)
+            })
+            .collect();
+        remote.publish(&self.config.root, &tables)?;
+        apply(&mut lock(&t.state), added);
+        Ok(())
+    }
+
+    /// [`Store::commit`] of files just written, which are deleted if it fails: their rows are
+    /// still in the buffer or in the files they were to replace.
+    fn commit_or_remove(
+        &self,
+        t: &Table,
+        added: Vec<DataFile>,
+        removed: &[DataFile],
+        also: impl FnOnce(&mut TableState),
+    ) -> Result<(), StoreError> {
+        let paths: Vec<PathBuf> = added.iter().map(|f| f.path.clone()).collect();
+        self.commit(t, added, removed, also).inspect_err(|_| {
+            for path in &paths {
+                if let Err(e) = std::fs::remove_file(path) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot remove a file that was not published; its rows may appear twice after a restart");
+                }
+            }
+        })
+    }
+
+    /// Brings this writer's manifest in line with the data directory on opening: files a
+    /// flush wrote before it could publish them (or written before the server used a store) are
+    /// uploaded, and objects no manifest lists any more are deleted after the grace period.
+    /// Refuses a data directory of another writer, and a writer id that already has files in
+    /// the store but not this directory. Blocking.
+    fn reconcile(&self, remote: &Remote) -> Result<(), StoreError> {
+        let marker = self.config.root.join("writer-id");
+        let listed = remote.own_keys()?;
+        match std::fs::read_to_string(&marker) {
+            Ok(id) if id.trim() == remote.writer() => {}
+            Ok(id) => {
+                return Err(StoreError::Remote(format!(
+                    "data directory {} belongs to writer {:?}, not {:?}",
+                    self.config.root.display(),
+                    id.trim(),
+                    remote.writer()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if listed.is_some() {
+                    return Err(StoreError::Remote(format!(
+                        "writer {:?} already has files in the store, written from another data \
+                         directory: give this server another --writer-id",
+                        remote.writer()
+                    )));
+                }
+                std::fs::write(&marker, format!("{}\n", remote.writer()))
+                    .and_then(|()| crate::parquet::sync_dir(&self.config.root))
+                    .map_err(|e| StoreError::io(&marker, e))?;
+            }
+            Err(e) => return Err(StoreError::io(&marker, e)),
+        }
+        let listed = listed.unwrap_or_default();
+        let root = &self.config.root;
+        let mut tables = Vec::new();
+        let mut keys = Vec::new();
+        for t in &self.tables {
+            let files = lock(&t.state).files.clone();
+            let mut unpublished = Vec::new();
+            for f in &files {
+                let key = remote.key_of(root, &f.path)?.to_string();
+                if !listed.contains(&key) {
+                    unpublished.push(f.clone());
+                }
+                keys.push(key);
+            }
+            if !unpublished.is_empty() {
+                tracing::info!(
+                    table = t.def.name,
+                    files = unpublished.len(),
+                    "uploading files not yet in the object store"
+                );
+                remote.upload(root, &unpublished)?;
+            }
+            tables.push((t.def.name, files));
+        }
+        remote.publish(root, &tables)?;
+        let unlisted = remote.unlisted(&keys)?;
+        if !unlisted.is_empty() {
+            tracing::info!(
+                objects = unlisted.len(),
+                "deleting objects no manifest lists, after the grace period"
+            );
+        }
+        self.bury_gone(unlisted.into_iter().map(|key| Gone {
+            local: None,
+            key: Some(key),
+        }));
+        Ok(())
+    }
+
+    /// Reads the other writers' manifests that changed; returns how many writers' files are
+    /// seen. Without an object store, 0. Blocking.
+    pub fn refresh_remote(&self) -> Result<usize, StoreError> {
+        match self.config.remote.as_deref() {
+            Some(remote) => remote.refresh(),
+            None => Ok(0),
+        }
     }
 
     /// Flushes every table holding a buffered record at or below `lsn`, whatever its
@@ -727,6 +920,68 @@ mod tests {
     fn rows(s: &Snapshot) -> usize {
         s.batches.iter().map(|b| b.num_rows()).sum::<usize>()
             + s.files.iter().map(|f| f.rows as usize).sum::<usize>()
+    }
+
+    /// A store publishing to a shared directory (`file://`), as writer `id`.
+    fn publishing(data: &Path, bucket: &Path, id: &str) -> Result<Store, StoreError> {
+        let url = format!("file://{}", bucket.display());
+        let (store, base, prefix) = crate::remote::connect(&url, &[])?;
+        let remote = Remote::new(store, base, prefix, id)?;
+        Store::open(StoreConfig {
+            remote: Some(Arc::new(remote)),
+            ..StoreConfig::new(data)
+        })
+    }
+
+    #[test]
+    fn files_are_published_for_other_writers_and_a_failed_publish_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+        let bucket = dir.path().join("bucket");
+        // Flushed before the store was configured (or before a crash let it publish them).
+        let local = Store::open(StoreConfig::new(&data_a)).unwrap();
+        local.append(SPANS, spans_in_two_hours(), 0).unwrap();
+        local.flush_all(true).unwrap();
+        drop(local);
+
+        let a = publishing(&data_a, &bucket, "a").unwrap();
+        let b = publishing(&data_b, &bucket, "b").unwrap();
+        let seen = b.snapshot(SPANS).unwrap();
+        assert_eq!(
+            (seen.files.len(), seen.remote_files.len()),
+            (0, 2),
+            "b reads a's files from the store"
+        );
+        assert_eq!(seen.remote_files.iter().map(|f| f.rows).sum::<u64>(), 3);
+        for f in &seen.remote_files {
+            let key = f.path.to_string_lossy();
+            assert!(key.contains("/writers/a/spans/date=1970-01-01/"), "{key}");
+            assert!(Path::new("/").join(&*key).exists(), "{key} uploaded");
+        }
+
+        // The manifest cannot be written: the flush fails, its rows stay buffered, and its
+        // files are neither listed nor left on disk.
+        let manifest = bucket.join("manifests/a.json");
+        std::fs::remove_file(&manifest).unwrap();
+        std::fs::create_dir_all(manifest.join("blocked")).unwrap();
+        a.append(SPANS, spans_in_two_hours(), 0).unwrap();
+        assert!(a.flush_all(true).is_err());
+        let snap = a.snapshot(SPANS).unwrap();
+        assert_eq!((rows(&snap), snap.files.len()), (6, 2));
+        assert_eq!(list_table(&data_a, SPANS, false).unwrap().len(), 2);
+
+        std::fs::remove_dir_all(&manifest).unwrap();
+        assert_eq!(a.flush_all(true).unwrap(), 3);
+        assert_eq!(b.refresh_remote().unwrap(), 1);
+        let seen = b.snapshot(SPANS).unwrap();
+        assert_eq!(seen.remote_files.iter().map(|f| f.rows).sum::<u64>(), 6);
+
+        // A data directory belongs to one writer.
+        drop(a);
+        let Err(e) = publishing(&data_a, &bucket, "c") else {
+            panic!("writer c opened a's data directory");
+        };
+        assert!(e.to_string().contains("belongs to writer \"a\""), "{e}");
     }
 
     #[test]

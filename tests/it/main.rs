@@ -19,6 +19,7 @@ mod kpis;
 mod ladder;
 mod lifecycle;
 mod loadgen;
+mod object_store;
 mod pg;
 mod process;
 mod recommendations;
