@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::{Component, Path};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures::TryStreamExt;
@@ -70,6 +71,18 @@ pub fn is_valid_writer_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// What a writer did with the store, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RemoteStats {
+    pub files_uploaded: AtomicU64,
+    pub bytes_uploaded: AtomicU64,
+    pub manifests_published: AtomicU64,
+    /// Uploads, manifest writes and manifest reads that failed.
+    pub failures: AtomicU64,
+    /// Other writers whose manifests were last read.
+    pub other_writers: AtomicU64,
+}
+
 /// One writer's view of an object store: its own files' keys and manifest, and the others'.
 pub struct Remote {
     store: Arc<dyn ObjectStore>,
@@ -79,6 +92,7 @@ pub struct Remote {
     writer: String,
     rt: &'static tokio::runtime::Runtime,
     others: RwLock<HashMap<String, Other>>,
+    stats: RemoteStats,
 }
 
 /// The runtime the store's requests run on when called from blocking code. Its own, so that a
@@ -191,6 +205,7 @@ impl Remote {
             prefix,
             writer: writer.to_owned(),
             others: RwLock::new(HashMap::new()),
+            stats: RemoteStats::default(),
         })
     }
 
@@ -207,6 +222,7 @@ impl Remote {
             writer: self.writer.clone(),
             rt: self.rt,
             others: RwLock::new(HashMap::new()),
+            stats: RemoteStats::default(),
         }
     }
 
@@ -221,6 +237,18 @@ impl Remote {
 
     pub fn writer(&self) -> &str {
         &self.writer
+    }
+
+    pub fn stats(&self) -> &RemoteStats {
+        &self.stats
+    }
+
+    /// Counts a failed request.
+    fn counted<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if r.is_err() {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        r
     }
 
     /// Runs requests to the store from blocking code (flushes, compaction), which may itself
@@ -278,7 +306,7 @@ impl Remote {
             .iter()
             .map(|f| Ok((self.key_of(root, &f.path)?, f.path.as_path())))
             .collect::<Result<_, StoreError>>()?;
-        self.block(async {
+        let uploaded = self.block(async {
             for (key, path) in uploads {
                 let mut file = tokio::fs::File::open(path)
                     .await
@@ -295,7 +323,17 @@ impl Remote {
                 }
             }
             Ok(())
-        })
+        });
+        if uploaded.is_ok() {
+            let bytes: u64 = files.iter().map(|f| f.size_bytes).sum();
+            self.stats
+                .files_uploaded
+                .fetch_add(files.len() as u64, Ordering::Relaxed);
+            self.stats
+                .bytes_uploaded
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
+        self.counted(uploaded)
     }
 
     /// Replaces this writer's manifest with `tables` (each table's files, all of them).
@@ -327,8 +365,13 @@ impl Remote {
         let body = serde_json::to_vec(&manifest)
             .map_err(|e| StoreError::internal(format!("manifest: {e}")))?;
         let key = self.manifest_key(&self.writer);
-        self.block(self.store.put(&key, PutPayload::from(body)))
-            .map_err(|e| remote_error(format!("writing {key}"), e))?;
+        self.counted(
+            self.block(self.store.put(&key, PutPayload::from(body)))
+                .map_err(|e| remote_error(format!("writing {key}"), e)),
+        )?;
+        self.stats
+            .manifests_published
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -405,6 +448,14 @@ impl Remote {
     /// Reads the other writers' manifests that changed since the last call, and forgets
     /// writers whose manifest is gone. Returns how many writers' files are known. Blocking.
     pub fn refresh(&self) -> Result<usize, StoreError> {
+        let known = self.counted(self.read_others())?;
+        self.stats
+            .other_writers
+            .store(known as u64, Ordering::Relaxed);
+        Ok(known)
+    }
+
+    fn read_others(&self) -> Result<usize, StoreError> {
         let dir = self.prefix.clone().join("manifests");
         let listed: Vec<object_store::ObjectMeta> = self
             .block(self.store.list(Some(&dir)).try_collect())

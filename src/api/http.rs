@@ -407,6 +407,47 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             );
         }
     }
+    if let Some(remote) = store.config().remote.as_deref() {
+        let r = remote.stats();
+        for (name, kind, help, v) in [
+            (
+                "headroom_object_store_files_uploaded_total",
+                "counter",
+                "Parquet files uploaded to --storage",
+                &r.files_uploaded,
+            ),
+            (
+                "headroom_object_store_bytes_uploaded_total",
+                "counter",
+                "bytes of Parquet files uploaded to --storage",
+                &r.bytes_uploaded,
+            ),
+            (
+                "headroom_object_store_manifests_published_total",
+                "counter",
+                "manifests this writer published",
+                &r.manifests_published,
+            ),
+            (
+                "headroom_object_store_failures_total",
+                "counter",
+                "uploads and manifest writes or reads that failed",
+                &r.failures,
+            ),
+            (
+                "headroom_object_store_other_writers",
+                "gauge",
+                "other writers whose files this server reads",
+                &r.other_writers,
+            ),
+        ] {
+            let v = load(v);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
     let name = "headroom_anomalies_ongoing";
     let _ = writeln!(
         out,

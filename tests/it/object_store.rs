@@ -232,6 +232,18 @@ async fn two_writers_share_a_bucket_and_each_server_reads_the_union() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(b.count("SELECT count(*) FROM spans").await, total);
 
+    let metrics = a.metrics().await;
+    for series in [
+        "headroom_object_store_other_writers 1",
+        "headroom_object_store_failures_total 0",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
+    assert!(
+        !metrics.contains("headroom_object_store_files_uploaded_total 0\n"),
+        "{metrics}"
+    );
+
     // A restarted writer finds its own files and the other's.
     let dir = a.stop().await;
     let a = TestServer::start_in(dir, |c| writer(c, s3, "cluster", "a")).await;
