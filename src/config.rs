@@ -47,6 +47,102 @@ pub enum Command {
     },
     /// Print the storage schema as Markdown.
     Schema,
+    /// Run a node of an Apache Ballista cluster that `headroom serve --query-engine ballista`
+    /// sends its queries to.
+    Ballista {
+        #[command(subcommand)]
+        command: BallistaCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BallistaCommand {
+    /// The scheduler: takes queries from servers and hands their stages to executors.
+    Scheduler {
+        /// Listen address of the scheduler's gRPC service.
+        #[arg(
+            long,
+            env = "HEADROOM_BALLISTA_SCHEDULER_ADDR",
+            default_value = "0.0.0.0:50050"
+        )]
+        addr: SocketAddr,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// An executor: runs stages, reading the servers' object store.
+    Executor(ExecutorArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecutorArgs {
+    /// The scheduler, `host:port`.
+    #[arg(
+        long,
+        env = "HEADROOM_BALLISTA_SCHEDULER",
+        default_value = "127.0.0.1:50050"
+    )]
+    pub scheduler: String,
+    /// Address the executor binds.
+    #[arg(long, env = "HEADROOM_BALLISTA_BIND_HOST", default_value = "0.0.0.0")]
+    pub bind_host: String,
+    /// Host name or address the scheduler and the other executors reach this one at.
+    #[arg(
+        long,
+        env = "HEADROOM_BALLISTA_EXTERNAL_HOST",
+        default_value = "127.0.0.1"
+    )]
+    pub external_host: String,
+    /// Arrow Flight port: shuffle reads and results.
+    #[arg(long, env = "HEADROOM_BALLISTA_FLIGHT_PORT", default_value_t = 50051)]
+    pub flight_port: u16,
+    /// The executor's gRPC port.
+    #[arg(long, env = "HEADROOM_BALLISTA_GRPC_PORT", default_value_t = 50052)]
+    pub grpc_port: u16,
+    /// Tasks run at once (0: one per core).
+    #[arg(long, env = "HEADROOM_BALLISTA_TASK_SLOTS", default_value_t = 0)]
+    pub task_slots: usize,
+    /// Memory all running tasks together may use.
+    #[arg(
+        long,
+        env = "HEADROOM_BALLISTA_MEMORY_LIMIT_BYTES",
+        default_value_t = 2 << 30
+    )]
+    pub memory_limit_bytes: u64,
+    /// Where shuffle files are written.
+    #[arg(
+        long,
+        env = "HEADROOM_BALLISTA_WORK_DIR",
+        default_value = "./headroom-ballista"
+    )]
+    pub work_dir: PathBuf,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// The object store a cluster node reads: the servers' `--storage`.
+#[derive(Args, Debug, Clone)]
+pub struct StorageArgs {
+    /// The servers' `--storage`, which the plans read.
+    #[arg(long, env = "HEADROOM_STORAGE")]
+    pub storage: String,
+    /// As `headroom serve --storage-option`.
+    #[arg(
+        long = "storage-option",
+        env = "HEADROOM_STORAGE_OPTIONS",
+        value_delimiter = ',',
+        value_parser = parse_storage_option,
+        hide_env_values = true
+    )]
+    pub storage_options: Vec<(String, String)>,
+}
+
+/// Where queries run.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryEngineKind {
+    /// In this process.
+    Local,
+    /// On an Apache Ballista cluster (`--ballista-scheduler`), over `--storage`.
+    Ballista,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -130,6 +226,13 @@ pub struct ServeConfig {
     /// flushed rows take to show here, at most.
     #[arg(long, env = "HEADROOM_STORAGE_REFRESH_SECONDS", default_value_t = 10.0)]
     pub storage_refresh_seconds: f64,
+    /// Where queries run: here, or on a Ballista cluster over what every writer published to
+    /// `--storage`.
+    #[arg(long, env = "HEADROOM_QUERY_ENGINE", value_enum, default_value_t = QueryEngineKind::Local)]
+    pub query_engine: QueryEngineKind,
+    /// The Ballista scheduler, `df://host:port`, with `--query-engine ballista`.
+    #[arg(long, env = "HEADROOM_BALLISTA_SCHEDULER", default_value = "")]
+    pub ballista_scheduler: String,
     /// PEM certificate chain for TLS on the PostgreSQL port only (with `--pg-tls-key-path`);
     /// it takes precedence over `--tls-cert-path` there.
     #[arg(long, env = "HEADROOM_PG_TLS_CERT_PATH")]
@@ -366,6 +469,15 @@ impl ServeConfig {
         } else if !self.storage_options.is_empty() {
             return Err("--storage-option needs --storage".into());
         }
+        if self.query_engine == QueryEngineKind::Ballista {
+            if self.storage.is_empty() {
+                return Err(
+                    "--query-engine ballista reads what is published to --storage: set it".into(),
+                );
+            }
+            headroom_analytics::cluster::Cluster::new(&self.ballista_scheduler)
+                .map_err(|e| e.to_string())?;
+        }
         if !self.writer_id.is_empty()
             && !headroom_collector::remote::is_valid_writer_id(&self.writer_id)
         {
@@ -504,6 +616,8 @@ impl ServeConfig {
             storage_options: Vec::new(),
             writer_id: String::new(),
             storage_refresh_seconds: 10.0,
+            query_engine: QueryEngineKind::Local,
+            ballista_scheduler: String::new(),
             tls_cert_path: None,
             tls_key_path: None,
             pg_tls_cert_path: None,

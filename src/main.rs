@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use headroom::config::{Cli, Command};
-use headroom::{anomaly, demo, forecast, loadgen, query, scaling, serve};
+use headroom::{anomaly, cluster, demo, forecast, loadgen, query, scaling, serve};
 
 // The ingest path allocates and frees many small buffers across threads; glibc's allocator spent
 // a quarter of the CPU there and fragmented memory.
@@ -104,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{report}");
         }
         Command::Schema => print!("{}", headroom_collector::schema::markdown()),
+        Command::Ballista { command } => cluster::run(command, shutdown_signal()).await?,
     }
     Ok(())
 }

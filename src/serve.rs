@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
-use crate::config::{ServeConfig, WalSync};
+use crate::config::{QueryEngineKind, ServeConfig, WalSync};
 use crate::tenants::Registry;
 use crate::tls::{self, Tls};
 use headroom_analytics::scaling::config::ScalingConfig;
@@ -456,13 +456,23 @@ pub(crate) async fn open_tenant(
         }
     };
     let ingester = Arc::new(Ingester::new(store.clone(), wal.clone(), rollups));
-    let engine = QueryEngine::new(
-        store.clone(),
-        cfg.query_limits(),
-        &settings.kpi,
-        cfg.file_cache_bytes,
-    )
-    .await?;
+    let engine = match cfg.query_engine {
+        QueryEngineKind::Local => {
+            QueryEngine::new(
+                store.clone(),
+                cfg.query_limits(),
+                &settings.kpi,
+                cfg.file_cache_bytes,
+            )
+            .await?
+        }
+        QueryEngineKind::Ballista => {
+            let cluster = headroom_analytics::cluster::Cluster::new(&cfg.ballista_scheduler)
+                .map_err(|e| ServeError::Config(e.to_string()))?;
+            QueryEngine::on_cluster(store.clone(), cluster, cfg.query_limits(), &settings.kpi)
+                .await?
+        }
+    };
     let api = api::http::router(api::http::ApiState {
         engine: engine.clone(),
         ingester: ingester.clone(),
@@ -557,23 +567,25 @@ impl Tenant {
     }
 }
 
+/// `--storage` as a URL: an absolute or relative path becomes a `file://` one.
+pub fn storage_url(storage: &str) -> Result<String, ServeError> {
+    if storage.contains("://") {
+        return Ok(storage.to_owned());
+    }
+    let dir = std::path::absolute(storage)
+        .map_err(|e| ServeError::Config(format!("--storage {storage}: {e}")))?;
+    Ok(url::Url::from_directory_path(&dir)
+        .map_err(|()| ServeError::Config(format!("--storage {storage}: not a usable path")))?
+        .to_string())
+}
+
 /// `--storage` as this server's writer sees it: the writer id is `--writer-id`, or the one
 /// kept in the data directory, or a new one (the store keeps it there once it opens).
 fn remote(cfg: &ServeConfig) -> Result<Option<Arc<Remote>>, ServeError> {
     if cfg.storage.is_empty() {
         return Ok(None);
     }
-    let url = if cfg.storage.contains("://") {
-        cfg.storage.clone()
-    } else {
-        let dir = std::path::absolute(&cfg.storage)
-            .map_err(|e| ServeError::Config(format!("--storage {}: {e}", cfg.storage)))?;
-        url::Url::from_directory_path(&dir)
-            .map_err(|()| {
-                ServeError::Config(format!("--storage {}: not a usable path", cfg.storage))
-            })?
-            .to_string()
-    };
+    let url = storage_url(&cfg.storage)?;
     let (store, base, prefix) = headroom_collector::remote::connect(&url, &cfg.storage_options)
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let writer = if cfg.writer_id.is_empty() {

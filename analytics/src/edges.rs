@@ -89,7 +89,10 @@ impl Coverage {
     /// `edges` and `spans`: snapshots of `edge_rollup_1m` and `spans`.
     pub fn of(edges: &Snapshot, spans: &Snapshot) -> Result<Self> {
         let mut span_rows: HashMap<i64, u64> = HashMap::new();
-        for f in &spans.files {
+        // Other writers' files count too: an hour whose spans several writers hold has one
+        // edge file per writer, or a file counting fewer spans than there are, and is paired
+        // from the spans of all of them.
+        for f in spans.files.iter().chain(&spans.remote_files) {
             if let Some(hour) = f.hour_ns {
                 *span_rows.entry(hour).or_default() += f.rows;
             }
@@ -109,7 +112,7 @@ impl Coverage {
                 .is_none()
         };
         let mut files: HashMap<i64, Vec<Option<u64>>> = HashMap::new();
-        for f in &edges.files {
+        for f in edges.files.iter().chain(&edges.remote_files) {
             if let Some(hour) = f.hour_ns {
                 files.entry(hour).or_default().push(f.source_rows);
             }
@@ -369,9 +372,14 @@ pub async fn refresh(
     now_ns: i64,
     max_hours: usize,
 ) -> std::result::Result<Refreshed, QueryError> {
+    // This writer rolls up the hours of its own spans.
     let snapshot = |t| {
         store
             .snapshot(t)
+            .map(|s| Snapshot {
+                remote_files: Vec::new(),
+                ..s
+            })
             .map_err(|e| QueryError::Internal(e.to_string()))
     };
     let due = Coverage::of(&snapshot(EDGE_ROLLUP_1M)?, &snapshot(SPANS)?)?.due(now_ns);

@@ -10,8 +10,8 @@ use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
@@ -62,6 +62,8 @@ pub struct QueryEngine {
     anomaly_stats: Arc<crate::anomaly::live::Stats>,
     board: crate::scaling::live::Board,
     file_cache: Option<Arc<DecodedFiles>>,
+    /// Where queries run when not here.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 /// What query users may run: queries only. No DDL (`CREATE EXTERNAL TABLE` reads arbitrary
@@ -94,6 +96,20 @@ impl QueryEngine {
             })
             .collect();
         Self::build(tables, Some(source), cache, limits, kpi).await
+    }
+
+    /// [`QueryEngine::new`] over what `store` has published to its object store, with every
+    /// query run on `cluster` (see [`crate::cluster`]).
+    pub async fn on_cluster(
+        store: Arc<headroom_collector::store::Store>,
+        cluster: crate::cluster::Cluster,
+        limits: QueryLimits,
+        kpi: &KpiSettings,
+    ) -> Result<Self, QueryError> {
+        let mut engine =
+            Self::new(Arc::new(crate::cluster::Published(store)), limits, kpi, 0).await?;
+        engine.cluster = Some(cluster);
+        Ok(engine)
     }
 
     /// A session over the given tables (named as in the storage contract), with everything
@@ -136,12 +152,7 @@ impl QueryEngine {
             state.runtime_env().register_object_store(&url, store);
         }
         let mut ctx = SessionContext::new_with_state(state);
-        datafusion_functions_json::register_all(&mut ctx)?;
-        ctx.register_udf(ScalarUDF::from(ToJson::new()));
-        crate::histogram::register(&ctx);
-        crate::exp_histogram::register(&ctx);
-        crate::sketch::register(&ctx);
-        crate::stats::register(&ctx);
+        register_functions(&mut ctx)?;
         for (name, table) in tables {
             ctx.register_table(name, table)?;
         }
@@ -178,6 +189,7 @@ impl QueryEngine {
             anomaly_stats: Default::default(),
             board: Default::default(),
             file_cache,
+            cluster: None,
         })
     }
 
@@ -294,7 +306,7 @@ impl QueryEngine {
 
     /// A result held in memory counts against the query's memory limit too.
     async fn collect(&self, df: DataFrame) -> Result<Vec<RecordBatch>, QueryError> {
-        let mut stream = df.execute_stream().await?;
+        let mut stream = self.execute(df).await?;
         let (mut batches, mut bytes) = (Vec::new(), 0usize);
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -311,6 +323,17 @@ impl QueryEngine {
             batches.push(batch);
         }
         Ok(batches)
+    }
+
+    /// Starts running a planned query: here, or on the cluster (see [`crate::cluster`]).
+    pub async fn execute(&self, df: DataFrame) -> Result<SendableRecordBatchStream, QueryError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(df.execute_stream().await?);
+        };
+        let task = Arc::new(df.task_ctx());
+        let plan = df.create_physical_plan().await?;
+        let plan = cluster.distribute(plan)?;
+        Ok(datafusion::physical_plan::execute_stream(plan, task)?)
     }
 
     /// Runs `sql` and renders the result as JSON rows.
@@ -340,6 +363,18 @@ impl QueryEngine {
             columns,
         })
     }
+}
+
+/// Registers Headroom's own functions (and the JSON ones) in `ctx`.
+pub(crate) fn register_functions(ctx: &mut SessionContext) -> datafusion::error::Result<()> {
+    datafusion_functions_json::register_all(ctx)?;
+    ctx.register_udf(ScalarUDF::from(ToJson::new()));
+    crate::histogram::register(ctx);
+    crate::exp_histogram::register(ctx);
+    crate::sketch::register(ctx);
+    crate::stats::register(ctx);
+    crate::pg_compat::register_functions(ctx);
+    Ok(())
 }
 
 fn check_read_only(plan: &LogicalPlan) -> Result<(), QueryError> {

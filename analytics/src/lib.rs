@@ -3,6 +3,7 @@
 pub mod anomaly;
 pub mod bounded;
 pub mod catalog;
+pub mod cluster;
 pub mod edges;
 pub mod engine;
 pub mod error;

@@ -45,9 +45,14 @@ pub fn register(ctx: &SessionContext, catalog: &str) -> Result<()> {
     ctx.catalog(catalog)
         .ok_or_else(|| DataFusionError::Plan(format!("no catalog {catalog}")))?
         .register_schema(INFORMATION_SCHEMA, info)?;
+    register_functions(ctx);
+    Ok(())
+}
+
+/// PostgreSQL's functions that Headroom provides itself (`version()`, `current_setting()`).
+pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Version::new()));
     ctx.register_udf(ScalarUDF::from(CurrentSetting::new()));
-    Ok(())
 }
 
 /// Removes `pg_catalog` from the session: its tables hold the session's catalog list, a

@@ -6,6 +6,7 @@
 
 mod anomalies;
 mod backpressure;
+mod ballista;
 mod compaction;
 mod console;
 mod crash;

@@ -20,12 +20,12 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::crash::{SPANS_PER_REQUEST, trace_request};
 use crate::{ServerProcess, TestServer};
 
-const BUCKET: &str = "headroom";
+pub const BUCKET: &str = "headroom";
 const ACCESS_KEY: &str = "headroom-test";
 const SECRET_KEY: &str = "headroom-test-secret";
 
 /// An S3 server (s3s-fs, files under `root`) on a loopback port, with one bucket.
-async fn s3_server(root: &Path) -> SocketAddr {
+pub async fn s3_server(root: &Path) -> SocketAddr {
     std::fs::create_dir_all(root.join(BUCKET)).unwrap();
     let fs = s3s_fs::FileSystem::new(root).unwrap();
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
@@ -47,7 +47,7 @@ async fn s3_server(root: &Path) -> SocketAddr {
 }
 
 /// The `--storage-option`s that reach the S3 server at `endpoint`.
-fn s3_options(endpoint: SocketAddr) -> Vec<(String, String)> {
+pub fn s3_options(endpoint: SocketAddr) -> Vec<(String, String)> {
     [
         ("aws_endpoint", format!("http://{endpoint}")),
         ("aws_allow_http", "true".to_owned()),
@@ -60,7 +60,7 @@ fn s3_options(endpoint: SocketAddr) -> Vec<(String, String)> {
     .collect()
 }
 
-fn writer(cfg: &mut ServeConfig, endpoint: SocketAddr, prefix: &str, id: &str) {
+pub fn writer(cfg: &mut ServeConfig, endpoint: SocketAddr, prefix: &str, id: &str) {
     cfg.storage = format!("s3://{BUCKET}/{prefix}");
     cfg.storage_options = s3_options(endpoint);
     cfg.writer_id = id.to_owned();
@@ -122,7 +122,7 @@ async fn send(grpc: &str, service: &str, client: u32, requests: u32) {
 }
 
 /// Polls `sql` (one integer) on `s` until it equals `want`; fails after 20 s.
-async fn wait_for(s: &TestServer, sql: &str, want: i64, what: &str) {
+pub async fn wait_for(s: &TestServer, sql: &str, want: i64, what: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let got = s.count(sql).await;

@@ -1,0 +1,178 @@
+//! `--query-engine ballista`: a Ballista scheduler and two executors on loopback, over an S3
+//! bucket two writers publish to; the KPI views answer on the cluster as they do in-process.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use headroom::config::{QueryEngineKind, ServeConfig};
+use headroom_analytics::cluster::{ExecutorSettings, run_executor, run_scheduler};
+use serde_json::Value;
+
+use crate::TestServer;
+use crate::object_store::{BUCKET, s3_options, s3_server, writer};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scheduler and two executors reading the bucket at `s3`; returns the scheduler's address
+/// and its task, which stops the scheduler when aborted.
+async fn cluster(
+    s3: SocketAddr,
+    work: &std::path::Path,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let store = || {
+        let (store, base, _) =
+            headroom_collector::remote::connect(&format!("s3://{BUCKET}/cluster"), &s3_options(s3))
+                .unwrap();
+        Some((base, store))
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let scheduler = listener.local_addr().unwrap();
+    let read = store();
+    let task = tokio::spawn(async move {
+        run_scheduler(listener, read).await.unwrap();
+    });
+    for i in 0..2 {
+        let read = store();
+        let settings = ExecutorSettings {
+            bind_host: "127.0.0.1".into(),
+            external_host: "127.0.0.1".into(),
+            port: free_port(),
+            grpc_port: free_port(),
+            scheduler_host: "127.0.0.1".into(),
+            scheduler_port: scheduler.port(),
+            vcores: 2,
+            work_dir: work.join(format!("executor-{i}")),
+            memory_bytes: 1 << 30,
+        };
+        std::fs::create_dir_all(&settings.work_dir).unwrap();
+        tokio::spawn(async move {
+            if let Err(e) = run_executor(settings, read).await {
+                eprintln!("executor stopped: {e}");
+            }
+        });
+    }
+    (scheduler, task)
+}
+
+/// Numbers equal to 1e-9 relative (sums over other partitions add in another order), the
+/// rest exactly.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn with_demo_slos(cfg: &mut ServeConfig) {
+    let path = cfg.data_dir.with_file_name("demo-slos.toml");
+    std::fs::write(&path, headroom::demo::DEMO_SLOS).unwrap();
+    cfg.slo_config_path = Some(path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kpi_views_on_a_ballista_cluster_match_the_local_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = s3_server(&dir.path().join("bucket")).await;
+    let (scheduler, scheduler_task) = cluster(s3, dir.path()).await;
+
+    // Two writers, forty minutes of the demo's shop between them.
+    const MIN: i64 = 60_000_000_000;
+    let end = crate::last_weekday_at(12);
+    let a = TestServer::start_with(|c| {
+        writer(c, s3, "cluster", "a");
+        with_demo_slos(c);
+    })
+    .await;
+    let b = TestServer::start_with(|c| writer(c, s3, "cluster", "b")).await;
+    let scenario = headroom::demo::Scenario::new(5.0, end - 40 * MIN, end);
+    crate::backfill(&a, scenario.clone(), end - 40 * MIN, end - 20 * MIN).await;
+    crate::backfill(&b, scenario, end - 20 * MIN, end).await;
+    a.flush().await;
+    b.flush().await;
+    // Each server's own rows, all in its files now.
+    let own = |s: &TestServer| s.running.store.stats("spans").unwrap().file_rows as i64;
+    let total = own(&a) + own(&b);
+
+    // A third server runs its queries on the cluster.
+    let c = TestServer::start_with(|c| {
+        writer(c, s3, "cluster", "c");
+        with_demo_slos(c);
+        c.query_engine = QueryEngineKind::Ballista;
+        c.ballista_scheduler = format!("df://{scheduler}");
+    })
+    .await;
+    crate::object_store::wait_for(&a, "SELECT count(*) FROM spans", total, "a reads b's spans")
+        .await;
+    // Executors register with the scheduler shortly after it starts.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = c.sql_raw("SELECT count(*) FROM spans").await;
+        if status == 200 && body["rows"][0][0].as_i64() == Some(total) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let range = format!(
+        "\"time\" >= TIMESTAMP '{}' AND \"time\" < TIMESTAMP '{}'",
+        crate::rfc3339(end - 40 * MIN),
+        crate::rfc3339(end)
+    );
+    let hours = format!(
+        "\"time\" >= TIMESTAMP '{}' AND \"time\" < TIMESTAMP '{}'",
+        crate::rfc3339(end - 60 * MIN),
+        crate::rfc3339(end)
+    );
+    for sql in [
+        format!("SELECT * FROM service_kpi_1m WHERE {range} ORDER BY service_name, \"time\""),
+        format!("SELECT * FROM service_kpi_1h WHERE {hours} ORDER BY service_name, \"time\""),
+        format!("SELECT * FROM endpoint_kpi_1m WHERE {range} ORDER BY 1, 2, 3, 4"),
+        format!("SELECT * FROM service_graph_1m WHERE {range} ORDER BY 1, 2, 3, 4"),
+        format!("SELECT * FROM service_resilience_1m WHERE {range} ORDER BY 1, 2"),
+        "SELECT service_name, approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) \
+         AS p99, count(DISTINCT trace_id) AS traces FROM spans GROUP BY 1 ORDER BY 1"
+            .to_owned(),
+    ] {
+        let local = a.sql(&sql).await;
+        let on_cluster = c.sql(&sql).await;
+        let rows = local["rows"].as_array().unwrap().len();
+        assert!(rows > 0, "{sql}: no rows");
+        assert!(
+            same(&local["rows"], &on_cluster["rows"]),
+            "{sql}\nlocal:   {}\ncluster: {}",
+            local["rows"],
+            on_cluster["rows"]
+        );
+        assert_eq!(local["columns"], on_cluster["columns"], "{sql}");
+    }
+
+    // The queries ran on the cluster: without its scheduler, they fail.
+    scheduler_task.abort();
+    let _ = scheduler_task.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = c.sql_raw("SELECT count(*) FROM spans").await;
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        body.to_string().contains("scheduler") || body.to_string().contains("connect"),
+        "{body}"
+    );
+    c.stop().await;
+    b.stop().await;
+    a.stop().await;
+}
