@@ -176,3 +176,100 @@ async fn kpi_views_on_a_ballista_cluster_match_the_local_engine() {
     b.stop().await;
     a.stop().await;
 }
+
+/// A `headroom ballista …` process, stopped (SIGKILL) when dropped.
+struct Node(std::process::Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `headroom ballista <args>` and returns it with its ready line.
+fn node(args: &[String], log: &std::path::Path) -> (Node, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .arg("ballista")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.contains(" ready "),
+        "{line:?}: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    (Node(child), line)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cluster_runs_as_headroom_ballista_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = s3_server(&dir.path().join("bucket")).await;
+    let storage = |args: &mut Vec<String>| {
+        args.extend(["--storage".into(), format!("s3://{BUCKET}/procs")]);
+        for (k, v) in s3_options(s3) {
+            args.extend(["--storage-option".into(), format!("{k}={v}")]);
+        }
+    };
+    let mut args = vec!["scheduler".into(), "--addr".into(), "127.0.0.1:0".into()];
+    storage(&mut args);
+    let (_scheduler, ready) = node(&args, &dir.path().join("scheduler.log"));
+    let scheduler = crate::addr(ready.trim(), "scheduler");
+    let mut executors = Vec::new();
+    for i in 0..2 {
+        let mut args: Vec<String> = vec![
+            "executor".into(),
+            "--scheduler".into(),
+            scheduler.clone(),
+            "--bind-host".into(),
+            "127.0.0.1".into(),
+            "--flight-port".into(),
+            free_port().to_string(),
+            "--grpc-port".into(),
+            free_port().to_string(),
+            "--task-slots".into(),
+            "2".into(),
+            "--work-dir".into(),
+            dir.path().join(format!("work-{i}")).display().to_string(),
+        ];
+        storage(&mut args);
+        executors.push(node(&args, &dir.path().join(format!("executor-{i}.log"))).0);
+    }
+
+    let a = TestServer::start_with(|c| writer(c, s3, "procs", "a")).await;
+    let mut client = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(a.grpc_endpoint()).await.unwrap();
+    for seq in 0..3 {
+        client
+            .export(crate::crash::trace_request(1, seq))
+            .await
+            .unwrap();
+    }
+    a.flush().await;
+    let c = TestServer::start_with(|c| {
+        writer(c, s3, "procs", "c");
+        c.query_engine = QueryEngineKind::Ballista;
+        c.ballista_scheduler = format!("df://{scheduler}");
+    })
+    .await;
+    let want = i64::from(3 * crate::crash::SPANS_PER_REQUEST);
+    let sql = "SELECT count(*), count(DISTINCT span_name) FROM spans";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = c.sql_raw(sql).await;
+        if status == 200 && body["rows"][0] == serde_json::json!([want, want]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    c.stop().await;
+    a.stop().await;
+}
