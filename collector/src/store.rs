@@ -801,7 +801,8 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io(&marker, e)),
         }
-        let listed = listed.unwrap_or_default();
+        let listed: std::collections::HashSet<String> =
+            listed.unwrap_or_default().into_iter().collect();
         let root = &self.config.root;
         let mut tables = Vec::new();
         let mut keys = Vec::new();
