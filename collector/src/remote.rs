@@ -34,6 +34,10 @@ use crate::parquet::DataFile;
 
 const MANIFEST_FORMAT: u32 = 1;
 
+/// How old a manifest must be before its modification time and size are trusted to tell a
+/// new version from the one already read (the margin covers clock differences too).
+const SETTLED: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
 /// A writer's list of live files.
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
@@ -475,12 +479,16 @@ impl Remote {
             }
             seen.push(writer.clone());
             let version = (meta.last_modified, meta.size);
-            let unchanged = self
-                .others
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&writer)
-                .is_some_and(|o| o.version == version);
+            // Two versions written close together may share a time stamp and a size: a
+            // manifest is trusted unchanged only once it is a while old.
+            let settled = chrono::Utc::now() - meta.last_modified > SETTLED;
+            let unchanged = settled
+                && self
+                    .others
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&writer)
+                    .is_some_and(|o| o.version == version);
             if unchanged {
                 continue;
             }
