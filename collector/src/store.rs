@@ -721,9 +721,10 @@ impl Store {
         removed: &[DataFile],
         also: impl FnOnce(&mut TableState),
     ) -> Result<(), StoreError> {
+        let drop_removed =
+            |files: &mut Vec<DataFile>| files.retain(|f| !removed.iter().any(|r| r.path == f.path));
         let apply = |s: &mut TableState, added: Vec<DataFile>| {
-            s.files
-                .retain(|f| !removed.iter().any(|r| r.path == f.path));
+            drop_removed(&mut s.files);
             s.add_files(added);
             also(s);
         };
@@ -739,7 +740,7 @@ impl Store {
             .map(|u| {
                 let mut files = lock(&u.state).files.clone();
                 if std::ptr::eq(u, t) {
-                    files.retain(|f| !removed.iter().any(|r| r.path == f.path));
+                    drop_removed(&mut files);
                     files.extend(added.iter().cloned());
                 }
                 (u.def.name, files)
