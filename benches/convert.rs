@@ -7,9 +7,9 @@
 //! `cargo bench --bench convert`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use headroom::loadgen::{Topology, span_count};
-use headroom_collector::convert;
-use headroom_collector::rollup::{self, RollupConfig};
+use headroom_ingest::convert;
+use headroom_loadgen::{Topology, span_count};
+use headroom_storage::rollup::{self, RollupConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let points: u64 = metrics
         .iter()
-        .map(headroom::loadgen::metric_point_count)
+        .map(headroom_loadgen::metric_point_count)
         .sum();
     let mut g = c.benchmark_group("metrics");
     g.throughput(Throughput::Elements(points));

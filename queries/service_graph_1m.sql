@@ -15,7 +15,7 @@
 -- Hours whose edges are in edge_rollup_1m (settled, and not changed by late spans since) are
 -- read from it, with percentiles from its latency sketches (within 0.54 %); the other hours
 -- are counted from the spans with exact percentiles. The counts are the same either way.
--- Planned per query (analytics/src/edges.rs): {raw_calls} and {rolled_minutes} become the
+-- Planned per query (analytics/src/service_graph.rs): {raw_calls} and {rolled_minutes} become the
 -- hours of the asked range each source answers.
 CREATE VIEW service_graph_1m AS
 SELECT

@@ -11,7 +11,7 @@
 -- else 'virtual_node'. PRODUCER calls are 'messaging_system'. An entry span without a
 -- parent is a call from the virtual client 'user'.
 --
--- Planned per query (analytics/src/bounded.rs): a filter on "time" limits the spans read to
+-- Planned per query (analytics/src/ranged_view.rs): a filter on "time" limits the spans read to
 -- that range widened by 15 minutes each side ({start_time_bounds}), so a span is paired with
 -- its parent or child when they start within 15 minutes of each other.
 CREATE VIEW service_graph_calls AS

@@ -36,7 +36,7 @@ fn object_store(
     args: &StorageArgs,
 ) -> anyhow::Result<(String, std::sync::Arc<dyn object_store::ObjectStore>)> {
     let url = crate::serve::storage_url(&args.storage)?;
-    let (store, base, _) = headroom_collector::remote::connect(&url, &args.storage_options)?;
+    let (store, base, _) = headroom_storage::remote::connect(&url, &args.storage_options)?;
     Ok((base, store))
 }
 

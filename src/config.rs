@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::loadgen::LoadgenArgs;
+use headroom_loadgen::LoadgenArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -479,7 +479,7 @@ impl ServeConfig {
                 .map_err(|e| e.to_string())?;
         }
         if !self.writer_id.is_empty()
-            && !headroom_collector::remote::is_valid_writer_id(&self.writer_id)
+            && !headroom_storage::remote::is_valid_writer_id(&self.writer_id)
         {
             return Err(format!(
                 "--writer-id {:?}: use 1 to 64 letters, digits, '-', '_' or '.'",
@@ -723,11 +723,11 @@ fn parse_table_retention(text: &str) -> Result<(String, Retention), String> {
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not TABLE=DURATION"))?;
     let table = table.trim();
-    if !headroom_collector::schema::tables()
+    if !headroom_storage::schema::tables()
         .iter()
         .any(|t| t.name == table)
     {
-        let names: Vec<_> = headroom_collector::schema::tables()
+        let names: Vec<_> = headroom_storage::schema::tables()
             .iter()
             .map(|t| t.name)
             .collect();

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use headroom::config::{Cli, Command};
-use headroom::{anomaly, cluster, demo, forecast, loadgen, query, scaling, serve};
+use headroom::{anomaly, cluster, demo, forecast, query, scaling, serve};
+use headroom_loadgen as loadgen;
 
 // The ingest path allocates and frees many small buffers across threads; glibc's allocator spent
 // a quarter of the CPU there and fragmented memory.
@@ -103,7 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = tokio::task::spawn_blocking(move || anomaly::run(&command)).await??;
             print!("{report}");
         }
-        Command::Schema => print!("{}", headroom_collector::schema::markdown()),
+        Command::Schema => print!("{}", headroom_storage::schema::markdown()),
         Command::Ballista { command } => cluster::run(command, shutdown_signal()).await?,
     }
     Ok(())
@@ -125,7 +126,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", headroom_status::report(e.as_ref()));
             ExitCode::FAILURE
         }
     }

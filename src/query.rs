@@ -5,14 +5,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use headroom_analytics::{QueryEngine, QueryError};
-use headroom_collector::error::StoreError;
-use headroom_collector::store::Store;
+use headroom_storage::error::StoreError;
+use headroom_storage::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryCommandError {
     #[error("cannot open data directory: {0}")]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Query(#[from] QueryError),
     #[error("formatting result: {0}")]
     Format(#[from] arrow::error::ArrowError),

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use headroom_analytics::QueryEngine;
-use headroom_collector::ingest::Ingester;
-use headroom_collector::receiver;
-use headroom_collector::remote::Remote;
-use headroom_collector::rollup::RollupConfig;
-use headroom_collector::store::{Store, StoreConfig};
-use headroom_collector::tenant::DEFAULT_TENANT;
-use headroom_collector::wal::{SyncMode, Wal, WalConfig};
+use headroom_ingest::auth::DEFAULT_TENANT;
+use headroom_ingest::ingest::Ingester;
+use headroom_ingest::receiver;
+use headroom_storage::remote::Remote;
+use headroom_storage::rollup::RollupConfig;
+use headroom_storage::store::{Store, StoreConfig};
+use headroom_storage::wal::{SyncMode, Wal, WalConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,7 @@ use crate::config::{QueryEngineKind, ServeConfig, WalSync};
 use crate::tenants::Registry;
 use crate::tls::{self, Tls};
 use headroom_analytics::scaling::config::ScalingConfig;
-use headroom_collector::tenant::Access;
+use headroom_ingest::auth::Access;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -36,9 +36,9 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error("storage: {0}")]
-    Store(#[from] headroom_collector::error::StoreError),
+    Store(#[from] headroom_storage::error::StoreError),
     #[error("{0}")]
-    Wal(#[from] headroom_collector::error::WalError),
+    Wal(#[from] headroom_storage::error::WalError),
     #[error("query engine: {0}")]
     Query(#[from] headroom_analytics::QueryError),
     #[error("{what} server failed: {reason}")]
@@ -212,12 +212,18 @@ async fn run_maintenance(
 }
 
 /// Computes the service-graph edges of every settled hour whose file is missing or stale
-/// (see `headroom_analytics::edges`), a few hours at a time until none is left or the server
+/// (see `headroom_analytics::service_graph`), a few hours at a time until none is left or the server
 /// stops.
 async fn refresh_edges(store: &Arc<Store>, engine: &QueryEngine, stop: &CancellationToken) {
     let mut hours = 0;
     while !stop.is_cancelled() {
-        match headroom_analytics::edges::refresh(engine, store, now_ns(), EDGE_HOURS_PER_STEP).await
+        match headroom_analytics::service_graph::refresh(
+            engine,
+            store,
+            now_ns(),
+            EDGE_HOURS_PER_STEP,
+        )
+        .await
         {
             Ok(r) => {
                 hours += r.hours;
@@ -498,7 +504,7 @@ pub(crate) async fn open_tenant(
             compaction_target_bytes: cfg.compaction_target_bytes,
             interval: Duration::from_secs_f64(cfg.maintenance_interval_seconds),
             grace: Duration::from_secs_f64(cfg.deleted_file_grace_seconds),
-            retention: headroom_collector::schema::tables()
+            retention: headroom_storage::schema::tables()
                 .iter()
                 .filter_map(|t| cfg.retention_of(t.name).map(|d| (t.name, d)))
                 .collect(),
@@ -586,7 +592,7 @@ fn remote(cfg: &ServeConfig) -> Result<Option<Arc<Remote>>, ServeError> {
         return Ok(None);
     }
     let url = storage_url(&cfg.storage)?;
-    let (store, base, prefix) = headroom_collector::remote::connect(&url, &cfg.storage_options)
+    let (store, base, prefix) = headroom_storage::remote::connect(&url, &cfg.storage_options)
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let writer = if cfg.writer_id.is_empty() {
         match std::fs::read_to_string(cfg.data_dir.join("writer-id")) {

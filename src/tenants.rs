@@ -18,10 +18,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use headroom_collector::Signal;
-use headroom_collector::error::{IngestError, StoreError};
-use headroom_collector::ingest::Ingester;
-use headroom_collector::tenant::{Access, BoxFuture, DEFAULT_TENANT, Tenants, is_valid_tenant};
+use headroom_ingest::Signal;
+use headroom_ingest::auth::{Access, DEFAULT_TENANT, is_valid_tenant};
+use headroom_ingest::error::IngestError;
+use headroom_ingest::ingest::Ingester;
+use headroom_ingest::tenant::{BoxFuture, Tenants};
+use headroom_storage::error::StoreError;
 use tower::ServiceExt;
 
 use crate::serve::{ServeError, Settings, Tenant, open_tenant};
@@ -206,8 +208,8 @@ async fn dispatch(State(tenants): State<Arc<Registry>>, req: Request) -> Respons
 
 /// The API's answer to a request that reaches no tenant.
 fn refusal(e: &IngestError) -> Response {
-    let status = headroom_collector::receiver::http::http_status(e);
-    let mut resp = crate::api::http::error(status, e.to_string()).into_response();
+    let status = headroom_ingest::receiver::http::http_status(e);
+    let mut resp = crate::api::http::error(status, headroom_status::report(e)).into_response();
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -20,9 +20,9 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
-use headroom_collector::parquet::DataFile;
-use headroom_collector::schema::TableDef;
-use headroom_collector::store::{Snapshot, Store};
+use headroom_storage::parquet::DataFile;
+use headroom_storage::schema::TableDef;
+use headroom_storage::store::{Snapshot, Store};
 
 use crate::file_cache::DecodedFiles;
 
@@ -78,8 +78,7 @@ impl StoredTable {
     /// Reads the files `cache` holds from memory, if this is a table dashboards read over and
     /// over: a rollup, or the service graph's. Raw signals are too large to keep.
     pub fn with_cache(mut self, cache: Option<Arc<DecodedFiles>>) -> Self {
-        if self.def.rollup.is_some() || self.def.name == headroom_collector::schema::EDGE_ROLLUP_1M
-        {
+        if self.def.rollup.is_some() || self.def.name == headroom_storage::schema::EDGE_ROLLUP_1M {
             self.cache = cache;
         }
         self
@@ -129,7 +128,7 @@ impl TableProvider for StoredTable {
         // A file lies in one partition, `[start, start + partition_ns)`: one outside the range
         // the filters allow is not opened, so a day's query over a week of per-minute rollups
         // reads a day of files, not a week's footers.
-        let range = crate::bounded::range_of(self.def.time_column, filters);
+        let range = crate::ranged_view::range_of(self.def.time_column, filters);
         let (lo, hi) = (range.from.unwrap_or(i64::MIN), range.to.unwrap_or(i64::MAX));
         let width = self.def.partition_ns;
         let in_range = |f: &DataFile| {
@@ -296,12 +295,12 @@ impl TableProvider for PublishedTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use headroom_collector::schema;
+    use headroom_storage::schema;
 
     const MIN: i64 = 60_000_000_000;
 
     /// A table whose files do not exist: a query that opens one fails.
-    struct MissingFiles(Vec<headroom_collector::parquet::DataFile>);
+    struct MissingFiles(Vec<headroom_storage::parquet::DataFile>);
 
     impl SnapshotSource for MissingFiles {
         fn snapshot(&self, table: &str) -> std::result::Result<Snapshot, String> {
@@ -320,7 +319,7 @@ mod tests {
         const DAY: i64 = 24 * 60 * MIN;
         // Day partitions 1970-01-01, -02 and -03.
         let files = (0..3)
-            .map(|d| headroom_collector::parquet::DataFile {
+            .map(|d| headroom_storage::parquet::DataFile {
                 path: format!("/nonexistent/day-{d}.parquet").into(),
                 size_bytes: 1000,
                 rows: 1,

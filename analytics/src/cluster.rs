@@ -35,7 +35,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::physical_plan::AsExecutionPlan;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use futures::TryStreamExt;
-use headroom_collector::store::{Snapshot, Store};
+use headroom_storage::store::{Snapshot, Store};
 use object_store::ObjectStore;
 
 use crate::catalog::SnapshotSource;
@@ -84,7 +84,7 @@ impl Cluster {
     /// A plan that cannot be sent runs here: one reading PostgreSQL's catalog tables, which
     /// exist only in this server's session.
     pub fn distribute(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-        let guarded = plan.is::<crate::guard::GuardExec>();
+        let guarded = plan.is::<crate::query_limits::GuardExec>();
         let input = if guarded {
             plan.children()
                 .first()

@@ -15,15 +15,15 @@ use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
-use headroom_collector::schema;
+use headroom_storage::schema;
 use serde_json::Value;
 
 use crate::catalog::{SnapshotSource, StoredTable};
+use crate::client_columns::ToJson;
 use crate::error::QueryError;
 use crate::file_cache::{CacheStats, DecodedFiles};
-use crate::guard::{GuardRule, QueryLimits};
 use crate::kpi::KpiSettings;
-use crate::readable::ToJson;
+use crate::query_limits::{GuardRule, QueryLimits};
 
 /// The catalog and schema the stored tables live in.
 pub const CATALOG: &str = "headroom";
@@ -101,7 +101,7 @@ impl QueryEngine {
     /// [`QueryEngine::new`] over what `store` has published to its object store, with every
     /// query run on `cluster` (see [`crate::cluster`]).
     pub async fn on_cluster(
-        store: Arc<headroom_collector::store::Store>,
+        store: Arc<headroom_storage::store::Store>,
         cluster: crate::cluster::Cluster,
         limits: QueryLimits,
         kpi: &KpiSettings,
@@ -283,7 +283,7 @@ impl QueryEngine {
     }
 
     /// Runs one read-only statement and returns its schema and batches; with `readable`,
-    /// binary and nested columns come as text ([`crate::readable`]), for formats without such
+    /// binary and nested columns come as text ([`crate::client_columns`]), for formats without such
     /// types (CSV).
     pub async fn sql_with_schema(
         &self,
@@ -292,7 +292,7 @@ impl QueryEngine {
     ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
         let mut df = self.plan(sql).await?;
         if readable {
-            let plan = crate::readable::readable(df.into_unoptimized_plan())?;
+            let plan = crate::client_columns::readable(df.into_unoptimized_plan())?;
             df = self.ctx.execute_logical_plan(plan).await?;
         }
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -316,7 +316,7 @@ impl QueryEngine {
                     datafusion::error::DataFusionError::ResourcesExhausted(format!(
                         "the result is larger than the {} a query may use; add a LIMIT, or \
                          read it over the PostgreSQL protocol, which streams it",
-                        crate::guard::bytes(self.limits.memory_bytes)
+                        crate::query_limits::bytes(self.limits.memory_bytes)
                     )),
                 ));
             }

@@ -1,11 +1,16 @@
-//! Query errors, classified once: the caller's SQL is wrong, or we failed.
+//! Query errors, classified once ([`QueryError::class`]): the caller's SQL is wrong, or we
+//! failed. Every SQL surface answers with the class's HTTP status or SQLSTATE
+//! (`headroom-status`).
 
 use datafusion::error::DataFusionError;
+use headroom_status::ErrorClass;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
+    /// DataFusion's message already names its cause (a parser error, an Arrow error): the
+    /// variant shows it and is the end of the chain, so a report says it once.
     #[error("{0}")]
-    DataFusion(#[from] DataFusionError),
+    DataFusion(DataFusionError),
     #[error("Arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error("Headroom's SQL is read-only; only queries can run here ({0})")]
@@ -14,34 +19,38 @@ pub enum QueryError {
     Internal(String),
 }
 
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        QueryError::DataFusion(e)
+    }
+}
+
 impl QueryError {
+    /// What the caller should make of it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            _ if self.is_timeout() => ErrorClass::Timeout,
+            QueryError::ReadOnly(_) => ErrorClass::ReadOnly,
+            QueryError::DataFusion(e) => match e.find_root() {
+                DataFusionError::ResourcesExhausted(_) => ErrorClass::ResourcesExhausted,
+                DataFusionError::SQL(..)
+                | DataFusionError::Plan(_)
+                | DataFusionError::SchemaError(..)
+                | DataFusionError::NotImplemented(_) => ErrorClass::InvalidInput,
+                _ => ErrorClass::Internal,
+            },
+            QueryError::Arrow(_) | QueryError::Internal(_) => ErrorClass::Internal,
+        }
+    }
+
     /// True when the query was stopped at its deadline.
     pub fn is_timeout(&self) -> bool {
         match self {
             QueryError::DataFusion(e) => matches!(
                 e.find_root(),
-                DataFusionError::External(inner) if inner.is::<crate::guard::QueryTimeout>()
+                DataFusionError::External(inner) if inner.is::<crate::query_limits::QueryTimeout>()
             ),
             _ => false,
-        }
-    }
-
-    /// True when the query itself is at fault (syntax, unknown table or column, refused
-    /// statement, type error): an HTTP 400, not a 500.
-    pub fn is_invalid_input(&self) -> bool {
-        match self {
-            QueryError::DataFusion(e) => {
-                matches!(
-                    e.find_root(),
-                    DataFusionError::SQL(..)
-                        | DataFusionError::Plan(_)
-                        | DataFusionError::SchemaError(..)
-                        | DataFusionError::NotImplemented(_)
-                        | DataFusionError::ResourcesExhausted(_)
-                ) || self.is_timeout()
-            }
-            QueryError::ReadOnly(_) => true,
-            QueryError::Arrow(_) | QueryError::Internal(_) => false,
         }
     }
 }

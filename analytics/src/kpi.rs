@@ -192,7 +192,7 @@ pub fn render(name: &str, template: &str, settings: &KpiSettings) -> String {
         )
         .replace(
             "{sketch_scale}",
-            &headroom_collector::rollup::SKETCH_SCALE.to_string(),
+            &headroom_sketch::latency::SKETCH_SCALE.to_string(),
         )
         .replace(
             "{incident_merge_gap_minutes}",
@@ -231,9 +231,9 @@ pub async fn register(
     crate::slo::register(ctx, &settings.slos)?;
     for (name, template) in VIEWS {
         let text = render(name, template, settings);
-        let created = if text.contains(crate::edges::RAW_PLACEHOLDER) {
+        let created = if text.contains(crate::service_graph::RAW_PLACEHOLDER) {
             register_graph(ctx, name, &text, source.clone()).await
-        } else if text.contains(crate::bounded::PLACEHOLDER) {
+        } else if text.contains(crate::ranged_view::PLACEHOLDER) {
             register_bounded(ctx, name, &text).await
         } else {
             ctx.sql(&text).await.map(drop)
@@ -255,22 +255,23 @@ fn view_query<'a>(name: &str, text: &'a str) -> Result<&'a str> {
 }
 
 /// A view whose text marks where the time bounds go is planned per query with the range of
-/// the query's filters written in ([`crate::bounded`]).
+/// the query's filters written in ([`crate::ranged_view`]).
 async fn register_bounded(ctx: &SessionContext, name: &str, text: &str) -> Result<()> {
     let query = view_query(name, text)?;
-    let view = crate::bounded::BoundedView::new(ctx, name, query, BOUNDED_MARGIN_NS).await?;
+    let view = crate::ranged_view::BoundedView::new(ctx, name, query, BOUNDED_MARGIN_NS).await?;
     ctx.register_table(name, Arc::new(view))?;
     Ok(())
 }
 
-/// The service graph reads its rollup or the spans, hour by hour ([`crate::edges`]).
+/// The service graph reads its rollup or the spans, hour by hour ([`crate::service_graph`]).
 async fn register_graph(
     ctx: &SessionContext,
     name: &str,
     text: &str,
     source: Option<Arc<dyn SnapshotSource>>,
 ) -> Result<()> {
-    let view = crate::edges::ServiceGraphView::new(ctx, view_query(name, text)?, source).await?;
+    let view =
+        crate::service_graph::ServiceGraphView::new(ctx, view_query(name, text)?, source).await?;
     ctx.register_table(name, Arc::new(view))?;
     Ok(())
 }

@@ -33,10 +33,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
-use headroom_collector::schema::{self, TableDef};
+use headroom_storage::schema::{self, TableDef};
 
-use crate::bounded::{is_range_filter, range_of};
 use crate::catalog::{SnapshotSource, StoredTable};
+use crate::ranged_view::{is_range_filter, range_of};
 
 /// Aggregates whose value over a set of rows is their value over any partition of it, merged:
 /// the ones rollup rows are made for.

@@ -22,7 +22,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-use crate::readable::readable_type;
+use crate::client_columns::readable_type;
 
 /// The PostgreSQL version Headroom answers as (`server_version`, `version()`).
 pub const SERVER_VERSION: &str = "16.6";

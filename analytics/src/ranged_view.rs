@@ -27,11 +27,11 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::scalar::ScalarValue;
+use headroom_storage::time::NANOS_PER_MINUTE;
 
 /// The placeholder a bounded view's text puts where the time bounds go.
 pub const PLACEHOLDER: &str = "{start_time_bounds}";
 const TIME_COLUMN: &str = "time";
-const NANOS_PER_MINUTE: i64 = 60_000_000_000;
 
 /// A view planned per query with its `time` bounds written in; see the module docs.
 #[derive(Debug)]

@@ -28,12 +28,12 @@ use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use headroom_collector::parquet::NANOS_PER_HOUR;
-use headroom_collector::schema::{self, EDGE_ROLLUP_1M, SPANS};
-use headroom_collector::store::{Snapshot, Store};
+use headroom_storage::schema::{self, EDGE_ROLLUP_1M, SPANS};
+use headroom_storage::store::{Snapshot, Store};
+use headroom_storage::time::{NANOS_PER_HOUR, NANOS_PER_MINUTE};
 
-use crate::bounded::{Range, plan_view, range_of, timestamp};
 use crate::catalog::SnapshotSource;
+use crate::ranged_view::{Range, plan_view, range_of, timestamp};
 use crate::{QueryEngine, QueryError};
 
 /// Where `service_graph_1m` puts the hours it counts from the spans.
@@ -41,7 +41,6 @@ pub const RAW_PLACEHOLDER: &str = "{raw_calls}";
 /// Where it puts the hours it reads from `edge_rollup_1m`.
 pub const ROLLED_PLACEHOLDER: &str = "{rolled_minutes}";
 const TIME_COLUMN: &str = "time";
-const NANOS_PER_MINUTE: i64 = 60_000_000_000;
 
 /// Which source answers each hour, from one look at the spans and the edge files.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -413,7 +412,7 @@ mod tests {
 
     use arrow::array::TimestampNanosecondArray;
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    use headroom_collector::parquet::DataFile;
+    use headroom_storage::parquet::DataFile;
 
     use super::*;
 

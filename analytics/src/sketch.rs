@@ -1,6 +1,6 @@
 //! `latency_sketch(latency_bucket_index, latency_bucket_count, latency_zero_count)`: the
 //! aggregate that merges the sparse latency sketches of the span rollups (see
-//! `headroom_collector::rollup`) into one sketch of the same sparse shape, a struct of `scale`,
+//! `headroom_sketch::latency`) into one sketch of the same sparse shape, a struct of `scale`,
 //! `zero_count`, `bucket_index` and `bucket_count`. The `exp_histogram_*` functions take it as
 //! they take the OTLP exponential-histogram struct, so `exp_histogram_percentile`,
 //! `exp_histogram_count_le` and friends answer the same way over rollups and over OTLP
@@ -27,9 +27,9 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
-use headroom_collector::rollup::SKETCH_SCALE;
+use headroom_sketch::exp_histogram::{Buckets, ExpHistogram, Midpoint};
+use headroom_sketch::latency::{SKETCH_SCALE, add_to_bucket, merge_buckets};
 
-use crate::exp_histogram::{Buckets, ExpHistogram, Midpoint};
 use crate::histogram::{coerce_to, counts_type};
 
 /// Bucket indexes a sketch may hold: beyond them the bucket bounds leave the range of doubles
@@ -88,7 +88,7 @@ impl Sparse {
             )));
         }
         if self.dense.is_empty() {
-            headroom_collector::rollup::add_to_bucket(&mut self.buckets, index, count);
+            add_to_bucket(&mut self.buckets, index, count);
         } else {
             self.add_dense(index, count);
         }
@@ -116,7 +116,7 @@ impl Sparse {
             }
             return;
         }
-        headroom_collector::rollup::merge_buckets(
+        merge_buckets(
             &mut self.buckets,
             index.iter().copied().zip(count.iter().copied()),
         );
@@ -528,7 +528,7 @@ fn add_values(
         if v <= 0 {
             into.zero = into.zero.saturating_add(1);
         } else {
-            into.add(headroom_collector::rollup::bucket_index(v), 1)?;
+            into.add(headroom_sketch::latency::bucket_index(v), 1)?;
         }
     }
     Ok(())
@@ -647,7 +647,7 @@ mod tests {
     use arrow::array::{Int32Builder, Int64Builder, ListBuilder, RecordBatch};
     use arrow::datatypes::Schema;
     use datafusion::datasource::MemTable;
-    use headroom_collector::rollup::bucket_index;
+    use headroom_sketch::latency::bucket_index;
 
     use super::*;
 
@@ -796,7 +796,7 @@ mod tests {
                 let (index, count): (Vec<i32>, Vec<i64>) = row.iter().map(|(i, c)| (*i, *c)).unzip();
                 sketch.merge(&index, &count);
                 for (i, c) in row {
-                    headroom_collector::rollup::add_to_bucket(&mut want, *i, *c);
+                    add_to_bucket(&mut want, *i, *c);
                 }
             }
             let mut got = Vec::new();

@@ -43,10 +43,8 @@ use arrow::array::{BooleanArray, Float64Array, Int64Array, RecordBatch, StringAr
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
+use headroom_storage::time::{NANOS_PER_DAY, NANOS_PER_MINUTE};
 use serde::Deserialize;
-
-const NANOS_PER_MINUTE: i64 = 60_000_000_000;
-const NANOS_PER_DAY: i64 = 24 * 60 * NANOS_PER_MINUTE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

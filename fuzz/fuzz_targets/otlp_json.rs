@@ -2,8 +2,8 @@
 //! request or an error (never panic), and a decoded request must convert.
 #![no_main]
 
-use headroom_collector::convert::{Converted, logs, metrics, traces};
-use headroom_collector::otlp_json;
+use headroom_ingest::convert::{Converted, logs, metrics, traces};
+use headroom_ingest::otlp_json;
 use libfuzzer_sys::fuzz_target;
 
 fn check<E: std::fmt::Display>(result: Result<Converted, E>) {

@@ -2,7 +2,7 @@
 //! must convert without panicking, and conversion only fails on a converter/schema mismatch.
 #![no_main]
 
-use headroom_collector::convert::{Converted, logs, metrics, traces};
+use headroom_ingest::convert::{Converted, logs, metrics, traces};
 use libfuzzer_sys::fuzz_target;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;

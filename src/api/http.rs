@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use headroom_analytics::{QueryEngine, QueryError};
-use headroom_collector::Signal;
-use headroom_collector::ingest::Ingester;
-use headroom_collector::schema;
+use headroom_ingest::Signal;
+use headroom_ingest::ingest::Ingester;
+use headroom_storage::schema;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -122,12 +122,12 @@ impl Format {
 
 /// The error answer for a failed query: 400 when the query is at fault, 500 when we are.
 pub(crate) fn query_error(e: QueryError) -> Response {
-    if e.is_invalid_input() {
-        error(StatusCode::BAD_REQUEST, e.to_string())
-    } else {
-        tracing::warn!(error = %e, "query failed");
-        error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    let status = e.class().http_status();
+    let message = headroom_status::report(&e);
+    if status.is_server_error() {
+        tracing::warn!(error = %message, "query failed");
     }
+    error(status, message)
 }
 
 /// `POST /api/v1/sql` with `{"sql": "...", "format": "json|csv|arrow"}`; the format may also

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use headroom_analytics::explain::{explain, question_for};
+use headroom_analytics::root_cause::{explain, question_for};
 use serde_json::json;
 
 use super::http::{ApiState, error, query_error};

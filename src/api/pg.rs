@@ -44,7 +44,8 @@ use datafusion_postgres::pgwire::types::format::FormatOptions;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::Sink;
 use headroom_analytics::{QueryEngine, QueryError};
-use headroom_collector::tenant::{Access, DEFAULT_TENANT};
+use headroom_ingest::auth::{Access, DEFAULT_TENANT};
+use headroom_status::ErrorClass;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -492,20 +493,15 @@ fn classify(statement: &Statement) -> Kind {
 
 /// SQLSTATE codes for what a query user did wrong or what stopped the query.
 fn pg_error(e: QueryError) -> PgWireError {
-    let code = match &e {
-        _ if e.is_timeout() => "57014",     // query_canceled
-        QueryError::ReadOnly(_) => "25006", // read_only_sql_transaction
-        QueryError::DataFusion(df) => match df.find_root() {
-            datafusion::error::DataFusionError::ResourcesExhausted(_) => "53000", // insufficient_resources
-            _ if e.is_invalid_input() => "42000", // syntax_error_or_access_rule_violation
-            _ => "XX000",
-        },
-        QueryError::Arrow(_) | QueryError::Internal(_) => "XX000",
-    };
+    user_error(e.class(), &e)
+}
+
+/// An `ERROR` with the class's SQLSTATE and the error's report.
+fn user_error(class: ErrorClass, e: &(dyn std::error::Error + 'static)) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "ERROR".into(),
-        code.into(),
-        e.to_string(),
+        class.sqlstate().into(),
+        headroom_status::report(e),
     )))
 }
 
@@ -537,13 +533,11 @@ impl ReadOnlyHook {
         let id = metadata
             .get(TENANT_KEY)
             .ok_or_else(|| refused("this connection has no tenant".into()))?;
-        let tenant = self.tenants.get(id).await.map_err(|e| {
-            PgWireError::UserError(Box::new(ErrorInfo::new(
-                "ERROR".into(),
-                "XX000".into(),
-                e.to_string(),
-            )))
-        })?;
+        let tenant = self
+            .tenants
+            .get(id)
+            .await
+            .map_err(|e| user_error(e.class(), &e))?;
         Ok(Target {
             engine: tenant.engine.clone(),
             default: tenant.id == DEFAULT_TENANT,
@@ -556,7 +550,7 @@ impl ReadOnlyHook {
             .plan_statement(statement.clone())
             .await
             .map_err(pg_error)?;
-        headroom_analytics::readable::readable(plan).map_err(|e| pg_error(e.into()))
+        headroom_analytics::client_columns::readable(plan).map_err(|e| pg_error(e.into()))
     }
 
     /// What the statement is, after checking that a cursor declares nothing but a query.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use headroom::loadgen::{self, LoadgenArgs};
-use headroom_collector::Signal;
+use headroom_ingest::Signal;
+use headroom_loadgen::{self as loadgen, LoadgenArgs};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 use crate::ServerProcess as Server;

@@ -27,7 +27,7 @@ async fn cluster(
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let store = || {
         let (store, base, _) =
-            headroom_collector::remote::connect(&format!("s3://{BUCKET}/cluster"), &s3_options(s3))
+            headroom_storage::remote::connect(&format!("s3://{BUCKET}/cluster"), &s3_options(s3))
                 .unwrap();
         Some((base, store))
     };
@@ -99,7 +99,7 @@ async fn kpi_views_on_a_ballista_cluster_match_the_local_engine() {
     })
     .await;
     let b = TestServer::start_with(|c| writer(c, s3, "cluster", "b")).await;
-    let scenario = headroom::demo::Scenario::new(5.0, end - 40 * MIN, end);
+    let scenario = headroom_loadgen::Scenario::new(5.0, end - 40 * MIN, end);
     crate::backfill(&a, scenario.clone(), end - 40 * MIN, end - 20 * MIN).await;
     crate::backfill(&b, scenario, end - 20 * MIN, end).await;
     a.flush().await;

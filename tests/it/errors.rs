@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use headroom_collector::receiver::http::RpcStatus;
+use headroom_ingest::receiver::http::RpcStatus;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -37,7 +37,7 @@ async fn post(
 }
 
 fn sample_request(spans: usize) -> ExportTraceServiceRequest {
-    headroom::loadgen::Topology::new(7).traces_request(spans, 1_767_225_600_000_000_000)
+    headroom_loadgen::Topology::new(7).traces_request(spans, 1_767_225_600_000_000_000)
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -102,7 +102,7 @@ async fn http_errors_follow_the_otlp_spec() {
     // Nothing of the above was stored; a good gzip and a good zstd request still are.
     assert_eq!(s.count("SELECT count(*) FROM spans").await, 0);
     let req = sample_request(50);
-    let n = headroom::loadgen::span_count(&req) as i64;
+    let n = headroom_loadgen::span_count(&req) as i64;
     let (status, ct, body) = post(
         &s,
         "application/x-protobuf",
@@ -156,7 +156,7 @@ async fn grpc_partial_success_and_size_limit() {
         .unwrap();
 
     let mut req = sample_request(20);
-    let total = headroom::loadgen::span_count(&req) as i64;
+    let total = headroom_loadgen::span_count(&req) as i64;
     req.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![1, 2, 3, 4];
     req.resource_spans[0].scope_spans[0].spans[1].span_id = vec![];
     let resp = client.export(req).await.expect("accepted").into_inner();
@@ -186,7 +186,7 @@ async fn grpc_partial_success_and_size_limit() {
         .unwrap()
         .send_compressed(tonic::codec::CompressionEncoding::Zstd);
     let small = sample_request(10);
-    let small_n = headroom::loadgen::span_count(&small) as i64;
+    let small_n = headroom_loadgen::span_count(&small) as i64;
     assert_eq!(
         zstd.export(small)
             .await

@@ -42,7 +42,7 @@ async fn decoded_rollup_files_answer_as_parquet_does_through_late_data_and_compa
     // Three hours of shop traffic, a request every 5 minutes, ending two hours ago.
     let now = crate::now_ns();
     let start = now / HOUR * HOUR - 5 * HOUR;
-    let mut topology = headroom::loadgen::Topology::new(3);
+    let mut topology = headroom_loadgen::Topology::new(3);
     let mut client = TraceServiceClient::connect(s.grpc_endpoint())
         .await
         .unwrap();

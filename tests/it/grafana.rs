@@ -338,8 +338,6 @@ async fn service_overview_panels_get_rows() {
 /// its shape over ranges that hold it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slo_and_service_graph_panels_over_demo_history() {
-    use headroom::demo;
-
     const MINUTE: i64 = 60_000_000_000;
     // The history: 08:00 to 14:00 UTC of the last weekday that has ended, so that the load
     // (it follows the time of day) and so what pages are the same whenever the test runs.
@@ -404,7 +402,7 @@ async fn slo_and_service_graph_panels_over_demo_history() {
         );
         // The incident pages payment, and the database failure pages the frontend, each
         // while it lasts; nothing pages before the incident.
-        let paged_during = |slo: &str, event: &demo::Event| {
+        let paged_during = |slo: &str, event: &headroom_loadgen::Event| {
             let rows = psql(
                 server,
                 &format!(

@@ -230,7 +230,7 @@ fn bad_series(attrs: &[KeyValue]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metric_views_match_the_sent_series() {
     let s = crate::TestServer::start().await;
-    let mut topology = headroom::loadgen::Topology::new(11);
+    let mut topology = headroom_loadgen::Topology::new(11);
     let now = crate::now_ns();
     let mut client = MetricsServiceClient::connect(s.grpc_endpoint())
         .await

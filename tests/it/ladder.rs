@@ -25,7 +25,7 @@ async fn aggregates_over_days_read_the_daily_rollup_with_the_same_answers() {
     // Traffic every 50 minutes from 10:00 on day 0 to 20:00 on day 3 (day 0 four days ago).
     let now = crate::now_ns();
     let day0 = now / DAY * DAY - 4 * DAY;
-    let mut topology = headroom::loadgen::Topology::new(3);
+    let mut topology = headroom_loadgen::Topology::new(3);
     let mut client = TraceServiceClient::connect(s.grpc_endpoint())
         .await
         .unwrap();

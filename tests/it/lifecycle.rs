@@ -12,7 +12,7 @@ const T0: u64 = 1_767_225_600_000_000_000;
 fn span_count(
     req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
 ) -> i64 {
-    headroom::loadgen::span_count(req) as i64
+    headroom_loadgen::span_count(req) as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,7 +21,7 @@ async fn acknowledged_rows_are_queryable_exactly_once_across_flushes() {
     let mut client = TraceServiceClient::connect(s.grpc_endpoint())
         .await
         .unwrap();
-    let mut topo = headroom::loadgen::Topology::new(1);
+    let mut topo = headroom_loadgen::Topology::new(1);
     let mut sent = 0;
     for i in 0..6u64 {
         let req = topo.traces_request(500, T0 + i * 1_000_000_000);
@@ -45,7 +45,7 @@ async fn acknowledged_rows_are_queryable_exactly_once_across_flushes() {
     );
     // Files are sorted by (service_name, span_name, start_time).
     let files = s.running.store.snapshot("spans").unwrap().files;
-    let first = headroom_collector::parquet::read_file(&files[0].path).unwrap();
+    let first = headroom_storage::parquet::read_file(&files[0].path).unwrap();
     let batch = arrow::compute::concat_batches(&first[0].schema(), &first).unwrap();
     let svc = batch.column_by_name("service_name").unwrap();
     let svc = svc
@@ -92,7 +92,7 @@ async fn age_flush_and_shutdown_write_parquet() {
     let mut client = TraceServiceClient::connect(s.grpc_endpoint())
         .await
         .unwrap();
-    let mut topo = headroom::loadgen::Topology::new(2);
+    let mut topo = headroom_loadgen::Topology::new(2);
     let req = topo.traces_request(200, T0);
     let first = span_count(&req);
     client.export(req).await.unwrap();

@@ -1,7 +1,7 @@
 //! `headroom loadgen` against the real server: what it reports as acknowledged is exactly what
 //! SQL finds.
 
-use headroom::loadgen::{self, LoadgenArgs, Protocol};
+use headroom_loadgen::{self as loadgen, LoadgenArgs, Protocol};
 
 use crate::TestServer;
 

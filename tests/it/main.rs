@@ -10,7 +10,7 @@ mod ballista;
 mod compaction;
 mod console;
 mod crash;
-mod edges;
+mod crates;
 mod errors;
 mod file_cache;
 mod forecast;
@@ -28,6 +28,7 @@ mod rollups;
 mod root_cause;
 mod scaling;
 mod sdk_exporters;
+mod service_graph;
 mod slt;
 mod tenants;
 mod tls;
@@ -143,13 +144,13 @@ pub async fn server_with_traffic(
     tweak: impl FnOnce(&mut headroom::config::ServeConfig),
 ) -> TestServer {
     let s = TestServer::start_with(tweak).await;
-    let report = headroom::loadgen::run(&headroom::loadgen::LoadgenArgs {
+    let report = headroom_loadgen::run(&headroom_loadgen::LoadgenArgs {
         endpoint: s.grpc_endpoint(),
         rate: 2_000,
         duration_seconds: 1,
         batch_spans: 100,
         concurrency: 1,
-        ..headroom::loadgen::LoadgenArgs::default()
+        ..headroom_loadgen::LoadgenArgs::default()
     })
     .await
     .unwrap();
@@ -194,7 +195,7 @@ pub fn now_ns() -> u64 {
 /// those must equal.
 pub async fn engine_without_rollup_reads(s: &TestServer) -> headroom_analytics::QueryEngine {
     use headroom_analytics::catalog::StoredTable;
-    let tables = headroom_collector::schema::tables()
+    let tables = headroom_storage::schema::tables()
         .iter()
         .map(|def| {
             let t: std::sync::Arc<dyn datafusion::datasource::TableProvider> =
@@ -261,8 +262,8 @@ pub async fn server_with_demo_history(
     tweak: impl FnOnce(&mut ServeConfig),
 ) -> (
     TestServer,
-    headroom::demo::Scenario,
-    headroom::demo::BackfillReport,
+    headroom_loadgen::Scenario,
+    headroom_loadgen::BackfillReport,
 ) {
     let s = TestServer::start_with(|cfg| {
         let path = cfg.data_dir.with_file_name("demo-slos.toml");
@@ -271,7 +272,7 @@ pub async fn server_with_demo_history(
         tweak(cfg);
     })
     .await;
-    let scenario = headroom::demo::Scenario::new(spans_per_second, from_ns, to_ns);
+    let scenario = headroom_loadgen::Scenario::new(spans_per_second, from_ns, to_ns);
     let report = backfill(&s, scenario.clone(), from_ns, to_ns).await;
     (s, scenario, report)
 }
@@ -280,12 +281,12 @@ pub async fn server_with_demo_history(
 /// `headroom demo`'s backfill; every span must be accepted.
 pub async fn backfill(
     s: &TestServer,
-    scenario: headroom::demo::Scenario,
+    scenario: headroom_loadgen::Scenario,
     from_ns: i64,
     to_ns: i64,
-) -> headroom::demo::BackfillReport {
-    let (_, report) = headroom::demo::backfill(
-        headroom::loadgen::Topology::new(1),
+) -> headroom_loadgen::BackfillReport {
+    let (_, report) = headroom_loadgen::backfill(
+        headroom_loadgen::Topology::new(1),
         scenario,
         &s.grpc_endpoint(),
         from_ns,

@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use headroom::loadgen::{self, LoadgenArgs};
+use headroom_loadgen::{self as loadgen, LoadgenArgs};
 
 use crate::ServerProcess;
 
@@ -65,6 +65,47 @@ fn bad_configuration_fails_fast_with_a_message() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--otlp-grpc-addr"));
+}
+
+/// A failed command names each cause once: the SQL parser's message, the I/O error.
+#[test]
+fn errors_say_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .args(["query", "--data-dir"])
+        .arg(dir.path())
+        .arg("SELEC 1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: ") && last.contains("SELEC"),
+        "{err}"
+    );
+    assert_eq!(last.matches("Expected").count(), 1, "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .args(["serve", "--data-dir", "/proc/headroom-nope"])
+        .args([
+            "--otlp-grpc-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--http-addr", "127.0.0.1:0", "--pg-addr", "127.0.0.1:0"])
+        .args(["--keda-grpc-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: ") && last.contains("/proc/headroom-nope"),
+        "{err}"
+    );
+    assert_eq!(last.matches("(os error").count(), 1, "{err}");
 }
 
 /// Runs `headroom demo` on `data` until it has printed its URLs; its stdout lines so far and

@@ -5,8 +5,8 @@
 //! minutes of the onset, and `GET /api/v1/incidents/{id}/explain` must rank the injected cause
 //! first.
 
-use headroom::demo::{Event, Scenario};
-use headroom::loadgen::{Fault, Topology};
+use headroom_loadgen::{Event, Scenario};
+use headroom_loadgen::{Fault, Topology};
 use serde_json::Value;
 
 const MINUTE: i64 = 60_000_000_000;

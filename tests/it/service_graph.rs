@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use headroom_analytics::QueryEngine;
-use headroom_collector::schema::EDGE_ROLLUP_1M;
+use headroom_storage::schema::EDGE_ROLLUP_1M;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 use crate::TestServer;
@@ -87,7 +87,7 @@ async fn service_graph_reads_settled_hours_from_the_edge_rollup() {
     // Four hours of shop traffic, a request every 5 minutes, ending five hours ago.
     let now = crate::now_ns();
     let first_hour = now / HOUR_NS * HOUR_NS - 8 * HOUR_NS;
-    let mut topology = headroom::loadgen::Topology::new(5);
+    let mut topology = headroom_loadgen::Topology::new(5);
     let mut client = TraceServiceClient::connect(s.grpc_endpoint())
         .await
         .unwrap();

@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use datafusion::catalog::{MemTable, TableProvider};
 use headroom_analytics::slo::SloConfig;
 use headroom_analytics::{KpiSettings, QueryEngine, QueryError, QueryLimits};
-use headroom_collector::convert::traces;
-use headroom_collector::rollup::{self, RollupConfig};
-use headroom_collector::schema;
+use headroom_ingest::convert::traces;
+use headroom_storage::rollup::{self, RollupConfig};
+use headroom_storage::schema;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 

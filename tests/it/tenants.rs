@@ -15,7 +15,7 @@ const TOKEN_DEFAULT: &str = "token-of-default-0123456789";
 
 fn grpc_request(service: &str) -> ExportTraceServiceRequest {
     let body = serde_json::to_vec(&one_span_trace_json(service)).unwrap();
-    headroom_collector::otlp_json::decode_traces(&body).unwrap()
+    headroom_ingest::otlp_json::decode_traces(&body).unwrap()
 }
 
 /// An OTLP/gRPC export with `metadata`; the status code on failure.

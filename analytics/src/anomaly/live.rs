@@ -30,7 +30,7 @@ use arrow::array::{
     TimestampNanosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
-use headroom_collector::schema::timestamp_type;
+use headroom_storage::schema::timestamp_type;
 
 use super::{ANOMALY_THRESHOLD, Detector};
 use crate::QueryEngine;

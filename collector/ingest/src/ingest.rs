@@ -15,11 +15,12 @@ use opentelemetry_proto::tonic::collector::{
 
 use crate::Signal;
 use crate::convert::{self, Converted};
-use crate::error::{IngestError, StoreError};
-use crate::rollup::{RollupConfig, SpanRollups};
-use crate::schema::SPANS;
-use crate::store::Store;
-use crate::wal::Wal;
+use crate::error::IngestError;
+use headroom_storage::error::StoreError;
+use headroom_storage::rollup::{RollupConfig, SpanRollups};
+use headroom_storage::schema::SPANS;
+use headroom_storage::store::Store;
+use headroom_storage::wal::Wal;
 
 /// The result of an accepted request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -220,9 +221,9 @@ impl Ingester {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorClass;
     use crate::receiver::grpc;
-    use crate::store::StoreConfig;
+    use headroom_status::ErrorClass;
+    use headroom_storage::store::StoreConfig;
 
     fn one_span() -> ExportTraceServiceRequest {
         crate::convert::one_span_request(Vec::new())

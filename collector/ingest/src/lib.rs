@@ -1,25 +1,23 @@
-//! The write side of Headroom: OTLP receivers, OTLP→Arrow conversion, the table schemas
-//! (the storage contract shared with `analytics`), the hot in-memory buffer and the Parquet writer.
+//! OTLP in: the receivers (gRPC and HTTP, protobuf and JSON), the conversion of OTLP requests
+//! into the Arrow batches of `headroom-storage`'s tables, and the one ingest function that
+//! makes them durable.
 //!
-//! Data flows one way: `receiver` decodes a request, [`ingest::Ingester`] converts it
-//! (`convert`) into Arrow batches of the tables in [`schema`], logs them durably in the
-//! [`wal::Wal`] and appends them to the [`store::Store`], which keeps them queryable in memory
-//! until a flush writes them to Parquet and the log covering them is retired. With an object
-//! store ([`remote`]), the Parquet files are also uploaded there, where other servers read them.
+//! Data flows one way: a [`receiver`] decodes a request and finds its tenant's
+//! [`ingest::Ingester`] (through the server's [`tenant::Tenants`], after [`auth`] checked who
+//! sent it); the ingester converts it ([`convert`]), logs the rows in the WAL and hands them to
+//! the store, and answers only once they are durable. Protocol details (status codes,
+//! encodings) stay in the receivers; conversion never touches a socket.
+//!
+//! It depends on `headroom-storage` (the schema, the WAL and the store) and on nothing of the
+//! query side.
 
-pub mod compact;
+pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod ingest;
 pub mod otlp_json;
-pub mod parquet;
 pub mod receiver;
-pub mod remote;
-pub mod rollup;
-pub mod schema;
-pub mod store;
 pub mod tenant;
-pub mod wal;
 
 /// The three OpenTelemetry signals Headroom ingests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,3 +26,6 @@ pub enum Signal {
     Metrics,
     Logs,
 }
+
+#[cfg(test)]
+mod rollup_tests;

@@ -92,6 +92,7 @@ pub struct ExpHistogram {
 }
 
 /// base^index at `scale`, for a fractional index too: the lower boundary of bucket `index`.
+#[inline]
 pub fn boundary(index: f64, scale: i32) -> f64 {
     (index * (-f64::from(scale)).exp2()).exp2()
 }
@@ -114,6 +115,7 @@ impl Midpoint {
         sign: 0,
     };
 
+    #[inline]
     pub fn positive(index: i32, scale: i32) -> Self {
         Self {
             index,
@@ -130,6 +132,7 @@ impl Midpoint {
         }
     }
 
+    #[inline]
     pub fn value(self) -> f64 {
         match self.sign {
             0 => 0.0,

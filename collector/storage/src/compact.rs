@@ -261,15 +261,13 @@ mod tests {
     use std::time::Duration;
 
     use arrow::array::{AsArray, RecordBatch};
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     use super::*;
-    use crate::convert;
-    use crate::parquet::{NANOS_PER_HOUR, list_table, read_file};
+    use crate::parquet::{list_table, read_file};
     use crate::schema::SPANS;
     use crate::store::{Snapshot, Store, StoreConfig};
+    use crate::testing::{self, TestSpan};
+    use crate::time::NANOS_PER_HOUR;
 
     /// `n` spans of service `svc-<k>` at pseudo-random times within hour `hour`.
     fn spans(seed: u64, n: u64, hour: i64) -> RecordBatch {
@@ -280,45 +278,27 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             x >> 33
         };
-        let resource_spans = (0..3)
-            .map(|k| ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![KeyValue {
-                        key_strindex: 0,
-                        key: "service.name".into(),
-                        value: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue(format!(
-                                "svc-{}",
-                                (k + seed) % 4
-                            ))),
-                        }),
-                    }],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans: (0..n)
-                        .map(|i| {
-                            let start = hour as u64 * NANOS_PER_HOUR as u64
-                                + next() % NANOS_PER_HOUR as u64;
-                            Span {
-                                trace_id: [seed as u8, k as u8, (i >> 8) as u8, i as u8].repeat(4),
-                                span_id: vec![i as u8 + 1; 8],
-                                name: format!("op-{}", next() % 5),
-                                start_time_unix_nano: start,
-                                end_time_unix_nano: start + 10,
-                                ..Default::default()
-                            }
-                        })
-                        .collect(),
-                    ..Default::default()
-                }],
-                ..Default::default()
+        let spans: Vec<TestSpan> = (0..3)
+            .flat_map(|k| {
+                (0..n)
+                    .map(|i| {
+                        let start = hour * NANOS_PER_HOUR + (next() % NANOS_PER_HOUR as u64) as i64;
+                        TestSpan {
+                            trace_id: [seed as u8, k as u8, (i >> 8) as u8, i as u8]
+                                .repeat(4)
+                                .try_into()
+                                .unwrap(),
+                            span_id: [i as u8 + 1; 8],
+                            service: format!("svc-{}", (k + seed) % 4),
+                            name: format!("op-{}", next() % 5),
+                            start_ns: start,
+                            end_ns: start + 10,
+                        }
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
-        let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
-            resource_spans,
-        };
-        convert::traces::convert(&req).unwrap().batches.remove(0).1
+        testing::spans(&spans)
     }
 
     fn rows(snap: &Snapshot) -> u64 {

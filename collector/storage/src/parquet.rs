@@ -47,8 +47,6 @@ pub(crate) const META_WAL_LSN: &str = "headroom.wal_lsn";
 pub(crate) const META_REPLACES: &str = "headroom.replaces";
 pub(crate) const META_SOURCE_ROWS: &str = "headroom.source_rows";
 
-pub const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
-
 /// Rows per data page of a rollup table.
 const ROLLUP_PAGE_ROWS: usize = 2048;
 

@@ -19,7 +19,7 @@ pub struct Column {
     pub source: &'static str,
 }
 
-use crate::parquet::NANOS_PER_HOUR as HOUR_NS;
+use crate::time::NANOS_PER_HOUR as HOUR_NS;
 
 /// How a rollup table aggregates spans.
 #[derive(Debug, Clone, Copy)]
@@ -901,7 +901,7 @@ fn type_name(t: &DataType) -> String {
 pub fn markdown() -> String {
     let mut out = String::from(
         "# Storage schema\n\n\
-         Generated from `collector/src/schema.rs` (`cargo run -- schema > docs/schema.md`); a test \
+         Generated from `collector/storage/src/schema.rs` (`cargo run -- schema > docs/schema.md`); a test \
          keeps the two equal.\n\n\
          Files: `<data-dir>/<table>/date=YYYY-MM-DD/hour=HH/<ulid>.parquet`, zstd-compressed, \
          written to a temporary name and renamed into place.\n\n\
@@ -950,7 +950,7 @@ mod tests {
 
     #[test]
     fn docs_schema_md_is_generated_from_this_module() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/schema.md");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/schema.md");
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             on_disk == markdown(),

@@ -890,33 +890,14 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-
     use super::*;
-    use crate::convert;
     use crate::schema::SPANS;
+    use crate::testing::{self, TestSpan};
 
     /// Spans in two different hours, so a flush writes two files.
     fn spans_in_two_hours() -> RecordBatch {
-        let span = |i: u8, start: u64| Span {
-            trace_id: vec![i; 16],
-            span_id: vec![i; 8],
-            start_time_unix_nano: start,
-            end_time_unix_nano: start + 1,
-            ..Default::default()
-        };
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![span(1, 0), span(2, 3_600_000_000_000), span(3, 1)],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        let mut out = convert::traces::convert(&req).unwrap();
-        out.batches.remove(0).1
+        let span = |i: u8, start: i64| TestSpan::new([i; 16], [i; 8], start, start + 1);
+        testing::spans(&[span(1, 0), span(2, 3_600_000_000_000), span(3, 1)])
     }
 
     fn rows(s: &Snapshot) -> usize {

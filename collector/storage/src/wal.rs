@@ -703,21 +703,13 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert;
     use crate::schema::LOGS;
     use crate::store::StoreConfig;
+    use crate::testing::{self, TestSpan};
 
     fn span_batch(ids: std::ops::Range<u8>) -> RecordBatch {
-        let req = convert::one_span_request(Vec::new());
-        let mut spans = Vec::new();
-        for i in ids {
-            let mut s = req.resource_spans[0].scope_spans[0].spans[0].clone();
-            s.span_id = vec![i; 8];
-            spans.push(s);
-        }
-        let mut req = req;
-        req.resource_spans[0].scope_spans[0].spans = spans;
-        convert::traces::convert(&req).unwrap().batches.remove(0).1
+        let spans: Vec<TestSpan> = ids.map(|i| TestSpan::new([1; 16], [i; 8], 0, 0)).collect();
+        testing::spans(&spans)
     }
 
     fn open(dir: &Path) -> (Arc<Store>, Wal, ReplayReport) {
@@ -769,24 +761,11 @@ mod tests {
 
     #[test]
     fn a_quiet_table_does_not_pin_the_log() {
-        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
         let dir = tempfile::tempdir().unwrap();
         // Tiny segments: every record starts a new one.
         let (store, wal, _) = open_with(dir.path(), SyncMode::Os, 1);
-        let logs = ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs {
-                scope_logs: vec![ScopeLogs {
-                    log_records: vec![LogRecord {
-                        time_unix_nano: 1,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        let batch = convert::logs::convert(&logs).unwrap().batches.remove(0).1;
+        let time = arrow::array::TimestampNanosecondArray::from(vec![1]).with_timezone("UTC");
+        let batch = testing::batch(LOGS, 1, vec![("time", Arc::new(time))]);
         wal.commit(
             vec![(LOGS, store.prepare(LOGS, batch).unwrap())],
             Vec::new(),
@@ -964,7 +943,7 @@ mod tests {
         // Rows in hour 0 and hour 1 of one record.
         let mut b = span_batch(0..2);
         let times =
-            arrow::array::TimestampNanosecondArray::from(vec![0, crate::parquet::NANOS_PER_HOUR])
+            arrow::array::TimestampNanosecondArray::from(vec![0, crate::time::NANOS_PER_HOUR])
                 .with_timezone("UTC");
         let idx = b.schema().index_of("start_time").unwrap();
         let mut cols = b.columns().to_vec();
@@ -1001,6 +980,6 @@ mod tests {
             .downcast_ref::<arrow::array::TimestampNanosecondArray>()
             .unwrap()
             .value(0);
-        assert_eq!(start, crate::parquet::NANOS_PER_HOUR);
+        assert_eq!(start, crate::time::NANOS_PER_HOUR);
     }
 }

@@ -14,7 +14,7 @@ use super::{
     ConvertError, Converted, ResourceInfo, attrs_json, nanos, non_empty, scope_columns,
     write_any_value,
 };
-use crate::schema::{self, LOGS};
+use headroom_storage::schema::{self, LOGS};
 
 /// A string body is stored as is; any other body as typed JSON.
 fn body_text(r: &LogRecord) -> Option<String> {

@@ -18,7 +18,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
 
 use super::list_of_structs;
 use super::{ConvertError, Converted, ResourceInfo, attrs_json, nanos, non_empty, scope_columns};
-use crate::schema::{self, EXP_HISTOGRAM_POINTS, HISTOGRAM_POINTS, METRIC_POINTS, SUMMARY_POINTS};
+use headroom_storage::schema::{
+    self, EXP_HISTOGRAM_POINTS, HISTOGRAM_POINTS, METRIC_POINTS, SUMMARY_POINTS,
+};
 
 fn temporality(t: i32) -> Option<&'static str> {
     match AggregationTemporality::try_from(t) {

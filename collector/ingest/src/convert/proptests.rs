@@ -36,7 +36,7 @@ use serde_json::{Map, Value as Json};
 
 use super::{Converted, logs, metrics, traces};
 use crate::otlp_json;
-use crate::schema::{
+use headroom_storage::schema::{
     EXP_HISTOGRAM_POINTS, HISTOGRAM_POINTS, LOGS, METRIC_POINTS, SPANS, SUMMARY_POINTS,
 };
 

@@ -13,7 +13,7 @@ use super::list_of_structs;
 use super::{
     ConvertError, Converted, Hot, ResourceInfo, attrs_json, nanos, non_empty, scope_columns,
 };
-use crate::schema::{self, SPANS};
+use headroom_storage::schema::{self, SPANS};
 
 /// gRPC status codes that mean the server failed (OpenTelemetry semantic conventions).
 const GRPC_SERVER_ERRORS: [i32; 6] = [2, 4, 12, 13, 14, 15];

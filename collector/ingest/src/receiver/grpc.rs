@@ -22,35 +22,29 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 use crate::Signal;
-use crate::error::{ErrorClass, IngestError};
+use headroom_status::ErrorClass;
+
+use crate::error::IngestError;
 use crate::ingest::Ingester;
 use crate::tenant::Tenants;
 
 /// How long a throttled client should wait before retrying.
 pub const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The gRPC status for an ingest error. OTLP clients retry UNAVAILABLE, and RESOURCE_EXHAUSTED
-/// only when it carries RetryInfo: a request over the size limit must not be retried, an
-/// overloaded server wants the request again later.
+/// The gRPC status for an ingest error: its class's code, with RetryInfo when the client
+/// should send the request again after [`RETRY_DELAY`].
 pub fn status(e: &IngestError) -> Status {
-    let msg = e.to_string();
+    let msg = headroom_status::report(e);
     match e.class() {
-        ErrorClass::InvalidInput | ErrorClass::UnsupportedMediaType => {
-            Status::invalid_argument(msg)
-        }
-        ErrorClass::TooLarge => Status::resource_exhausted(msg),
         ErrorClass::Throttled => {
             use tonic_types::{ErrorDetails, StatusExt};
             Status::with_error_details(
-                tonic::Code::ResourceExhausted,
+                ErrorClass::Throttled.grpc_code(),
                 msg,
                 ErrorDetails::with_retry_info(Some(RETRY_DELAY)),
             )
         }
-        ErrorClass::Retryable => Status::unavailable(msg),
-        ErrorClass::Internal => Status::internal(msg),
-        ErrorClass::Unauthenticated => Status::unauthenticated(msg),
-        ErrorClass::Forbidden => Status::permission_denied(msg),
+        class => Status::new(class.grpc_code(), msg),
     }
 }
 

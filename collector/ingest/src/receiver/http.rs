@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::collector::{
 use prost::Message;
 
 use crate::Signal;
-use crate::error::{ErrorClass, IngestError};
+use crate::error::IngestError;
 use crate::ingest::{Ingester, Outcome};
 use crate::otlp_json;
 use crate::tenant::{Tenants, ingester_for};
@@ -139,25 +139,16 @@ fn decompress(
 /// The HTTP status for an ingest error; the OTLP/HTTP receiver's, and the query API's when a
 /// request reaches no tenant.
 pub fn http_status(e: &IngestError) -> StatusCode {
-    match e.class() {
-        ErrorClass::InvalidInput => StatusCode::BAD_REQUEST,
-        ErrorClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorClass::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ErrorClass::Throttled => StatusCode::TOO_MANY_REQUESTS,
-        ErrorClass::Retryable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorClass::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorClass::Forbidden => StatusCode::FORBIDDEN,
-    }
+    e.class().http_status()
 }
 
 fn grpc_code(e: &IngestError) -> i32 {
-    crate::receiver::grpc::status(e).code() as i32
+    e.class().grpc_code() as i32
 }
 
 fn error_response(e: &IngestError, enc: Encoding) -> Response {
     let status = http_status(e);
-    let message = e.to_string();
+    let message = headroom_status::report(e);
     if status.is_server_error() {
         tracing::warn!(error = %message, "OTLP/HTTP request failed");
     } else {
@@ -253,9 +244,11 @@ where
             Ok(r) => r,
             Err(e) => {
                 ingester.count_failure(signal);
-                Err(IngestError::Store(crate::error::StoreError::internal(
-                    format!("ingest task failed: {e}"),
-                )))
+                Err(IngestError::Store(
+                    headroom_storage::error::StoreError::internal(format!(
+                        "ingest task failed: {e}"
+                    )),
+                ))
             }
         }
     }
@@ -360,10 +353,9 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, Some("1"))
         );
         let full = std::io::Error::from_raw_os_error(28);
-        let (status, retry, body) = answer(IngestError::Wal(crate::error::WalError::io(
-            std::path::Path::new("wal/1.wal"),
-            full,
-        )));
+        let (status, retry, body) = answer(IngestError::Wal(
+            headroom_storage::error::WalError::io(std::path::Path::new("wal/1.wal"), full),
+        ));
         assert_eq!(
             (status, retry.as_deref()),
             (StatusCode::SERVICE_UNAVAILABLE, Some("1"))
