@@ -5,55 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use headroom_loadgen::LoadgenArgs;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "headroom",
-    version,
-    about = "OpenTelemetry analytics backend: OTLP in, KPIs out"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Run the OTLP receivers and the query API.
-    Serve(ServeConfig),
-    /// Run the server with simulated microservice traffic and print live KPIs.
-    Demo(crate::demo::DemoArgs),
-    /// Run a query over a data directory's Parquet files and print a table.
-    Query(QueryArgs),
-    /// Send simulated microservice traffic to an OTLP endpoint.
-    Loadgen(LoadgenArgs),
-    /// Forecast benchmarks: rolling-origin backtests and the M4 hourly protocol.
-    Forecast {
-        #[command(subcommand)]
-        command: crate::forecast::ForecastCommand,
-    },
-    /// Scaling policies replayed over a load series.
-    Scaling {
-        #[command(subcommand)]
-        command: crate::scaling::ScalingCommand,
-    },
-    /// Anomaly detection benchmarks: the Numenta Anomaly Benchmark.
-    Anomaly {
-        #[command(subcommand)]
-        command: crate::anomaly::AnomalyCommand,
-    },
-    /// Print the storage schema as Markdown.
-    Schema,
-    /// Run a node of an Apache Ballista cluster that `headroom serve --query-engine ballista`
-    /// sends its queries to.
-    Ballista {
-        #[command(subcommand)]
-        command: BallistaCommand,
-    },
-}
+use clap::{Args, Subcommand, ValueEnum};
 
 #[derive(Subcommand, Debug)]
 pub enum BallistaCommand {
@@ -761,6 +713,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::cli::{Cli, Command};
 
     fn serve(args: &[&str]) -> Result<ServeConfig, String> {
         let cli = Cli::try_parse_from(["headroom", "serve"].iter().chain(args))

@@ -22,7 +22,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::ServeConfig;
-use crate::serve::{self, ServeError};
+use crate::error::ServeError;
+use crate::serve;
 use headroom_loadgen::{
     BackfillError, BackfillReport, Exporter, FULL_CPU_FACTOR, Protocol, Scenario, Topology,
     backfill, minute_floor, to_u64,

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use headroom::config::{Cli, Command};
+use headroom::cli::{Cli, Command};
 use headroom::{anomaly, cluster, demo, forecast, query, scaling, serve};
 use headroom_loadgen as loadgen;
 

@@ -26,7 +26,8 @@ use headroom_ingest::tenant::{BoxFuture, Tenants};
 use headroom_storage::error::StoreError;
 use tower::ServiceExt;
 
-use crate::serve::{ServeError, Settings, Tenant, open_tenant};
+use crate::error::ServeError;
+use crate::tenant::{Settings, Tenant, open_tenant};
 
 /// Where a tenant's tables live.
 pub fn tenant_root(data_dir: &Path, id: &str) -> PathBuf {
@@ -209,7 +210,7 @@ async fn dispatch(State(tenants): State<Arc<Registry>>, req: Request) -> Respons
 /// The API's answer to a request that reaches no tenant.
 fn refusal(e: &IngestError) -> Response {
     let status = headroom_ingest::receiver::http::http_status(e);
-    let mut resp = crate::api::http::error(status, headroom_status::report(e)).into_response();
+    let mut resp = crate::api::answer::error(status, headroom_status::report(e)).into_response();
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -242,7 +242,7 @@ impl SnapshotSource for Published {
 /// to decode them with.
 fn functions_session(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<SessionContext> {
     let mut ctx = SessionContext::new_with_config_rt(config, runtime);
-    crate::engine::register_functions(&mut ctx)?;
+    crate::functions::register(&mut ctx)?;
     Ok(ctx)
 }
 

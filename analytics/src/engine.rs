@@ -12,14 +12,13 @@ use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
-use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use headroom_storage::schema;
 use serde_json::Value;
 
 use crate::catalog::{SnapshotSource, StoredTable};
-use crate::client_columns::ToJson;
 use crate::error::QueryError;
 use crate::file_cache::{CacheStats, DecodedFiles};
 use crate::kpi::KpiSettings;
@@ -152,7 +151,7 @@ impl QueryEngine {
             state.runtime_env().register_object_store(&url, store);
         }
         let mut ctx = SessionContext::new_with_state(state);
-        register_functions(&mut ctx)?;
+        crate::functions::register(&mut ctx)?;
         for (name, table) in tables {
             ctx.register_table(name, table)?;
         }
@@ -363,18 +362,6 @@ impl QueryEngine {
             columns,
         })
     }
-}
-
-/// Registers Headroom's own functions (and the JSON ones) in `ctx`.
-pub(crate) fn register_functions(ctx: &mut SessionContext) -> datafusion::error::Result<()> {
-    datafusion_functions_json::register_all(ctx)?;
-    ctx.register_udf(ScalarUDF::from(ToJson::new()));
-    crate::histogram::register(ctx);
-    crate::exp_histogram::register(ctx);
-    crate::sketch::register(ctx);
-    crate::stats::register(ctx);
-    crate::pg_compat::register_functions(ctx);
-    Ok(())
 }
 
 fn check_read_only(plan: &LogicalPlan) -> Result<(), QueryError> {

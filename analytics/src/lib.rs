@@ -14,6 +14,7 @@ pub mod error;
 pub mod exp_histogram;
 pub mod file_cache;
 pub mod forecast;
+pub mod functions;
 pub mod histogram;
 pub mod kpi;
 pub mod ladder;

@@ -2,6 +2,7 @@
 //! with protobuf bodies, retrying what the server refuses as retryable, as an OTLP exporter
 //! would.
 
+use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,26 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use tonic::transport::Channel;
 
-use crate::{runner::*, util::*};
+use crate::error::LoadgenError;
+use crate::util::*;
+
+/// Wire protocol used by the load generator.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP/gRPC (`TraceService/Export`), usually port 4317.
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (`/v1/traces`), usually port 4318.
+    Http,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Grpc => "grpc",
+            Protocol::Http => "http",
+        })
+    }
+}
 
 /// Sends already-encoded protobuf bytes and decodes a prost response, so the
 /// pooled requests are not decoded/re-encoded per send.

@@ -34,6 +34,7 @@
 //! It speaks OTLP as a client and depends on no other crate of the workspace: the server is
 //! what it talks to, never what it links.
 
+mod error;
 mod exporter;
 mod fault;
 mod model;
@@ -47,9 +48,10 @@ mod util;
 #[cfg(test)]
 mod tests;
 
-pub use exporter::Exporter;
+pub use error::LoadgenError;
+pub use exporter::{Exporter, Protocol};
 pub use fault::Fault;
-pub use runner::{LoadgenArgs, LoadgenError, LoadgenReport, Protocol, history, run};
+pub use runner::{LoadgenArgs, LoadgenReport, history, run};
 pub use scenario::{
     BackfillError, BackfillReport, Event, FULL_CPU_FACTOR, Scenario, backfill, minute_floor, to_u64,
 };

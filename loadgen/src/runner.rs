@@ -10,26 +10,9 @@ use hdrhistogram::Histogram;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
+use crate::error::LoadgenError;
 use crate::scenario::{BackfillReport, Scenario, backfill};
 use crate::{exporter::*, template::*, topology::*, util::*};
-
-/// Wire protocol used by the load generator.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    /// OTLP/gRPC (`TraceService/Export`), usually port 4317.
-    Grpc,
-    /// OTLP/HTTP with protobuf bodies (`/v1/traces`), usually port 4318.
-    Http,
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Grpc => "grpc",
-            Protocol::Http => "http",
-        })
-    }
-}
 
 /// `headroom loadgen` arguments.
 #[derive(clap::Args, Debug, Clone)]
@@ -174,27 +157,6 @@ impl fmt::Display for LoadgenReport {
             self.ack_latency_p50_ms, self.ack_latency_p99_ms, self.ack_latency_max_ms
         )
     }
-}
-
-/// Load generator failures.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadgenError {
-    #[error("invalid loadgen arguments: {0}")]
-    InvalidArgs(String),
-    #[error("invalid endpoint {endpoint:?}: {reason}")]
-    InvalidEndpoint { endpoint: String, reason: String },
-    #[error("could not build the HTTP client: {0}")]
-    HttpClient(String),
-    #[error("could not pre-encode the request pool: {0}")]
-    Encode(String),
-    #[error("every request to {endpoint} failed ({errors} errors); last error: {last_error}")]
-    AllFailed {
-        endpoint: String,
-        errors: u64,
-        last_error: String,
-    },
-    #[error("a load generator task failed: {0}")]
-    Task(String),
 }
 
 pub(crate) struct Stats {

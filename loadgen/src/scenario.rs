@@ -9,9 +9,9 @@ use indicatif::ProgressBar;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use crate::exporter::Exporter;
+use crate::error::LoadgenError;
+use crate::exporter::{Exporter, Protocol};
 use crate::fault::Fault;
-use crate::runner::{LoadgenError, Protocol};
 use crate::topology::{Topology, metric_point_count, span_count};
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;

@@ -8,7 +8,8 @@ use prost::Message;
 use rand::Rng;
 use rand::rngs::SmallRng;
 
-use crate::{runner::*, topology::*};
+use crate::error::LoadgenError;
+use crate::topology::*;
 
 /// A prost-encoded traces request plus the byte offsets of every id and
 /// timestamp in it, so copies can be made unique and current cheaply.

@@ -16,7 +16,9 @@ use prost::Message;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use crate::{exporter::*, fault::*, model::*, runner::*, template::*, topology::*, util::*};
+use crate::{
+    error::*, exporter::*, fault::*, model::*, runner::*, template::*, topology::*, util::*,
+};
 
 const T0: u64 = 1_700_000_000_000_000_000;
 

@@ -11,8 +11,8 @@ use datafusion::common::ScalarValue;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{ApiState, error, query_error};
-use super::kpis::{parse_time, timestamp};
+use super::answer::{ApiState, error, query_error};
+use super::answer::{parse_time, timestamp};
 
 #[derive(Deserialize)]
 pub struct Params {

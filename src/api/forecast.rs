@@ -11,7 +11,7 @@ use headroom_analytics::forecast::live::{self, Metric, Span};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{ApiState, error, query_error, rfc3339};
+use super::answer::{ApiState, error, query_error, rfc3339};
 
 #[derive(Deserialize)]
 pub struct Params {

@@ -1,8 +1,7 @@
-//! The HTTP API: `POST /api/v1/sql`, the KPI endpoints (`kpis.rs`), `/healthz`, `/metrics`
-//! (Prometheus text).
+//! The HTTP API's router, `POST /api/v1/sql` and `/metrics` (Prometheus text); the KPI,
+//! forecast, anomaly and recommendation endpoints are the sibling modules.
 
 use std::fmt::Write;
-use std::sync::Arc;
 
 use arrow::error::ArrowError;
 use axum::extract::{Query, State};
@@ -10,22 +9,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use headroom_analytics::{QueryEngine, QueryError};
+use headroom_analytics::QueryError;
 use headroom_ingest::Signal;
-use headroom_ingest::ingest::Ingester;
 use headroom_storage::schema;
 use serde::Deserialize;
-use serde_json::json;
 
-#[derive(Clone)]
-pub struct ApiState {
-    pub engine: QueryEngine,
-    pub ingester: Arc<Ingester>,
-    /// How much history on-demand forecasts learn from.
-    pub forecast_history_days: u64,
-    /// Recommendations older than this are not served to autoscalers.
-    pub recommendation_max_age_ns: i64,
-}
+use super::answer::{ApiState, error, query_error};
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -70,15 +59,6 @@ struct SqlParams {
     format: Option<String>,
 }
 
-/// A time in answers: RFC 3339, whole seconds, UTC.
-pub(crate) fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-pub(crate) fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
-}
-
 /// Result formats of `POST /api/v1/sql`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -118,16 +98,6 @@ impl Format {
             })
             .unwrap_or(Format::Json)
     }
-}
-
-/// The error answer for a failed query: 400 when the query is at fault, 500 when we are.
-pub(crate) fn query_error(e: QueryError) -> Response {
-    let status = e.class().http_status();
-    let message = headroom_status::report(&e);
-    if status.is_server_error() {
-        tracing::warn!(error = %message, "query failed");
-    }
-    error(status, message)
 }
 
 /// `POST /api/v1/sql` with `{"sql": "...", "format": "json|csv|arrow"}`; the format may also

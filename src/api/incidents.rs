@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use headroom_analytics::root_cause::{explain, question_for};
 use serde_json::json;
 
-use super::http::{ApiState, error, query_error};
+use super::answer::{ApiState, error, query_error};
 
 fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

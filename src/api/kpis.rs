@@ -5,12 +5,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use datafusion::common::ScalarValue;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{ApiState, error, query_error};
+use super::answer::{ApiState, error, parse_time, query_error, timestamp};
 
 /// Every service that sent spans, when it was last seen, and its KPIs in the latest minute it
 /// served requests (null for services that only call others).
@@ -52,17 +51,6 @@ pub async fn services(State(state): State<ApiState>) -> Response {
 pub struct Range {
     from: Option<String>,
     to: Option<String>,
-}
-
-pub(crate) fn parse_time(name: &str, value: Option<&str>) -> Result<DateTime<Utc>, String> {
-    let value = value.ok_or_else(|| format!("missing query parameter {name} (RFC 3339 time)"))?;
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{name}={value:?} is not an RFC 3339 time: {e}"))
-}
-
-pub(crate) fn timestamp(t: DateTime<Utc>) -> ScalarValue {
-    ScalarValue::TimestampNanosecond(t.timestamp_nanos_opt(), Some("UTC".into()))
 }
 
 /// One service's KPIs over `[from, to)`: the summary over the whole range (percentiles over all

@@ -1,6 +1,7 @@
 //! Query-facing servers.
 
 pub mod anomalies;
+pub mod answer;
 pub mod console;
 pub mod forecast;
 pub mod http;

@@ -16,7 +16,7 @@ use headroom_analytics::scaling::live::NoCount;
 use headroom_analytics::scaling::recommend::Recommendation;
 use serde_json::{Value, json};
 
-use super::http::{ApiState, error, rfc3339};
+use super::answer::{ApiState, error, rfc3339};
 
 /// A recommendation as JSON, times in RFC 3339.
 fn to_json(rec: &Recommendation) -> Value {
