@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use crate::error::LoadgenError;
-use crate::scenario::{BackfillReport, Scenario, backfill};
+use crate::scenario::{BackfillError, BackfillReport, Scenario, backfill};
 use crate::{exporter::*, template::*, topology::*, util::*};
 
 /// `headroom loadgen` arguments.
@@ -372,7 +372,10 @@ pub async fn history(args: &LoadgenArgs) -> Result<BackfillReport, LoadgenError>
     let concurrency = args.concurrency;
     let (_, report) = backfill(topo, scenario, &endpoint, from, to, concurrency, &progress)
         .await
-        .map_err(|e| LoadgenError::Task(e.to_string()))?;
+        .map_err(|e| match e {
+            BackfillError::Exporter(cause) => cause,
+            BackfillError::Send(_) => LoadgenError::Task(e.to_string()),
+        })?;
     Ok(report)
 }
 

@@ -27,7 +27,7 @@ pub const FULL_CPU_FACTOR: f64 = 2.0;
 pub enum BackfillError {
     #[error("cannot set up the OTLP exporter")]
     Exporter(#[source] LoadgenError),
-    #[error("writing the history failed: {0}")]
+    #[error("sending a minute of history failed: {0}")]
     Send(String),
 }
 

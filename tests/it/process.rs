@@ -67,6 +67,29 @@ fn bad_configuration_fails_fast_with_a_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--otlp-grpc-addr"));
 }
 
+/// Every listener on a port the system picks.
+const ANY_PORTS: [&str; 10] = [
+    "--otlp-grpc-addr",
+    "127.0.0.1:0",
+    "--otlp-http-addr",
+    "127.0.0.1:0",
+    "--http-addr",
+    "127.0.0.1:0",
+    "--pg-addr",
+    "127.0.0.1:0",
+    "--keda-grpc-addr",
+    "127.0.0.1:0",
+];
+
+/// The error line a failed command ends its stderr with.
+fn error_line(out: &std::process::Output) -> String {
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{err}");
+    last.to_owned()
+}
+
 /// A failed command names each cause once: the SQL parser's message, the I/O error.
 #[test]
 fn errors_say_each_cause_once() {
@@ -77,35 +100,18 @@ fn errors_say_each_cause_once() {
         .arg("SELEC 1")
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    let last = err.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("error: ") && last.contains("SELEC"),
-        "{err}"
-    );
-    assert_eq!(last.matches("Expected").count(), 1, "{err}");
+    let last = error_line(&out);
+    assert!(last.contains("SELEC"), "{last}");
+    assert_eq!(last.matches("Expected").count(), 1, "{last}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_headroom"))
         .args(["serve", "--data-dir", "/proc/headroom-nope"])
-        .args([
-            "--otlp-grpc-addr",
-            "127.0.0.1:0",
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--http-addr", "127.0.0.1:0", "--pg-addr", "127.0.0.1:0"])
-        .args(["--keda-grpc-addr", "127.0.0.1:0"])
+        .args(ANY_PORTS)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    let last = err.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("error: ") && last.contains("/proc/headroom-nope"),
-        "{err}"
-    );
-    assert_eq!(last.matches("(os error").count(), 1, "{err}");
+    let last = error_line(&out);
+    assert!(last.contains("/proc/headroom-nope"), "{last}");
+    assert_eq!(last.matches("(os error").count(), 1, "{last}");
 }
 
 /// Runs `headroom demo` on `data` until it has printed its URLs; its stdout lines so far and
@@ -114,14 +120,7 @@ fn start_demo(data: &std::path::Path, log: &std::path::Path) -> (Vec<String>, st
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_headroom"))
         .args(["demo", "--backfill-days", "0.05", "--spans-per-second", "5"])
-        .args([
-            "--otlp-grpc-addr",
-            "127.0.0.1:0",
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--http-addr", "127.0.0.1:0", "--pg-addr", "127.0.0.1:0"])
-        .args(["--keda-grpc-addr", "127.0.0.1:0"])
+        .args(ANY_PORTS)
         .arg("--data-dir")
         .arg(data)
         .stdout(std::process::Stdio::piped())
